@@ -1,0 +1,81 @@
+//! Writes synthetic test data (see `leakwatch::synth`): the demo scenario, or a large
+//! combo list and directory for the benchmarks. Never real credentials.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "leakwatch-synth",
+    about = "Synthetic directories and dumps for leakwatch's demo, tests and benchmarks."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The demo scenario: accounts.csv and dumps/ of every format, with planted accounts.
+    Scenario {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2025)]
+        seed: u64,
+        #[arg(long, default_value_t = 24)]
+        accounts: usize,
+        /// Noise lines around the planted ones in each list.
+        #[arg(long, default_value_t = 200)]
+        noise: u64,
+    },
+    /// A directory of N accounts and a combo list of about SIZE megabytes.
+    Bench {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 100_000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 1024)]
+        size_mb: u64,
+        #[arg(long, default_value_t = 100)]
+        plant: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Scenario {
+            dir,
+            seed,
+            accounts,
+            noise,
+        } => {
+            let s = leakwatch::synth::write_scenario(&dir, seed, accounts, noise)?;
+            println!(
+                "wrote {}: {} accounts; planted {} password, {} identity-only, {} unknown org identities",
+                dir.display(),
+                s.accounts.len(),
+                s.expected.password.len(),
+                s.expected.identity.len(),
+                s.expected.unknown.len()
+            );
+        }
+        Command::Bench {
+            dir,
+            seed,
+            accounts,
+            size_mb,
+            plant,
+        } => {
+            let planted =
+                leakwatch::synth::write_bench(&dir, seed, accounts, size_mb << 20, plant)?;
+            println!(
+                "wrote {}: {accounts} accounts, {size_mb} MiB combo list, {} planted",
+                dir.display(),
+                planted.len()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,472 @@
+//! The main configuration file (TOML), parsed and validated before anything runs.
+//!
+//! Every section denies unknown keys, so a typo is an error that names the key rather than a
+//! setting silently ignored. Values that have a parsed form (mailboxes, domains, hosts) are
+//! parsed here, once: the rest of the program only ever sees valid values.
+//!
+//! Relative paths are taken relative to the working directory, so the shipped demo config
+//! works from the repository root; a production config uses absolute paths.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use lettre::message::Mailbox;
+use serde::{Deserialize, Deserializer};
+
+/// Where the config is looked for when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/leakwatch/leakwatch.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub organization: Organization,
+    pub state: StateConfig,
+    pub notify: NotifyConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub filter: FilterConfig,
+    #[serde(default)]
+    pub privacy: Privacy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Organization {
+    pub name: String,
+    /// The organisation's email domains, in ASCII (punycode) lower case after loading.
+    #[serde(deserialize_with = "de_domains")]
+    pub domains: Vec<String>,
+    /// Hosts where a bare username is an organisation login, in ASCII lower case after loading.
+    #[serde(default, deserialize_with = "de_domains")]
+    pub login_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Fr,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Fr => "fr",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fr" => Some(Lang::Fr),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub transport: TransportKind,
+    /// Where `transport = "file"` writes its `.eml` files; default `<state.dir>/outbox`.
+    #[serde(default)]
+    pub outbox_dir: Option<PathBuf>,
+    #[serde(deserialize_with = "de_mailbox")]
+    pub from: Mailbox,
+    #[serde(deserialize_with = "de_mailboxes")]
+    pub admins: Vec<Mailbox>,
+    /// Language of the admins' digest.
+    #[serde(default = "default_lang")]
+    pub admin_lang: Lang,
+    /// Whether the affected users are mailed (admins always get the digest).
+    #[serde(default = "yes")]
+    pub users: bool,
+    /// A directory whose files override the built-in templates of the same name.
+    #[serde(default)]
+    pub templates_dir: Option<PathBuf>,
+    /// After this many failed attempts a queued mail is marked failed and kept for `mail retry`.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    Starttls,
+    Tls,
+    /// Plain text on the wire: only for a relay on loopback. `check` warns about it.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the SMTP password (never the password itself).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust, for a relay with an internal CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// Bounds on what one input may cost. Every one has a safe default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longer lines are counted as malformed and skipped.
+    pub max_line_bytes: usize,
+    /// Total uncompressed bytes read from one archive.
+    pub max_archive_bytes: u64,
+    /// Uncompressed bytes read from one archive entry.
+    pub max_entry_bytes: u64,
+    /// Entries looked at in one archive.
+    pub max_archive_entries: u64,
+    /// Uncompressed / compressed size above which an entry is treated as a bomb.
+    pub max_compression_ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line_bytes: 64 * 1024,
+            max_archive_bytes: 16 << 30,
+            max_entry_bytes: 4 << 30,
+            max_archive_entries: 1_000_000,
+            max_compression_ratio: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    pub false_positive_rate: f64,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            false_positive_rate: 1e-6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Privacy {
+    /// Keep a masked hint of the leaked password (`m•••••e`) for the user's mail.
+    /// It never appears in the admins' CSV.
+    pub password_hint: bool,
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Privacy {
+            password_hint: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_lang() -> Lang {
+    Lang::Fr
+}
+fn default_tls() -> TlsMode {
+    TlsMode::Starttls
+}
+fn default_smtp_timeout() -> u64 {
+    30
+}
+fn default_max_attempts() -> u32 {
+    50
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        if self.organization.name.trim().is_empty() {
+            return Err(invalid("organization.name", "must not be empty".into()));
+        }
+        if self.organization.domains.is_empty() {
+            return Err(invalid(
+                "organization.domains",
+                "list at least one email domain".into(),
+            ));
+        }
+        if self.notify.admins.is_empty() {
+            return Err(invalid(
+                "notify.admins",
+                "list at least one admin address".into(),
+            ));
+        }
+        let fp = self.filter.false_positive_rate;
+        if !(fp > 0.0 && fp <= 0.01) {
+            return Err(invalid(
+                "filter.false_positive_rate",
+                format!("{fp} is outside (0, 0.01]"),
+            ));
+        }
+        let l = &self.limits;
+        if l.max_line_bytes < 256 || l.max_line_bytes > 16 << 20 {
+            return Err(invalid(
+                "limits.max_line_bytes",
+                "must be between 256 and 16777216".into(),
+            ));
+        }
+        if l.max_compression_ratio < 2 {
+            return Err(invalid(
+                "limits.max_compression_ratio",
+                "must be at least 2".into(),
+            ));
+        }
+        if l.max_archive_entries == 0 || l.max_archive_bytes == 0 || l.max_entry_bytes == 0 {
+            return Err(invalid(
+                "limits",
+                "archive limits must be greater than 0".into(),
+            ));
+        }
+        if self.notify.max_attempts == 0 {
+            return Err(invalid("notify.max_attempts", "must be at least 1".into()));
+        }
+        match (&self.notify.transport, &self.notify.smtp) {
+            (TransportKind::Smtp, None) => {
+                return Err(invalid(
+                    "notify.smtp",
+                    "transport = \"smtp\" needs a [notify.smtp] section".into(),
+                ))
+            }
+            (_, Some(smtp)) => {
+                if smtp.host.trim().is_empty() {
+                    return Err(invalid("notify.smtp.host", "must not be empty".into()));
+                }
+                if smtp.username.is_some() != smtp.password_file.is_some() {
+                    return Err(invalid(
+                        "notify.smtp.password_file",
+                        "username and password_file go together".into(),
+                    ));
+                }
+                if smtp.timeout_secs == 0 || smtp.timeout_secs > 600 {
+                    return Err(invalid(
+                        "notify.smtp.timeout_secs",
+                        "must be between 1 and 600".into(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state.dir
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.notify
+            .outbox_dir
+            .clone()
+            .unwrap_or_else(|| self.state.dir.join("outbox"))
+    }
+
+    /// Non-fatal remarks for `leakwatch check`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if let Some(smtp) = &self.notify.smtp {
+            if smtp.tls == TlsMode::None {
+                w.push(format!(
+                    "notify.smtp.tls = \"none\": mail to {} travels in plain text; use it only for a relay on loopback",
+                    smtp.host
+                ));
+            }
+        }
+        if self.organization.login_hosts.is_empty() {
+            w.push("organization.login_hosts is empty: bare usernames in dumps cannot be attributed to accounts".into());
+        }
+        w
+    }
+}
+
+/// Normalises a domain or host name: trimmed, trailing dot dropped, lower case, IDN to punycode.
+pub fn normalize_domain(raw: &str) -> Result<String, String> {
+    let d = raw.trim().trim_end_matches('.');
+    if d.is_empty() {
+        return Err("empty domain".into());
+    }
+    let ascii = idna::domain_to_ascii(d).map_err(|_| format!("`{raw}` is not a valid domain"))?;
+    if ascii.is_empty() || ascii.contains(['/', ':', '@', ' ']) {
+        return Err(format!("`{raw}` is not a valid domain"));
+    }
+    Ok(ascii)
+}
+
+fn de_domains<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let raw: Vec<String> = Vec::deserialize(d)?;
+    raw.iter()
+        .map(|s| normalize_domain(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+fn de_mailbox<'de, D: Deserializer<'de>>(d: D) -> Result<Mailbox, D::Error> {
+    let raw = String::deserialize(d)?;
+    Mailbox::from_str(&raw)
+        .map_err(|e| serde::de::Error::custom(format!("`{raw}` is not a mail address: {e}")))
+}
+
+fn de_mailboxes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Mailbox>, D::Error> {
+    let raw: Vec<String> = Vec::deserialize(d)?;
+    raw.iter()
+        .map(|s| {
+            Mailbox::from_str(s)
+                .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a mail address: {e}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[organization]
+name = "Agence Exemple"
+domains = ["Agence-Exemple.FR", "bücher.example"]
+login_hosts = ["sso.agence-exemple.fr."]
+[state]
+dir = "/tmp/x"
+[notify]
+transport = "file"
+from = "Sécurité <securite@agence-exemple.fr>"
+admins = ["secops@agence-exemple.fr"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn good_config_is_normalised() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(
+            c.organization.domains,
+            ["agence-exemple.fr", "xn--bcher-kva.example"]
+        );
+        assert_eq!(c.organization.login_hosts, ["sso.agence-exemple.fr"]);
+        assert_eq!(c.limits.max_line_bytes, 65536);
+        assert_eq!(c.filter.false_positive_rate, 1e-6);
+        assert_eq!(c.outbox_dir(), PathBuf::from("/tmp/x/outbox"));
+    }
+
+    /// Each broken config must be refused with the faulty key named in the message.
+    #[test]
+    fn errors_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "transport = \"file\"",
+                "transport = \"pigeon\"",
+                "transport",
+            ),
+            (
+                "admins = [\"secops@agence-exemple.fr\"]",
+                "admins = [\"not an address\"]",
+                "admins",
+            ),
+            ("[state]", "[state]\ncolour = 1", "colour"),
+            (
+                "dir = \"/tmp/x\"",
+                "dir = \"/tmp/x\"\n[filter]\nfalse_positive_rate = 0.5",
+                "filter.false_positive_rate",
+            ),
+            (
+                "transport = \"file\"",
+                "transport = \"smtp\"",
+                "notify.smtp",
+            ),
+            (
+                "admins = [\"secops@agence-exemple.fr\"]",
+                "admins = []",
+                "notify.admins",
+            ),
+        ];
+        for (from, to, key) in cases {
+            let text = GOOD.replace(from, to);
+            assert_ne!(text, GOOD, "case {to} did not change the config");
+            let err = parse(&text).expect_err(to).to_string();
+            assert!(
+                err.contains(key),
+                "error for {to:?} does not name {key}: {err}"
+            );
+            assert!(
+                err.contains("test.toml"),
+                "error does not name the file: {err}"
+            );
+        }
+    }
+}

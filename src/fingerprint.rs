@@ -1,0 +1,119 @@
+//! What a finding keeps of a leaked password: a keyed fingerprint, never the password.
+//!
+//! The fingerprint is HMAC-SHA-256 under a per-installation key that lives in the state
+//! directory (mode 0600). It lets leakwatch recognise "the same password again" across
+//! files and runs, while a copy of the database alone cannot be brute-forced offline the way
+//! a plain hash of a password could. The account id is mixed in so that two accounts that
+//! share a password do not share a fingerprint.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, KeyInit, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+const KEY_FILE: &str = "install.key";
+const KEY_LEN: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("installation key {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("installation key {path} has {len} bytes, expected {KEY_LEN}")]
+    Length { path: PathBuf, len: usize },
+}
+
+/// The installation key. `Debug` does not print it.
+pub struct Fingerprinter {
+    key: [u8; KEY_LEN],
+}
+
+impl std::fmt::Debug for Fingerprinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fingerprinter(***)")
+    }
+}
+
+impl Fingerprinter {
+    /// Loads the key from the state dir, creating it (mode 0600, never overwritten) on first use.
+    pub fn open(state_dir: &Path) -> Result<Fingerprinter, KeyError> {
+        let path = state_dir.join(KEY_FILE);
+        let io = |source| KeyError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        match opts.open(&path) {
+            Ok(mut f) => {
+                let mut key = [0u8; KEY_LEN];
+                rand::rng().fill_bytes(&mut key);
+                f.write_all(&key).map_err(io)?;
+                f.sync_all().map_err(io)?;
+                Ok(Fingerprinter { key })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let bytes = std::fs::read(&path).map_err(io)?;
+                let key: [u8; KEY_LEN] =
+                    bytes.as_slice().try_into().map_err(|_| KeyError::Length {
+                        path: path.clone(),
+                        len: bytes.len(),
+                    })?;
+                Ok(Fingerprinter { key })
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    pub fn from_key(key: [u8; KEY_LEN]) -> Fingerprinter {
+        Fingerprinter { key }
+    }
+
+    /// The fingerprint of `password` as leaked for account `account_id`.
+    pub fn password(&self, account_id: i64, password: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC takes any key length");
+        mac.update(&account_id.to_le_bytes());
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// The masked hint of a password (`m•••••e`), shown only to its owner.
+pub fn password_hint(password: &str) -> String {
+    crate::identity::mask(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_created_once_with_mode_600_and_fingerprints_are_stable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let a = Fingerprinter::open(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let b = Fingerprinter::open(dir.path()).unwrap();
+        assert_eq!(a.password(1, "pw"), b.password(1, "pw"));
+        assert_ne!(a.password(1, "pw"), a.password(2, "pw"));
+        assert_ne!(a.password(1, "pw"), a.password(1, "pw2"));
+        let other = tempfile::tempdir().unwrap();
+        let c = Fingerprinter::open(other.path()).unwrap();
+        assert_ne!(a.password(1, "pw"), c.password(1, "pw"));
+        assert_eq!(format!("{a:?}"), "Fingerprinter(***)");
+    }
+}

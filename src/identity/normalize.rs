@@ -1,0 +1,360 @@
+//! Normalisation of emails, usernames and site hosts.
+//!
+//! Dumps write the same address in many ways (`"Jean.Dupont@Agence-Exemple.FR "`,
+//! `mailto:jean.dupont+rh@agence-exemple.fr`, IDN domains in Unicode). Normalising makes them
+//! one key. Lookalikes stay different on purpose: domains and hosts are compared whole,
+//! never by suffix or substring, so `agence-exemple.fr.evil.io` and `xagence-exemple.fr`
+//! are other identities.
+
+use super::{IdentityKind, LOGIN_KEY_PREFIX};
+use crate::config::Organization;
+
+/// Builds identity keys for one organisation.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    org_domains: Vec<String>,
+    login_hosts: Vec<String>,
+}
+
+impl Normalizer {
+    pub fn new(org: &Organization) -> Self {
+        Normalizer {
+            org_domains: org.domains.clone(),
+            login_hosts: org.login_hosts.clone(),
+        }
+    }
+
+    pub fn from_parts(org_domains: &[&str], login_hosts: &[&str]) -> Self {
+        Normalizer {
+            org_domains: org_domains.iter().map(|s| s.to_string()).collect(),
+            login_hosts: login_hosts.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Writes the identity key of a login seen on `url` into `out`.
+    ///
+    /// An email is an identity wherever it was typed. A bare username is one only on a
+    /// login host of the organisation; elsewhere it cannot be attributed to anybody.
+    pub fn key_of(&self, login: &str, url: Option<&str>, out: &mut String) -> Option<IdentityKind> {
+        out.clear();
+        let login = trim_decorations(login);
+        if login.contains('@') {
+            return normalize_email(login, &self.org_domains, out).then_some(IdentityKind::Email);
+        }
+        let host = url.and_then(url_host)?;
+        if !self.is_login_host(host) {
+            return None;
+        }
+        self.login_key(login, out).then_some(IdentityKind::Login)
+    }
+
+    /// `login:<username>`, the key of a username on the organisation's login hosts.
+    pub fn login_key(&self, username: &str, out: &mut String) -> bool {
+        out.clear();
+        let u = trim_decorations(username);
+        if u.is_empty() || u.len() > 256 || u.contains(char::is_whitespace) {
+            return false;
+        }
+        out.push_str(LOGIN_KEY_PREFIX);
+        push_lower(u, out);
+        true
+    }
+
+    /// The normalised key of an email address, for the directory import.
+    pub fn email_key(&self, raw: &str, out: &mut String) -> bool {
+        out.clear();
+        normalize_email(trim_decorations(raw), &self.org_domains, out)
+    }
+
+    /// Whether a normalised email key is on one of the organisation's domains.
+    pub fn is_org_email(&self, key: &str) -> bool {
+        key.rsplit_once('@')
+            .is_some_and(|(_, d)| self.org_domains.iter().any(|o| o == d))
+    }
+
+    pub fn has_login_hosts(&self) -> bool {
+        !self.login_hosts.is_empty()
+    }
+
+    fn is_login_host(&self, host: &str) -> bool {
+        if host.is_ascii() {
+            return self
+                .login_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host));
+        }
+        match idna::domain_to_ascii(host) {
+            Ok(h) => self.login_hosts.contains(&h),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Trims spaces, quotes and angle brackets, and a `mailto:` prefix.
+fn trim_decorations(s: &str) -> &str {
+    let is_deco = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`');
+    let s = s.trim_matches(is_deco);
+    let s = match s.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("mailto:") => &s[7..],
+        _ => s,
+    };
+    s.trim_matches(is_deco)
+}
+
+fn push_lower(s: &str, out: &mut String) {
+    if s.is_ascii() {
+        out.extend(s.bytes().map(|b| b.to_ascii_lowercase() as char));
+    } else {
+        out.extend(s.chars().flat_map(char::to_lowercase));
+    }
+}
+
+/// Normalises an email address into `out`: lower case, IDN domain to punycode, `+tag`
+/// dropped on the organisation's domains. Returns false if it is not an address.
+pub fn normalize_email(raw: &str, org_domains: &[String], out: &mut String) -> bool {
+    out.clear();
+    let raw = trim_decorations(raw);
+    let Some((local, domain)) = raw.rsplit_once('@') else {
+        return false;
+    };
+    if local.is_empty()
+        || local.len() > 64
+        || domain.len() < 3
+        || domain.len() > 253
+        || raw.contains(|c: char| c.is_whitespace() || c.is_control())
+        || local.contains(['@', ':', '/', '\\', ';', ','])
+    {
+        return false;
+    }
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    push_lower(local, out);
+    out.push('@');
+    let dom_start = out.len();
+    if domain.is_ascii() {
+        let ok = domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        if !ok {
+            out.clear();
+            return false;
+        }
+        push_lower(domain, out);
+    } else {
+        match idna::domain_to_ascii(domain) {
+            Ok(d) if !d.is_empty() => out.push_str(&d),
+            _ => {
+                out.clear();
+                return false;
+            }
+        }
+    }
+    let dom = &out[dom_start..];
+    if !dom.contains('.') || dom.starts_with('.') || dom.ends_with('.') || dom.contains("..") {
+        out.clear();
+        return false;
+    }
+    if org_domains.iter().any(|d| d == dom) {
+        if let Some(plus) = out[..dom_start].find('+') {
+            if plus > 0 {
+                out.replace_range(plus..dom_start - 1, "");
+            }
+        }
+    }
+    true
+}
+
+/// The host of a URL as dumps write it: `https://user@host:port/path`, `host/path`,
+/// `host:port`, `android://hash@package/`. Borrowed, not lower-cased.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = match url.find("://") {
+        Some(i) => &url[i + 3..],
+        None => url,
+    };
+    let end = rest.find(['/', '?', '#', ' ']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    (!host.is_empty()).then_some(host)
+}
+
+/// `j•••••t@agence-exemple.fr`: enough for an admin to recognise an address they already
+/// know, too little to learn one from the digest.
+pub fn mask_email(key: &str) -> String {
+    match key.rsplit_once('@') {
+        Some((local, domain)) => format!("{}@{}", mask(local), domain),
+        None => mask(key.strip_prefix(LOGIN_KEY_PREFIX).unwrap_or(key)),
+    }
+}
+
+/// First and last character around five bullets; short values are bullets only, and the
+/// bullet count never tells the length.
+pub fn mask(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() < 6 {
+        return "•••••".to_string();
+    }
+    format!("{}•••••{}", chars[0], chars[chars.len() - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n() -> Normalizer {
+        Normalizer::from_parts(
+            &["agence-exemple.fr", "xn--bcher-kva.example"],
+            &["sso.agence-exemple.fr"],
+        )
+    }
+
+    #[test]
+    fn emails() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                "Jean.Dupont@Agence-Exemple.FR",
+                Some("jean.dupont@agence-exemple.fr"),
+            ),
+            (
+                "  \"jean.dupont@agence-exemple.fr\" ",
+                Some("jean.dupont@agence-exemple.fr"),
+            ),
+            (
+                "'jean.dupont@agence-exemple.fr'",
+                Some("jean.dupont@agence-exemple.fr"),
+            ),
+            (
+                "MAILTO:jean.dupont@agence-exemple.fr",
+                Some("jean.dupont@agence-exemple.fr"),
+            ),
+            (
+                "<mailto:jean.dupont@agence-exemple.fr>",
+                Some("jean.dupont@agence-exemple.fr"),
+            ),
+            (
+                "jean.dupont+rh@agence-exemple.fr",
+                Some("jean.dupont@agence-exemple.fr"),
+            ),
+            (
+                "jean.dupont+a+b@agence-exemple.fr",
+                Some("jean.dupont@agence-exemple.fr"),
+            ),
+            // +tags are kept off the organisation's domains: other providers differ.
+            ("jean+news@example.net", Some("jean+news@example.net")),
+            ("jean@agence-exemple.fr.", Some("jean@agence-exemple.fr")),
+            (
+                "Élodie@Bücher.example",
+                Some("élodie@xn--bcher-kva.example"),
+            ),
+            (
+                "élodie+x@bücher.example",
+                Some("élodie@xn--bcher-kva.example"),
+            ),
+            (
+                "a@agence-exemple.fr.evil.io",
+                Some("a@agence-exemple.fr.evil.io"),
+            ),
+            ("a@xagence-exemple.fr", Some("a@xagence-exemple.fr")),
+            ("+tag@agence-exemple.fr", Some("+tag@agence-exemple.fr")),
+            ("no-at-sign.example", None),
+            ("@example.net", None),
+            ("a@", None),
+            ("a@localhost", None),
+            ("a b@example.net", None),
+            ("a@exa mple.net", None),
+            ("a@example..net", None),
+            ("a@ex/ample.net", None),
+            ("a:b@example.net", None),
+        ];
+        let norm = n();
+        let mut out = String::new();
+        for (raw, want) in cases {
+            let got = norm.email_key(raw, &mut out).then(|| out.clone());
+            assert_eq!(got.as_deref(), *want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn logins_only_count_on_login_hosts() {
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            (
+                "JDupont",
+                Some("https://sso.agence-exemple.fr/login"),
+                Some("login:jdupont"),
+            ),
+            (
+                "jdupont",
+                Some("http://SSO.Agence-Exemple.FR:8443/x"),
+                Some("login:jdupont"),
+            ),
+            (
+                "jdupont",
+                Some("sso.agence-exemple.fr/login"),
+                Some("login:jdupont"),
+            ),
+            (
+                "jdupont",
+                Some("sso.agence-exemple.fr"),
+                Some("login:jdupont"),
+            ),
+            (
+                "jdupont",
+                Some("https://user@sso.agence-exemple.fr./"),
+                Some("login:jdupont"),
+            ),
+            (
+                "jdupont",
+                Some("https://sso.agence-exemple.fr.evil.io/"),
+                None,
+            ),
+            ("jdupont", Some("https://xsso.agence-exemple.fr/"), None),
+            (
+                "jdupont",
+                Some("https://evil.io/sso.agence-exemple.fr"),
+                None,
+            ),
+            (
+                "jdupont",
+                Some("https://evil.io/?u=sso.agence-exemple.fr"),
+                None,
+            ),
+            ("jdupont", None, None),
+            ("jdupont", Some("android://hash@fr.agence.app/"), None),
+            // An email is an identity on any site.
+            (
+                "J@Agence-Exemple.fr",
+                Some("https://evil.io/"),
+                Some("j@agence-exemple.fr"),
+            ),
+        ];
+        let norm = n();
+        let mut out = String::new();
+        for (login, url, want) in cases {
+            let got = norm.key_of(login, *url, &mut out).map(|_| out.clone());
+            assert_eq!(got.as_deref(), *want, "{login:?} on {url:?}");
+        }
+    }
+
+    #[test]
+    fn hosts_and_masks() {
+        assert_eq!(url_host("https://a.example:8443/x"), Some("a.example"));
+        assert_eq!(url_host("android://h==@com.app/"), Some("com.app"));
+        assert_eq!(url_host("a.example"), Some("a.example"));
+        assert_eq!(url_host("https://"), None);
+        assert_eq!(
+            mask_email("jean.dupont@agence-exemple.fr"),
+            "j•••••t@agence-exemple.fr"
+        );
+        assert_eq!(
+            mask_email("jd@agence-exemple.fr"),
+            "•••••@agence-exemple.fr"
+        );
+        assert_eq!(mask("motdepasse"), "m•••••e");
+        assert!(n().is_org_email("a@agence-exemple.fr"));
+        assert!(!n().is_org_email("a@xagence-exemple.fr"));
+        assert!(!n().is_org_email("a@agence-exemple.fr.evil.io"));
+    }
+}

@@ -1,0 +1,277 @@
+//! One ingest run: paths → streams → records → identities → Bloom → confirmed findings.
+//!
+//! This module wires the stages together and owns the counters of the run. It records
+//! findings; it does not mail (the caller composes and delivers notifications from the
+//! store afterwards, see `notify`), so an ingest that dies half-way leaves every finding it
+//! recorded ready to be notified by the next run.
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::filter::AccountFilter;
+use crate::fingerprint::{password_hint, Fingerprinter};
+use crate::identity::{mask_email, url_host, IdentityHash, IdentityKind, Normalizer};
+use crate::parse::{self, Malformed, Record, Sink};
+use crate::progress::Progress;
+use crate::source::{self, SourceError, StreamHandler};
+use crate::store::{FindingKind, Sighting, SightingOutcome, Store, StoreError, UnknownSighting};
+use crate::timefmt::Clock;
+
+/// Malformed lines logged one by one per stream; the rest are only counted.
+const MALFORMED_LOGGED: u64 = 5;
+
+/// Counters of one run, printed as its summary line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct IngestStats {
+    pub files: u64,
+    pub streams: u64,
+    pub bytes: u64,
+    pub lines: u64,
+    pub malformed: u64,
+    pub records: u64,
+    pub identities: u64,
+    pub matches: u64,
+    pub new_findings: u64,
+    pub new_unknown: u64,
+    /// Files, entries or paths that could not be read (reported one by one).
+    pub errors: u64,
+}
+
+pub struct Ingest<'a> {
+    cfg: &'a Config,
+    store: &'a mut Store,
+    filter: &'a AccountFilter,
+    fingerprinter: &'a Fingerprinter,
+    clock: &'a dyn Clock,
+    norm: Normalizer,
+    stats: IngestStats,
+    progress: Progress,
+    show_progress: bool,
+    /// Bytes of the files already done, for progress.
+    done_bytes: u64,
+    /// A store failure stops the run: without a working database nothing can be recorded.
+    fatal: Option<StoreError>,
+    key: String,
+    source_name: String,
+}
+
+impl<'a> Ingest<'a> {
+    pub fn new(
+        cfg: &'a Config,
+        store: &'a mut Store,
+        filter: &'a AccountFilter,
+        fingerprinter: &'a Fingerprinter,
+        clock: &'a dyn Clock,
+    ) -> Ingest<'a> {
+        Ingest {
+            cfg,
+            store,
+            filter,
+            fingerprinter,
+            clock,
+            norm: Normalizer::new(&cfg.organization),
+            stats: IngestStats::default(),
+            progress: Progress::hidden(),
+            show_progress: false,
+            done_bytes: 0,
+            fatal: None,
+            key: String::with_capacity(128),
+            source_name: String::new(),
+        }
+    }
+
+    /// Shows progress (bar or log lines) while running.
+    pub fn with_progress(mut self) -> Self {
+        self.show_progress = true;
+        self
+    }
+
+    /// Reads every path. Errors in inputs are reported and counted; only a store failure
+    /// is returned as an error (findings recorded before it are kept).
+    pub fn run(mut self, paths: &[PathBuf]) -> Result<IngestStats, StoreError> {
+        let (files, errors) = source::collect_files(paths);
+        for e in errors {
+            self.error(e);
+        }
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        if self.show_progress {
+            self.progress = Progress::new(total);
+        }
+        let limits = self.cfg.limits.clone();
+        for file in &files {
+            self.stats.files += 1;
+            source::read_file(file, &limits, &mut self);
+            if let Some(e) = self.fatal.take() {
+                self.progress.finish();
+                return Err(e);
+            }
+            self.done_bytes += file.size;
+            self.progress.set(self.done_bytes);
+        }
+        self.progress.finish();
+        Ok(self.stats)
+    }
+
+    fn record_match(
+        &mut self,
+        r: &Record<'_>,
+        hash: IdentityHash,
+        kind: IdentityKind,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        match self.store.confirm(&hash)? {
+            Some(account) => {
+                self.stats.matches += 1;
+                let source = format!("{}:{}", self.source_name, r.line);
+                let site = r.url.and_then(url_host).map(str::to_ascii_lowercase);
+                let (kind, fp, hint) = match r.password {
+                    Some(pw) => (
+                        FindingKind::Password,
+                        Some(self.fingerprinter.password(account.id, pw)),
+                        self.cfg.privacy.password_hint.then(|| password_hint(pw)),
+                    ),
+                    None => (FindingKind::Identity, None, None),
+                };
+                let outcome = self.store.record_sighting(&Sighting {
+                    account_id: account.id,
+                    kind,
+                    secret_fp: fp,
+                    password_hint: hint.as_deref(),
+                    identity_hash: hash,
+                    site: site.as_deref(),
+                    format: r.format,
+                    source: &source,
+                    seen_at: now,
+                })?;
+                if let SightingOutcome::New(id) = outcome {
+                    self.stats.new_findings += 1;
+                    tracing::info!(
+                        finding = id,
+                        account = account.id,
+                        kind = kind.as_str(),
+                        source = %source,
+                        "new finding"
+                    );
+                }
+            }
+            None => self.record_unknown(r, hash, kind, now)?,
+        }
+        Ok(())
+    }
+
+    fn record_unknown(
+        &mut self,
+        r: &Record<'_>,
+        hash: IdentityHash,
+        kind: IdentityKind,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if kind != IdentityKind::Email || !self.norm.is_org_email(&self.key) {
+            return Ok(());
+        }
+        let masked = mask_email(&self.key);
+        let source = format!("{}:{}", self.source_name, r.line);
+        if self.store.record_unknown(&UnknownSighting {
+            hash,
+            masked: &masked,
+            has_password: r.password.is_some(),
+            format: r.format,
+            source: &source,
+            seen_at: now,
+        })? {
+            self.stats.new_unknown += 1;
+        }
+        Ok(())
+    }
+
+    fn error(&mut self, e: SourceError) {
+        self.stats.errors += 1;
+        tracing::error!(error = %e, "input skipped");
+    }
+}
+
+impl Sink for Ingest<'_> {
+    fn record(&mut self, r: &Record<'_>) {
+        if self.fatal.is_some() {
+            return;
+        }
+        let Some(kind) = self.norm.key_of(r.login, r.url, &mut self.key) else {
+            return;
+        };
+        self.stats.identities += 1;
+        let hash = IdentityHash::of(&self.key);
+        let result = if self.filter.may_contain(&hash) {
+            self.record_match(r, hash, kind)
+        } else {
+            self.record_unknown(r, hash, kind, self.clock.now())
+        };
+        if let Err(e) = result {
+            self.fatal = Some(e);
+        }
+    }
+
+    fn malformed(&mut self, line: u64, why: Malformed) {
+        // Counted per stream in the parser's stats; logged here for the first few.
+        let _ = (line, why);
+    }
+
+    fn progress(&mut self, bytes_read: u64) {
+        self.progress.set(self.done_bytes + bytes_read);
+    }
+}
+
+impl StreamHandler for Ingest<'_> {
+    fn stream(&mut self, name: &str, input: &mut dyn Read) -> io::Result<()> {
+        self.stats.streams += 1;
+        self.source_name.clear();
+        self.source_name.push_str(name);
+        let max_line = self.cfg.limits.max_line_bytes;
+        let mut logger = MalformedLog {
+            inner: self,
+            name,
+            logged: 0,
+        };
+        let result = parse::parse_stream(input, name, max_line, &mut logger);
+        let logged = logger.logged;
+        if let Ok(s) = &result {
+            self.stats.lines += s.lines;
+            self.stats.malformed += s.malformed;
+            self.stats.records += s.records;
+            self.stats.bytes += s.bytes;
+            if s.malformed > logged {
+                tracing::warn!(file = %name, malformed = s.malformed, "malformed lines skipped");
+            }
+        }
+        if self.fatal.is_some() {
+            return Err(io::Error::other("stopped: the state database failed"));
+        }
+        result.map(|_| ())
+    }
+
+    fn error(&mut self, e: SourceError) {
+        Ingest::error(self, e);
+    }
+}
+
+/// Logs the first malformed lines of a stream by file and line number (never content).
+struct MalformedLog<'i, 'a> {
+    inner: &'i mut Ingest<'a>,
+    name: &'i str,
+    logged: u64,
+}
+
+impl Sink for MalformedLog<'_, '_> {
+    fn record(&mut self, r: &Record<'_>) {
+        self.inner.record(r);
+    }
+    fn malformed(&mut self, line: u64, why: Malformed) {
+        if self.logged < MALFORMED_LOGGED {
+            self.logged += 1;
+            tracing::warn!(file = %self.name, line, reason = why.as_str(), "malformed line skipped");
+        }
+    }
+    fn progress(&mut self, bytes_read: u64) {
+        self.inner.progress(bytes_read);
+    }
+}

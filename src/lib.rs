@@ -1,0 +1,37 @@
+//! leakwatch finds an organisation's accounts in credential dumps (stealer logs, combo lists,
+//! leak-site tables) and tells the people concerned before the phishing starts.
+//!
+//! The crate is a pipeline, and the module tree follows it; data flows one way:
+//!
+//! ```text
+//! source (files, directories, zip entries as byte streams)
+//!   → parse     (bounded lines → `Record`s pushed into a `Sink`)
+//!   → identity  (normalise email / login+host → SHA-1 `IdentityHash` and its `HashPrefix`)
+//!   → filter    (Bloom filter of the organisation's hashes; every hit is confirmed exactly by the store)
+//!   → store     (SQLite: accounts, findings deduplicated across files and runs, the mail queue)
+//!   → notify    (user mails and the admins' digest, composed from the store, delivered from a queue)
+//! ```
+//!
+//! `parse`, `identity` and `filter` do no I/O of their own: they work on byte slices so that
+//! they can be tested and benchmarked alone. `ingest` wires the stages together for one run.
+//!
+//! Privacy rules that every module keeps: a leaked password is never written anywhere (a
+//! finding keeps a keyed fingerprint and, if configured, a masked hint); identities read from
+//! dumps reach disk only as hashes, prefixes and masked hints; no log line carries a raw dump
+//! line, a password or a secret.
+
+pub mod accounts;
+pub mod app;
+pub mod config;
+pub mod filter;
+pub mod fingerprint;
+pub mod identity;
+pub mod ingest;
+pub mod notify;
+pub mod parse;
+pub mod progress;
+pub mod secret;
+pub mod source;
+pub mod store;
+pub mod synth;
+pub mod timefmt;

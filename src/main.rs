@@ -1,0 +1,123 @@
+//! The `leakwatch` binary: parses the command line, sets up logging, and hands over to
+//! `leakwatch::app`. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use leakwatch::app;
+use leakwatch::config::{self, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "leakwatch",
+    version,
+    about = "Finds your organisation's accounts in credential leaks and tells the people concerned first."
+)]
+struct Cli {
+    /// The main configuration file.
+    #[arg(long, short, global = true, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and templates, and say which key is wrong.
+    Check,
+    /// The organisation's directory.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Read dumps (files, directories, zip archives), record findings, send the mail they cause.
+    Ingest {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// No progress bar, even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Recorded findings.
+    Findings {
+        #[command(subcommand)]
+        command: FindingsCommand,
+    },
+    /// The mail queue.
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
+    /// Print the identity key, SHA-1 and k-anonymous prefix of an address or username.
+    Hash { identity: String },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Replace the directory with a CSV (header: email, and optionally username, name, lang).
+    Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum FindingsCommand {
+    /// List every finding.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Every queued, sent and failed message.
+    List,
+    /// Try every queued message now.
+    Flush {
+        /// Queue failed messages again first.
+        #[arg(long)]
+        retry_failed: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("leakwatch=info")),
+        )
+        .init();
+    let cfg = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(app::EXIT_CONFIG as u8);
+        }
+    };
+    let result = match cli.command {
+        Command::Check => app::check(&cli.config, &cfg),
+        Command::Accounts {
+            command: AccountsCommand::Import { file },
+        } => app::import_accounts(&cfg, &file),
+        Command::Ingest { paths, no_progress } => app::ingest(&cfg, &paths, !no_progress),
+        Command::Findings {
+            command: FindingsCommand::List { json },
+        } => app::findings_list(&cfg, json),
+        Command::Mail {
+            command: MailCommand::List,
+        } => app::mail_list(&cfg),
+        Command::Mail {
+            command: MailCommand::Flush { retry_failed },
+        } => app::mail_flush(&cfg, retry_failed),
+        Command::Hash { identity } => app::hash(&cfg, &identity),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(app::EXIT_PROBLEMS as u8 + 1)
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Composing notifications from the store: one mail per affected user listing everything
+//! new about them, and one digest per admin. The mails and the marks on what they cover
+//! commit in one transaction (see `Store::queue_notifications`), which is what makes
+//! "mailed exactly once" hold across crashes: either both happened or neither did.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::message::{self, CsvAttachment};
+use super::template::Templates;
+use super::NotifyError;
+use crate::config::Config;
+use crate::store::{
+    FindingKind, FindingView, MailKind, NewMail, NotificationBatch, Store, UnknownView,
+};
+use crate::timefmt;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Composed {
+    pub user_mails: u64,
+    pub digest_mails: u64,
+    /// Findings whose owner could not be mailed (address lettre refuses); the digest lists them.
+    pub undeliverable: u64,
+}
+
+#[derive(Serialize)]
+struct Exposure {
+    kind: &'static str,
+    site: Option<String>,
+    format: String,
+    first_seen: String,
+    hint: Option<String>,
+}
+
+#[derive(Serialize)]
+struct UserCtx<'a> {
+    org_name: &'a str,
+    name: Option<&'a str>,
+    email: &'a str,
+    has_password: bool,
+    exposures: Vec<Exposure>,
+}
+
+#[derive(Serialize)]
+struct DigestFinding {
+    email: String,
+    username: Option<String>,
+    first_seen: String,
+    site: Option<String>,
+    format: String,
+    sources: String,
+}
+
+#[derive(Serialize)]
+struct DigestUnknown {
+    masked: String,
+    hash: String,
+    has_password: bool,
+    first_seen: String,
+    first_source: String,
+}
+
+#[derive(Serialize)]
+struct DigestCtx<'a> {
+    org_name: &'a str,
+    generated_at: String,
+    resets: Vec<DigestFinding>,
+    identities: Vec<DigestFinding>,
+    unknowns: Vec<DigestUnknown>,
+    users_mailed: u64,
+}
+
+/// `sso.agence-exemple.fr` → `sso[.]agence-exemple[.]fr`: mail clients turn host names
+/// into links, and the user mail must carry none.
+pub fn defang(host: &str) -> String {
+    host.replace('.', "[.]")
+}
+
+/// Composes and queues everything the store owes: user mails for findings not yet told,
+/// and a digest of everything not yet digested. Does nothing when nothing is owed.
+pub fn compose(
+    cfg: &Config,
+    store: &mut Store,
+    templates: &Templates,
+    now: i64,
+) -> Result<Composed, NotifyError> {
+    let mut batch = NotificationBatch::default();
+    let mut out = Composed::default();
+
+    // User mails, grouped by account.
+    let pending = store.findings_pending_user_mail()?;
+    let mut by_account: BTreeMap<i64, Vec<&FindingView>> = BTreeMap::new();
+    for f in &pending {
+        by_account.entry(f.account.id).or_default().push(f);
+    }
+    for findings in by_account.values() {
+        let ids: Vec<i64> = findings.iter().map(|f| f.id).collect();
+        if !cfg.notify.users {
+            batch.user_skipped.extend(ids);
+            continue;
+        }
+        let account = &findings[0].account;
+        let to = match message::mailbox(&account.email, account.name.as_deref()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(account = account.id, error = %e, "user cannot be mailed; listed in the digest only");
+                out.undeliverable += ids.len() as u64;
+                batch.user_skipped.extend(ids);
+                continue;
+            }
+        };
+        let ctx = UserCtx {
+            org_name: &cfg.organization.name,
+            name: account.name.as_deref(),
+            email: &account.email,
+            has_password: findings.iter().any(|f| f.kind == FindingKind::Password),
+            exposures: findings
+                .iter()
+                .map(|f| Exposure {
+                    kind: f.kind.as_str(),
+                    site: f.site.as_deref().map(defang),
+                    format: f.format.clone(),
+                    first_seen: timefmt::date(f.first_seen),
+                    hint: f.password_hint.clone(),
+                })
+                .collect(),
+        };
+        let rendered = templates.render("user", account.lang, &ctx)?;
+        let bytes = message::build(&cfg.notify.from, &to, &rendered, None, now)?;
+        batch.user_mails.push((
+            NewMail {
+                kind: MailKind::User,
+                recipient: account.email.clone(),
+                message: bytes,
+            },
+            ids,
+        ));
+        out.user_mails += 1;
+    }
+
+    // The digest.
+    let findings = store.findings_pending_digest()?;
+    let unknowns = store.unknowns_pending_digest()?;
+    if !findings.is_empty() || !unknowns.is_empty() {
+        let ctx = digest_ctx(cfg, &findings, &unknowns, out.user_mails, now);
+        let csv = forced_resets_csv(&findings);
+        let rendered = templates.render("digest", cfg.notify.admin_lang, &ctx)?;
+        for admin in &cfg.notify.admins {
+            let bytes = message::build(
+                &cfg.notify.from,
+                admin,
+                &rendered,
+                Some(CsvAttachment {
+                    name: "forced-resets.csv".into(),
+                    content_type: "text/csv; charset=utf-8",
+                    body: csv.clone(),
+                }),
+                now,
+            )?;
+            batch.digest_mails.push(NewMail {
+                kind: MailKind::Digest,
+                recipient: admin.email.to_string(),
+                message: bytes,
+            });
+            out.digest_mails += 1;
+        }
+        batch.digest_findings = findings.iter().map(|f| f.id).collect();
+        batch.digest_unknowns = unknowns.iter().map(|u| u.hash_raw.clone()).collect();
+    }
+    if !batch.user_mails.is_empty()
+        || !batch.user_skipped.is_empty()
+        || !batch.digest_mails.is_empty()
+    {
+        store.queue_notifications(&batch, now)?;
+    }
+    Ok(out)
+}
+
+fn digest_ctx<'a>(
+    cfg: &'a Config,
+    findings: &[FindingView],
+    unknowns: &[UnknownView],
+    users_mailed: u64,
+    now: i64,
+) -> DigestCtx<'a> {
+    let row = |f: &FindingView| DigestFinding {
+        email: f.email.clone(),
+        username: f.username.clone(),
+        first_seen: timefmt::date(f.first_seen),
+        site: f.site.clone(),
+        format: f.format.clone(),
+        sources: f.sources.join(", "),
+    };
+    DigestCtx {
+        org_name: &cfg.organization.name,
+        generated_at: timefmt::rfc3339(now),
+        resets: findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::Password)
+            .map(row)
+            .collect(),
+        identities: findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::Identity)
+            .map(row)
+            .collect(),
+        unknowns: unknowns
+            .iter()
+            .map(|u| DigestUnknown {
+                masked: u.masked.clone(),
+                hash: u.hash.clone(),
+                has_password: u.has_password,
+                first_seen: timefmt::date(u.first_seen),
+                first_source: u.first_source.clone(),
+            })
+            .collect(),
+        users_mailed,
+    }
+}
+
+/// `forced-resets.csv`: one row per exposed password, never the password or its hint.
+pub fn forced_resets_csv(findings: &[FindingView]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "email",
+        "username",
+        "kind",
+        "first_seen",
+        "last_seen",
+        "site",
+        "format",
+        "sources",
+    ])
+    .expect("writing to a Vec cannot fail");
+    for f in findings.iter().filter(|f| f.kind == FindingKind::Password) {
+        w.write_record([
+            f.email.as_str(),
+            f.username.as_deref().unwrap_or(""),
+            f.kind.as_str(),
+            &timefmt::rfc3339(f.first_seen),
+            &timefmt::rfc3339(f.last_seen),
+            f.site.as_deref().unwrap_or(""),
+            &f.format,
+            &f.sources.join("; "),
+        ])
+        .expect("writing to a Vec cannot fail");
+    }
+    w.into_inner().expect("flushing a Vec cannot fail")
+}
+
+/// Renders every template with sample data, so that a broken override is found by
+/// `leakwatch check` rather than by the first real mail.
+pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError> {
+    for lang in [crate::config::Lang::Fr, crate::config::Lang::En] {
+        for has_password in [true, false] {
+            let ctx = UserCtx {
+                org_name: &cfg.organization.name,
+                name: Some("Camille Exemple"),
+                email: "camille@example.net",
+                has_password,
+                exposures: vec![Exposure {
+                    kind: if has_password { "password" } else { "identity" },
+                    site: Some(defang("site.example")),
+                    format: "stealer".into(),
+                    first_seen: "2025-10-12".into(),
+                    hint: has_password.then(|| "m•••••e".into()),
+                }],
+            };
+            templates.render("user", lang, &ctx)?;
+        }
+        let ctx = DigestCtx {
+            org_name: &cfg.organization.name,
+            generated_at: "2025-10-12T08:00:00Z".into(),
+            resets: vec![DigestFinding {
+                email: "camille@example.net".into(),
+                username: Some("cexemple".into()),
+                first_seen: "2025-10-12".into(),
+                site: Some("site.example".into()),
+                format: "combo".into(),
+                sources: "dump.txt".into(),
+            }],
+            identities: vec![],
+            unknowns: vec![DigestUnknown {
+                masked: "j•••••t@example.net".into(),
+                hash: "0".repeat(40),
+                has_password: true,
+                first_seen: "2025-10-12".into(),
+                first_source: "dump.txt:1".into(),
+            }],
+            users_mailed: 1,
+        };
+        templates.render("digest", lang, &ctx)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defang_hosts() {
+        assert_eq!(defang("sso.agence-exemple.fr"), "sso[.]agence-exemple[.]fr");
+    }
+}

@@ -1,0 +1,349 @@
+//! Parsing: a byte stream in, credential [`Record`]s out, pushed into a [`Sink`].
+//!
+//! Second stage of the pipeline (after `source`, before `identity`). The format of a stream
+//! is detected from its first bytes (`detect`), then one parser reads it line by line through
+//! a bounded [`reader::LineReader`]. Records borrow from the line buffer: nothing is
+//! allocated per line, and a record lives only for the duration of the `Sink` call.
+//!
+//! Bad input is never fatal: invalid UTF-8, NUL bytes, over-long lines and lines of no known
+//! shape are reported to the sink as [`Malformed`] with their line number, and parsing goes on.
+
+pub mod combo;
+pub mod detect;
+pub mod reader;
+pub mod stealer;
+pub mod table;
+pub mod ulp;
+
+use std::io::{self, Read};
+
+use reader::{LineReader, RawLine};
+
+/// The layout a record was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `email<sep>password` (or a bare email).
+    Combo,
+    /// `url<sep>login<sep>password`.
+    Ulp,
+    /// A table with a header row (leak-site dump).
+    Table,
+    /// A stealer log's `Passwords.txt` blocks.
+    Stealer,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Combo => "combo",
+            Format::Ulp => "ulp",
+            Format::Table => "table",
+            Format::Stealer => "stealer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Format> {
+        Some(match s {
+            "combo" => Format::Combo,
+            "ulp" => Format::Ulp,
+            "table" => Format::Table,
+            "stealer" => Format::Stealer,
+            _ => return None,
+        })
+    }
+}
+
+/// One credential as found in a dump. Fields are raw (not normalised) and borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The email or username as written.
+    pub login: &'a str,
+    /// The password, when the dump has one (empty passwords count as none).
+    pub password: Option<&'a str>,
+    /// The site the credential was typed into (URL, `host/path` or `android://…`).
+    pub url: Option<&'a str>,
+    /// Line where the record ends (a stealer block spans several lines).
+    pub line: u64,
+    pub format: Format,
+}
+
+/// Why a line was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Malformed {
+    InvalidUtf8,
+    NulByte,
+    TooLong,
+    /// Not empty, but of no shape any parser knows.
+    Unrecognised,
+}
+
+impl Malformed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Malformed::InvalidUtf8 => "invalid UTF-8",
+            Malformed::NulByte => "NUL byte",
+            Malformed::TooLong => "line too long",
+            Malformed::Unrecognised => "unrecognised line",
+        }
+    }
+}
+
+/// Receives what a parser finds. Implemented by the matcher in `ingest`, and by tests.
+pub trait Sink {
+    fn record(&mut self, record: &Record<'_>);
+    fn malformed(&mut self, line: u64, why: Malformed);
+    /// Called once per buffer refill with the bytes read so far; used for progress.
+    fn progress(&mut self, _bytes_read: u64) {}
+}
+
+/// Counters of one parsed stream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ParseStats {
+    pub lines: u64,
+    pub malformed: u64,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// Detects the format of `input` from its first bytes and its `name`, then parses it all.
+/// `Err` only for an I/O error of the reader; everything the content can do wrong is
+/// reported to the sink instead.
+pub fn parse_stream<R: Read>(
+    mut input: R,
+    name: &str,
+    max_line: usize,
+    sink: &mut dyn Sink,
+) -> io::Result<ParseStats> {
+    let mut sample = Vec::with_capacity(detect::SAMPLE_BYTES);
+    (&mut input)
+        .take(detect::SAMPLE_BYTES as u64)
+        .read_to_end(&mut sample)?;
+    let layout = detect::detect(&sample, name);
+    let reader = LineReader::new(io::Cursor::new(sample).chain(input), max_line);
+    match layout {
+        detect::Layout::Lines => run_lines(reader, sink, |line, no, sink| {
+            parse_credential_line(line, no, sink)
+        }),
+        detect::Layout::Table(t) => {
+            let mut header_done = false;
+            run_lines(reader, sink, |line, no, sink| {
+                if !header_done {
+                    header_done = true;
+                    return true;
+                }
+                t.parse_row(line, no, sink)
+            })
+        }
+        detect::Layout::Stealer => {
+            let mut block = stealer::BlockParser::default();
+            let stats = run_lines(reader, sink, |line, no, sink| {
+                block.line(line, no, sink);
+                true
+            })?;
+            let mut stats = stats;
+            stats.records += block.finish(sink);
+            Ok(stats)
+        }
+    }
+}
+
+/// One line of a combo/ULP list: dispatches on its shape. Returns false if unrecognised.
+pub fn parse_credential_line(line: &str, no: u64, sink: &mut dyn Sink) -> bool {
+    if ulp::looks_like_ulp(line) {
+        if let Some((url, login, password)) = ulp::split_ulp(line) {
+            sink.record(&Record {
+                login,
+                password,
+                url: Some(url),
+                line: no,
+                format: Format::Ulp,
+            });
+            return true;
+        }
+        return false;
+    }
+    match combo::split_combo(line) {
+        Some((login, password)) => {
+            sink.record(&Record {
+                login,
+                password,
+                url: None,
+                line: no,
+                format: Format::Combo,
+            });
+            true
+        }
+        None => false,
+    }
+}
+
+/// Drives a line reader: screens out bad lines, hands good UTF-8 lines to `each`.
+/// `each` returns whether the line was recognised; a record it emits counts as one.
+fn run_lines<R: Read>(
+    mut reader: LineReader<R>,
+    sink: &mut dyn Sink,
+    mut each: impl FnMut(&str, u64, &mut dyn Sink) -> bool,
+) -> io::Result<ParseStats> {
+    let mut stats = ParseStats::default();
+    let mut counting = Counting {
+        inner: sink,
+        records: 0,
+    };
+    let mut last_bytes = 0;
+    while let Some((no, raw)) = reader.next_line()? {
+        stats.lines = no;
+        let why = match raw {
+            RawLine::TooLong => Some(Malformed::TooLong),
+            RawLine::Line(bytes) => {
+                if memchr::memchr(0, bytes).is_some() {
+                    Some(Malformed::NulByte)
+                } else {
+                    match std::str::from_utf8(bytes) {
+                        Err(_) => Some(Malformed::InvalidUtf8),
+                        Ok(text) => {
+                            let text = text.trim();
+                            if text.is_empty() || each(text, no, &mut counting) {
+                                None
+                            } else {
+                                Some(Malformed::Unrecognised)
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(why) = why {
+            stats.malformed += 1;
+            counting.inner.malformed(no, why);
+        }
+        let b = reader.bytes_read();
+        if b != last_bytes {
+            last_bytes = b;
+            counting.inner.progress(b);
+        }
+    }
+    stats.records = counting.records;
+    stats.bytes = reader.bytes_read();
+    Ok(stats)
+}
+
+/// Counts records on their way to the real sink.
+struct Counting<'s> {
+    inner: &'s mut dyn Sink,
+    records: u64,
+}
+
+impl Sink for Counting<'_> {
+    fn record(&mut self, record: &Record<'_>) {
+        self.records += 1;
+        self.inner.record(record);
+    }
+    fn malformed(&mut self, line: u64, why: Malformed) {
+        self.inner.malformed(line, why);
+    }
+}
+
+/// A sink that keeps owned copies; for tests and tools, never for the ingest path.
+#[derive(Debug, Default)]
+pub struct CollectSink {
+    pub records: Vec<OwnedRecord>,
+    pub malformed: Vec<(u64, Malformed)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    pub login: String,
+    pub password: Option<String>,
+    pub url: Option<String>,
+    pub line: u64,
+    pub format: Format,
+}
+
+impl Sink for CollectSink {
+    fn record(&mut self, r: &Record<'_>) {
+        self.records.push(OwnedRecord {
+            login: r.login.to_string(),
+            password: r.password.map(str::to_string),
+            url: r.url.map(str::to_string),
+            line: r.line,
+            format: r.format,
+        });
+    }
+    fn malformed(&mut self, line: u64, why: Malformed) {
+        self.malformed.push((line, why));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(input: &[u8], name: &str) -> (CollectSink, ParseStats) {
+        let mut sink = CollectSink::default();
+        let stats = parse_stream(input, name, 1024, &mut sink).unwrap();
+        (sink, stats)
+    }
+
+    #[test]
+    fn mixed_combo_and_ulp_with_junk() {
+        let mut input = b"\xEF\xBB\xBFalice@agence-exemple.fr:pa:ss\r\n".to_vec();
+        input.extend(b"https://sso.agence-exemple.fr:8443/login|jdupont|x|y\n");
+        input.extend(b"bad\xFF\xFEutf8@example.net:pw\n");
+        input.extend(b"nul\x00byte@example.net:pw\n");
+        input.extend(b"=====\n\n");
+        input.extend(std::iter::repeat_n(b'a', 2000));
+        input.extend(b"\nlast@example.net;pw");
+        let (sink, stats) = parse(&input, "dump.txt");
+        let got: Vec<_> = sink
+            .records
+            .iter()
+            .map(|r| (r.login.as_str(), r.password.as_deref(), r.line, r.format))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("alice@agence-exemple.fr", Some("pa:ss"), 1, Format::Combo),
+                ("jdupont", Some("x|y"), 2, Format::Ulp),
+                ("last@example.net", Some("pw"), 8, Format::Combo),
+            ]
+        );
+        assert_eq!(
+            sink.malformed,
+            vec![
+                (3, Malformed::InvalidUtf8),
+                (4, Malformed::NulByte),
+                (5, Malformed::Unrecognised),
+                (7, Malformed::TooLong),
+            ]
+        );
+        assert_eq!(stats.lines, 8);
+        assert_eq!(stats.malformed, 4);
+        assert_eq!(stats.records, 3);
+        assert_eq!(stats.bytes, input.len() as u64);
+    }
+
+    #[test]
+    fn table_and_stealer_are_detected() {
+        let (sink, _) = parse(
+            b"id;nom;courriel;ville\n1;Dupont;jean@example.net;Paris\n2;Durand;marie@example.org;Lyon\n",
+            "dump.csv",
+        );
+        assert_eq!(sink.records.len(), 2);
+        assert_eq!(sink.records[1].login, "marie@example.org");
+        assert_eq!(sink.records[1].format, Format::Table);
+        assert_eq!(sink.records[1].line, 3);
+
+        let (sink, stats) = parse(
+            b"URL: https://sso.agence-exemple.fr/\nUsername: jdupont\nPassword: pw1\n\nurl: https://x.example/\nlogin: a@example.net\npassword: pw2\n",
+            "Passwords.txt",
+        );
+        assert_eq!(sink.records.len(), 2);
+        assert_eq!(stats.records, 2);
+        assert_eq!(
+            sink.records[0].url.as_deref(),
+            Some("https://sso.agence-exemple.fr/")
+        );
+        assert_eq!(sink.records[1].password.as_deref(), Some("pw2"));
+        assert!(sink.records.iter().all(|r| r.format == Format::Stealer));
+    }
+}

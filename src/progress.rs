@@ -1,0 +1,77 @@
+//! Progress of long runs: a bar on a terminal, a periodic log line otherwise (under
+//! systemd the journal gets one line every `LOG_EVERY`, not a bar's control characters).
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    pos: u64,
+    started: Instant,
+    last_log: Instant,
+}
+
+impl Progress {
+    /// `total` is in bytes. The bar is drawn only when stderr is a terminal.
+    pub fn new(total: u64) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                )
+                .expect("static template"),
+            );
+            b
+        });
+        let now = Instant::now();
+        Progress {
+            bar,
+            total,
+            pos: 0,
+            started: now,
+            last_log: now,
+        }
+    }
+
+    /// A progress that shows nothing (tests, small jobs).
+    pub fn hidden() -> Progress {
+        let mut p = Progress::new(0);
+        if let Some(b) = p.bar.take() {
+            b.finish_and_clear();
+        }
+        p.last_log = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        p
+    }
+
+    pub fn set(&mut self, pos: u64) {
+        self.pos = pos;
+        if let Some(bar) = &self.bar {
+            bar.set_position(pos);
+            return;
+        }
+        let now = Instant::now();
+        if now >= self.last_log + LOG_EVERY {
+            self.last_log = now;
+            let secs = now.duration_since(self.started).as_secs_f64().max(1e-3);
+            tracing::info!(
+                bytes = pos,
+                total = self.total,
+                percent = format_args!("{:.1}", pos as f64 * 100.0 / self.total.max(1) as f64),
+                mb_per_s = format_args!("{:.1}", pos as f64 / secs / 1e6),
+                "ingest progress"
+            );
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

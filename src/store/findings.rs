@@ -1,0 +1,410 @@
+//! Findings: confirmed matches, deduplicated, and what the notifier still owes for them.
+//!
+//! A finding is one (account, kind, password fingerprint). Seeing it again, in any file or
+//! run, only moves `last_seen` and adds a sighting; a different password for the same
+//! account is a new finding. Each write is its own transaction, committed before the
+//! parser moves on, so a crash loses at most the line being read.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::directory::{account_row, AccountRow};
+use super::{Store, StoreError};
+use crate::identity::IdentityHash;
+use crate::parse::Format;
+
+/// Sightings kept per finding; beyond that only the counters move.
+const MAX_SIGHTINGS: i64 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingKind {
+    /// A password for the account was exposed: forced reset.
+    Password,
+    /// Only the identity was exposed: phishing warning.
+    Identity,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Password => "password",
+            FindingKind::Identity => "identity",
+        }
+    }
+
+    fn parse(s: &str) -> FindingKind {
+        if s == "password" {
+            FindingKind::Password
+        } else {
+            FindingKind::Identity
+        }
+    }
+}
+
+/// One confirmed match, ready to be recorded.
+#[derive(Debug, Clone)]
+pub struct Sighting<'a> {
+    pub account_id: i64,
+    pub kind: FindingKind,
+    /// Keyed fingerprint of the password; `None` for identity-only.
+    pub secret_fp: Option<[u8; 32]>,
+    pub password_hint: Option<&'a str>,
+    pub identity_hash: IdentityHash,
+    /// Host of the site the credential was typed into.
+    pub site: Option<&'a str>,
+    pub format: Format,
+    /// `file:line` or `archive!entry:line`.
+    pub source: &'a str,
+    pub seen_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SightingOutcome {
+    New(i64),
+    Seen(i64),
+}
+
+/// An identity on the organisation's domains that no account holds.
+#[derive(Debug, Clone)]
+pub struct UnknownSighting<'a> {
+    pub hash: IdentityHash,
+    pub masked: &'a str,
+    pub has_password: bool,
+    pub format: Format,
+    pub source: &'a str,
+    pub seen_at: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FindingView {
+    pub id: i64,
+    #[serde(skip)]
+    pub account: AccountRow,
+    pub email: String,
+    pub username: Option<String>,
+    pub kind: FindingKind,
+    pub password_hint: Option<String>,
+    pub site: Option<String>,
+    pub format: String,
+    pub first_source: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub times_seen: i64,
+    /// Distinct files (or archive entries) it was seen in, without line numbers.
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnknownView {
+    pub hash: String,
+    #[serde(skip)]
+    pub hash_raw: Vec<u8>,
+    pub masked: String,
+    pub has_password: bool,
+    pub format: String,
+    pub first_source: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub times_seen: i64,
+}
+
+impl Store {
+    pub fn record_sighting(&mut self, s: &Sighting<'_>) -> Result<SightingOutcome, StoreError> {
+        let fp: &[u8] = match &s.secret_fp {
+            Some(fp) => fp,
+            None => &[],
+        };
+        let tx = self.conn.transaction()?;
+        let existing: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT id, times_seen FROM findings WHERE account_id = ?1 AND kind = ?2 AND secret_fp = ?3",
+                params![s.account_id, s.kind.as_str(), fp],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let outcome = match existing {
+            Some((id, times)) => {
+                tx.execute(
+                    "UPDATE findings SET last_seen = max(last_seen, ?2), times_seen = times_seen + 1 WHERE id = ?1",
+                    params![id, s.seen_at],
+                )?;
+                if times < MAX_SIGHTINGS {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO sightings (finding_id, source, seen_at) VALUES (?1, ?2, ?3)",
+                        params![id, s.source, s.seen_at],
+                    )?;
+                }
+                SightingOutcome::Seen(id)
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO findings (account_id, kind, secret_fp, password_hint, identity_hash, site,
+                        format, first_source, first_seen, last_seen, times_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1)",
+                    params![
+                        s.account_id,
+                        s.kind.as_str(),
+                        fp,
+                        s.password_hint,
+                        &s.identity_hash.0[..],
+                        s.site,
+                        s.format.as_str(),
+                        s.source,
+                        s.seen_at
+                    ],
+                )?;
+                let id = tx.last_insert_rowid();
+                tx.execute(
+                    "INSERT INTO sightings (finding_id, source, seen_at) VALUES (?1, ?2, ?3)",
+                    params![id, s.source, s.seen_at],
+                )?;
+                SightingOutcome::New(id)
+            }
+        };
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Records an unknown org identity; true if it was not known before.
+    pub fn record_unknown(&mut self, u: &UnknownSighting<'_>) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "INSERT INTO unknown_identities (hash, masked, first_source, format, has_password,
+                first_seen, last_seen, times_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
+             ON CONFLICT(hash) DO UPDATE SET last_seen = max(last_seen, ?6), times_seen = times_seen + 1,
+                has_password = max(has_password, ?5)",
+            params![
+                &u.hash.0[..],
+                u.masked,
+                u.source,
+                u.format.as_str(),
+                u.has_password,
+                u.seen_at
+            ],
+        )?;
+        // SQLite reports 1 change for both branches of an upsert; tell them apart by count.
+        let times: i64 = self.conn.query_row(
+            "SELECT times_seen FROM unknown_identities WHERE hash = ?1",
+            [&u.hash.0[..]],
+            |r| r.get(0),
+        )?;
+        Ok(changed == 1 && times == 1)
+    }
+
+    /// All findings, newest first.
+    pub fn findings(&self) -> Result<Vec<FindingView>, StoreError> {
+        self.findings_where("1 = 1")
+    }
+
+    /// Findings whose owner has not been mailed yet, oldest first.
+    pub fn findings_pending_user_mail(&self) -> Result<Vec<FindingView>, StoreError> {
+        self.findings_where("f.user_notified = 0")
+    }
+
+    /// Findings not yet in any admin digest.
+    pub fn findings_pending_digest(&self) -> Result<Vec<FindingView>, StoreError> {
+        self.findings_where("f.digest_id IS NULL")
+    }
+
+    pub fn unknowns_pending_digest(&self) -> Result<Vec<UnknownView>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT hash, masked, has_password, format, first_source, first_seen, last_seen, times_seen
+             FROM unknown_identities WHERE digest_id IS NULL ORDER BY first_seen, masked",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let hash: Vec<u8> = r.get(0)?;
+            Ok(UnknownView {
+                hash: crate::identity::to_hex_upper(&hash),
+                hash_raw: hash,
+                masked: r.get(1)?,
+                has_password: r.get(2)?,
+                format: r.get(3)?,
+                first_source: r.get(4)?,
+                first_seen: r.get(5)?,
+                last_seen: r.get(6)?,
+                times_seen: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn findings_where(&self, cond: &str) -> Result<Vec<FindingView>, StoreError> {
+        let sql = format!(
+            "SELECT a.id, a.email, a.username, a.name, a.lang,
+                    f.id, f.kind, f.password_hint, f.site, f.format, f.first_source, f.first_seen,
+                    f.last_seen, f.times_seen
+             FROM findings f JOIN accounts a ON a.id = f.account_id
+             WHERE {cond} ORDER BY f.first_seen, f.id"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut out: Vec<FindingView> = stmt
+            .query_map([], |r| {
+                let account = account_row(r)?;
+                let kind: String = r.get(6)?;
+                Ok(FindingView {
+                    id: r.get(5)?,
+                    email: account.email.clone(),
+                    username: account.username.clone(),
+                    account,
+                    kind: FindingKind::parse(&kind),
+                    password_hint: r.get(7)?,
+                    site: r.get(8)?,
+                    format: r.get(9)?,
+                    first_source: r.get(10)?,
+                    first_seen: r.get(11)?,
+                    last_seen: r.get(12)?,
+                    times_seen: r.get(13)?,
+                    sources: Vec::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut src = self.conn.prepare_cached(
+            "SELECT source FROM sightings WHERE finding_id = ?1 ORDER BY seen_at, source",
+        )?;
+        for f in &mut out {
+            let rows = src.query_map([f.id], |r| r.get::<_, String>(0))?;
+            for s in rows {
+                let file = strip_line(&s?).to_string();
+                if !f.sources.contains(&file) {
+                    f.sources.push(file);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds a finding's account (for tests and tools).
+    pub fn account_by_email(&self, email: &str) -> Result<Option<AccountRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, email, username, name, lang FROM accounts WHERE email = ?1",
+                [email],
+                account_row,
+            )
+            .optional()?)
+    }
+}
+
+/// `dir/file.txt:12` → `dir/file.txt`.
+fn strip_line(source: &str) -> &str {
+    match source.rsplit_once(':') {
+        Some((file, line)) if !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()) => file,
+        _ => source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Lang;
+    use crate::identity::IdentityKind;
+    use crate::store::DirectoryAccount;
+
+    fn store_with(emails: &[&str]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let accounts: Vec<_> = emails
+            .iter()
+            .map(|e| DirectoryAccount {
+                email: e.to_string(),
+                username: None,
+                name: None,
+                lang: Lang::Fr,
+                keys: vec![(IdentityHash::of(e), IdentityKind::Email)],
+            })
+            .collect();
+        s.replace_directory(&accounts).unwrap();
+        (dir, s)
+    }
+
+    fn sighting<'a>(account_id: i64, fp: Option<u8>, source: &'a str, at: i64) -> Sighting<'a> {
+        Sighting {
+            account_id,
+            kind: if fp.is_some() {
+                FindingKind::Password
+            } else {
+                FindingKind::Identity
+            },
+            secret_fp: fp.map(|b| [b; 32]),
+            password_hint: None,
+            identity_hash: IdentityHash::of("a@x.example"),
+            site: None,
+            format: Format::Combo,
+            source,
+            seen_at: at,
+        }
+    }
+
+    #[test]
+    fn dedup_by_account_kind_and_password() {
+        let (_d, mut s) = store_with(&["a@x.example"]);
+        let id = s.account_by_email("a@x.example").unwrap().unwrap().id;
+        let f1 = s
+            .record_sighting(&sighting(id, Some(1), "one.txt:1", 10))
+            .unwrap();
+        assert!(matches!(f1, SightingOutcome::New(_)));
+        // Same password elsewhere: not new.
+        assert!(matches!(
+            s.record_sighting(&sighting(id, Some(1), "two.txt:5", 20))
+                .unwrap(),
+            SightingOutcome::Seen(_)
+        ));
+        // Same line again (re-ingest): not new, no second sighting row.
+        s.record_sighting(&sighting(id, Some(1), "two.txt:5", 30))
+            .unwrap();
+        // A new password: new finding. Identity-only: a finding of its own kind.
+        assert!(matches!(
+            s.record_sighting(&sighting(id, Some(2), "two.txt:6", 30))
+                .unwrap(),
+            SightingOutcome::New(_)
+        ));
+        assert!(matches!(
+            s.record_sighting(&sighting(id, None, "three.csv:2", 30))
+                .unwrap(),
+            SightingOutcome::New(_)
+        ));
+        let all = s.findings().unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].times_seen, 3);
+        assert_eq!(all[0].first_seen, 10);
+        assert_eq!(all[0].last_seen, 30);
+        assert_eq!(all[0].sources, ["one.txt", "two.txt"]);
+        assert_eq!(s.findings_pending_user_mail().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn unknowns_are_new_once() {
+        let (_d, mut s) = store_with(&[]);
+        let u = UnknownSighting {
+            hash: IdentityHash::of("ghost@x.example"),
+            masked: "g•••••t@x.example",
+            has_password: false,
+            format: Format::Combo,
+            source: "a.txt:1",
+            seen_at: 5,
+        };
+        assert!(s.record_unknown(&u).unwrap());
+        assert!(!s
+            .record_unknown(&UnknownSighting {
+                has_password: true,
+                ..u.clone()
+            })
+            .unwrap());
+        let pending = s.unknowns_pending_digest().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert!(pending[0].has_password);
+        assert_eq!(pending[0].times_seen, 2);
+        assert_eq!(pending[0].hash, IdentityHash::of("ghost@x.example").hex());
+    }
+
+    #[test]
+    fn strip_line_numbers() {
+        assert_eq!(strip_line("a/b.txt:12"), "a/b.txt");
+        assert_eq!(
+            strip_line("a.zip!x/Passwords.txt:3"),
+            "a.zip!x/Passwords.txt"
+        );
+        assert_eq!(strip_line("weird:name"), "weird:name");
+    }
+}

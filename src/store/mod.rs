@@ -1,0 +1,216 @@
+//! State: one SQLite database in the state directory.
+//!
+//! Fifth stage of the pipeline. It holds the organisation's directory and identity hashes
+//! (for exact confirmation of Bloom hits), the findings (deduplicated across files, feeds
+//! and runs), and the mail queue. SQLite was chosen because it is embedded (nothing to run
+//! beside the daemon), transactional (a finding and the mail it causes commit together or
+//! not at all) and survives `kill -9`: in WAL mode a committed transaction is on disk
+//! before the call returns, whatever happens to the process next.
+//!
+//! Nothing from a third-party dump is stored in plain text: findings keep account ids
+//! (the organisation's own directory), identity hashes, password fingerprints, masked hints
+//! and the host of the site a credential was typed into.
+
+mod directory;
+mod findings;
+mod outbox;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+pub use directory::{AccountRow, DirectoryAccount};
+pub use findings::{
+    FindingKind, FindingView, Sighting, SightingOutcome, UnknownSighting, UnknownView,
+};
+pub use outbox::{MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
+
+const DB_FILE: &str = "leakwatch.db";
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {path} has schema version {found}, this leakwatch knows {SCHEMA_VERSION}")]
+    Version { path: PathBuf, found: i64 },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// Creates the state directory (mode 0700: it holds the installation key and the
+/// organisation's directory) if it does not exist.
+pub fn ensure_state_dir(dir: &Path) -> Result<(), StoreError> {
+    let err = |source| StoreError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if !dir.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(dir).map_err(err)?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        ensure_state_dir(state_dir)?;
+        let path = state_dir.join(DB_FILE);
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        // WAL + NORMAL: a commit survives a crash of the process (not necessarily of the
+        // machine's power); busy_timeout lets `status` read while an ingest writes.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        let store = Store { conn, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        match version {
+            0 => {
+                // The schema and its version number commit together (see SCHEMA).
+                self.conn.execute_batch(SCHEMA)?;
+                Ok(())
+            }
+            SCHEMA_VERSION => Ok(()),
+            found => Err(StoreError::Version {
+                path: self.path.clone(),
+                found,
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn meta_get(&self, key: &str) -> Result<i64, StoreError> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+}
+
+const SCHEMA: &str = r#"
+BEGIN;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+
+-- The organisation's directory (its own data, not a dump's).
+CREATE TABLE accounts (
+    id        INTEGER PRIMARY KEY,
+    email     TEXT NOT NULL UNIQUE,
+    username  TEXT,
+    name      TEXT,
+    lang      TEXT NOT NULL,
+    active    INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE identity_keys (
+    hash       BLOB PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    kind       TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- One row per (account, kind, password fingerprint): the unit of deduplication.
+CREATE TABLE findings (
+    id            INTEGER PRIMARY KEY,
+    account_id    INTEGER NOT NULL REFERENCES accounts(id),
+    kind          TEXT NOT NULL,
+    secret_fp     BLOB NOT NULL,
+    password_hint TEXT,
+    identity_hash BLOB NOT NULL,
+    site          TEXT,
+    format        TEXT NOT NULL,
+    first_source  TEXT NOT NULL,
+    first_seen    INTEGER NOT NULL,
+    last_seen     INTEGER NOT NULL,
+    times_seen    INTEGER NOT NULL,
+    user_notified INTEGER NOT NULL DEFAULT 0,
+    digest_id     INTEGER REFERENCES digests(id),
+    UNIQUE (account_id, kind, secret_fp)
+);
+CREATE INDEX findings_user_pending ON findings(user_notified) WHERE user_notified = 0;
+CREATE INDEX findings_digest_pending ON findings(digest_id) WHERE digest_id IS NULL;
+
+-- Where a finding was seen; bounded per finding (see findings.rs).
+CREATE TABLE sightings (
+    finding_id INTEGER NOT NULL REFERENCES findings(id),
+    source     TEXT NOT NULL,
+    seen_at    INTEGER NOT NULL,
+    PRIMARY KEY (finding_id, source)
+) WITHOUT ROWID;
+
+-- Identities on the organisation's domains that match no account: hash and mask only.
+CREATE TABLE unknown_identities (
+    hash         BLOB PRIMARY KEY,
+    masked       TEXT NOT NULL,
+    first_source TEXT NOT NULL,
+    format       TEXT NOT NULL,
+    has_password INTEGER NOT NULL,
+    first_seen   INTEGER NOT NULL,
+    last_seen    INTEGER NOT NULL,
+    times_seen   INTEGER NOT NULL,
+    digest_id    INTEGER REFERENCES digests(id)
+) WITHOUT ROWID;
+
+CREATE TABLE digests (id INTEGER PRIMARY KEY, created_at INTEGER NOT NULL);
+
+-- Rendered messages waiting for delivery; rows are kept after sending as the mail log.
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    kind            TEXT NOT NULL,
+    recipient       TEXT NOT NULL,
+    message         BLOB NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    sent_at         INTEGER
+);
+CREATE INDEX outbox_pending ON outbox(status, next_attempt_at);
+PRAGMA user_version = 1;
+COMMIT;
+"#;
