@@ -18,7 +18,7 @@ use crate::source::{self, SourceError, StreamHandler};
 use crate::store::{FindingKind, Sighting, SightingOutcome, Store, StoreError, UnknownSighting};
 use crate::timefmt::Clock;
 
-/// Malformed lines logged one by one per stream; the rest are only counted.
+/// Malformed lines logged one by one per stream and reason; the rest are only counted.
 const MALFORMED_LOGGED: u64 = 5;
 
 /// Counters of one run, printed as its summary line.
@@ -155,21 +155,23 @@ impl<'a> Ingest<'a> {
                     );
                 }
             }
-            None => self.record_unknown(r, hash, kind, now)?,
+            None => self.record_unknown(r, hash, kind)?,
         }
         Ok(())
     }
 
+    /// Records an org-domain identity that no account holds. Runs for every identity the
+    /// filter rejects, so the cheap domain test comes first.
     fn record_unknown(
         &mut self,
         r: &Record<'_>,
         hash: IdentityHash,
         kind: IdentityKind,
-        now: i64,
     ) -> Result<(), StoreError> {
         if kind != IdentityKind::Email || !self.norm.is_org_email(&self.key) {
             return Ok(());
         }
+        let now = self.clock.now();
         let masked = mask_email(&self.key);
         let source = format!("{}:{}", self.source_name, r.line);
         if self.store.record_unknown(&UnknownSighting {
@@ -204,7 +206,7 @@ impl Sink for Ingest<'_> {
         let result = if self.filter.may_contain(&hash) {
             self.record_match(r, hash, kind)
         } else {
-            self.record_unknown(r, hash, kind, self.clock.now())
+            self.record_unknown(r, hash, kind)
         };
         if let Err(e) = result {
             self.fatal = Some(e);
@@ -230,10 +232,10 @@ impl StreamHandler for Ingest<'_> {
         let mut logger = MalformedLog {
             inner: self,
             name,
-            logged: 0,
+            logged: [0; 4],
         };
         let result = parse::parse_stream(input, name, max_line, &mut logger);
-        let logged = logger.logged;
+        let logged: u64 = logger.logged.iter().sum();
         if let Ok(s) = &result {
             self.stats.lines += s.lines;
             self.stats.malformed += s.malformed;
@@ -258,7 +260,7 @@ impl StreamHandler for Ingest<'_> {
 struct MalformedLog<'i, 'a> {
     inner: &'i mut Ingest<'a>,
     name: &'i str,
-    logged: u64,
+    logged: [u64; 4],
 }
 
 impl Sink for MalformedLog<'_, '_> {
@@ -266,8 +268,9 @@ impl Sink for MalformedLog<'_, '_> {
         self.inner.record(r);
     }
     fn malformed(&mut self, line: u64, why: Malformed) {
-        if self.logged < MALFORMED_LOGGED {
-            self.logged += 1;
+        let n = &mut self.logged[why as usize];
+        if *n < MALFORMED_LOGGED {
+            *n += 1;
             tracing::warn!(file = %self.name, line, reason = why.as_str(), "malformed line skipped");
         }
     }

@@ -196,7 +196,8 @@ pub fn write_combo(
     let mut lines = 0u64;
     let mut line = String::new();
     // Planted lines at evenly spread positions, whatever the size.
-    let approx_lines = (bytes / 40).max(planted.len() as u64 + 1);
+    // Noise lines average about 48 bytes.
+    let approx_lines = (bytes / 48).max(planted.len() as u64 + 1);
     let step = approx_lines / (planted.len() as u64 + 1);
     let mut next_plant = 0usize;
     while written < bytes || next_plant < planted.len() {
@@ -227,6 +228,14 @@ pub struct Expected {
     pub unknown: Vec<String>,
     /// Accounts planted only as lookalikes or on foreign hosts: must get nothing.
     pub untouched: Vec<String>,
+    /// Every password in a planted line: none may ever be found in the state directory.
+    pub passwords: Vec<String>,
+}
+
+fn plant_pw(rng: &mut Rng, list: &mut Vec<String>) -> String {
+    let p = password(rng);
+    list.push(p.clone());
+    p
 }
 
 /// A complete scenario: a directory and one dump of every supported format, with planted
@@ -274,17 +283,29 @@ pub fn write_scenario(dir: &Path, seed: u64, accounts: usize, noise: u64) -> io:
             "{}+rh@{}:{}",
             local(s0).to_uppercase(),
             DEMO_ORG_DOMAIN.to_uppercase(),
-            password(&mut rng)
+            plant_pw(&mut rng, &mut exp.passwords)
         ),
-        format!("\"{}\";{}", p0.email, password(&mut rng)),
+        format!(
+            "\"{}\";{}",
+            p0.email,
+            plant_pw(&mut rng, &mut exp.passwords)
+        ),
         format!(
             "{}@{}.evil.io:{}",
             local(s1),
             DEMO_ORG_DOMAIN,
-            password(&mut rng)
+            plant_pw(&mut rng, &mut exp.passwords)
         ),
-        format!("{}@x{}:{}", local(s1), DEMO_ORG_DOMAIN, password(&mut rng)),
-        format!("fantome.inconnu@{DEMO_ORG_DOMAIN}:{}", password(&mut rng)),
+        format!(
+            "{}@x{}:{}",
+            local(s1),
+            DEMO_ORG_DOMAIN,
+            plant_pw(&mut rng, &mut exp.passwords)
+        ),
+        format!(
+            "fantome.inconnu@{DEMO_ORG_DOMAIN}:{}",
+            plant_pw(&mut rng, &mut exp.passwords)
+        ),
     ];
     exp.password.extend([s0.email.clone(), p0.email.clone()]);
     exp.unknown
@@ -295,22 +316,22 @@ pub fn write_scenario(dir: &Path, seed: u64, accounts: usize, noise: u64) -> io:
         format!(
             "https://{DEMO_LOGIN_HOST}:8443/auth/login:{}:{}",
             s2.username.as_deref().unwrap_or(""),
-            password(&mut rng)
+            plant_pw(&mut rng, &mut exp.passwords)
         ),
         format!(
             "https://{DEMO_LOGIN_HOST}.evil.io/login|{}|{}",
             s1.username.as_deref().unwrap_or(""),
-            password(&mut rng)
+            plant_pw(&mut rng, &mut exp.passwords)
         ),
         format!(
             "https://x{DEMO_LOGIN_HOST}/login {} {}",
             s1.username.as_deref().unwrap_or(""),
-            password(&mut rng)
+            plant_pw(&mut rng, &mut exp.passwords)
         ),
         format!(
             "android://aGFzaA==@com.example.app/:{}:{}",
             p1.email.to_uppercase(),
-            password(&mut rng)
+            plant_pw(&mut rng, &mut exp.passwords)
         ),
     ];
     exp.password.extend([s2.email.clone(), p1.email.clone()]);
@@ -337,11 +358,11 @@ pub fn write_scenario(dir: &Path, seed: u64, accounts: usize, noise: u64) -> io:
     exp.identity.extend([p2.email.clone(), p3.email.clone()]);
 
     // Stealer log: one infected device with a staff email and password.
-    let staff_pw = password(&mut rng);
+    let staff_pw = plant_pw(&mut rng, &mut exp.passwords);
     let passwords_txt = format!(
         "*******************************\n*  Synthetic stealer log      *\n*******************************\n\nURL: https://www.shop.example/\nUsername: {}\nPassword: {}\nApplication: Google_[Chrome]_Default\n===============\nURL: https://{DEMO_LOGIN_HOST}/\nUsername: {}\nPassword: {staff_pw}\nApplication: Google_[Chrome]_Default\n===============\n",
         stranger(&mut rng),
-        password(&mut rng),
+        plant_pw(&mut rng, &mut exp.passwords),
         dir_accounts[dir_accounts.len() - 1].email
     );
     exp.password

@@ -12,7 +12,13 @@ const SEPARATORS: &[u8] = b":| \t";
 
 /// Length of `scheme://` at the start of `line`, if there is one.
 fn scheme_len(line: &str) -> Option<usize> {
-    let p = line.find("://")?;
+    // A scheme is short and comes first: look at the first 34 bytes only, so that a
+    // combo line is not searched to its end for `://` (this runs on every line).
+    let head = &line.as_bytes()[..line.len().min(34)];
+    let p = memchr::memchr(b':', head)?;
+    if !line.as_bytes()[p + 1..].starts_with(b"//") {
+        return None;
+    }
     let scheme = &line.as_bytes()[..p];
     let ok = !scheme.is_empty()
         && scheme.len() <= 32

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `leakwatch` binary on generated data, with a real SMTP
+//! server (aiosmtpd) on loopback. One binary for all of them (see Cargo.toml).
+
+mod crash;
+mod pipeline;
+mod smtp;
+mod support;

@@ -1,0 +1,193 @@
+//! Delivery over SMTP to a real server (aiosmtpd) on loopback: queued while the server
+//! is down, retried, delivered once; STARTTLS with AUTH and a password from a file.
+
+use std::collections::BTreeMap;
+
+use leakwatch::synth;
+
+use crate::support::*;
+
+fn recipients(server: &SmtpServer) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for (_, meta) in server.received() {
+        for r in meta["rcpt_tos"].as_array().unwrap() {
+            *m.entry(r.as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    m
+}
+
+fn expected_recipients(sc: &synth::Scenario) -> BTreeMap<String, usize> {
+    sc.expected
+        .password
+        .iter()
+        .chain(&sc.expected.identity)
+        .chain(
+            [
+                "secops@agence-exemple.fr".to_string(),
+                "rssi@agence-exemple.fr".to_string(),
+            ]
+            .iter(),
+        )
+        .map(|e| (e.clone(), 1))
+        .collect()
+}
+
+#[test]
+fn mail_is_queued_while_the_server_is_down_and_delivered_once_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let sc = synth::write_scenario(&data, 21, 30, 100).unwrap();
+    let port = free_port();
+    let cfg = write_config(
+        tmp.path(),
+        "smtp",
+        &format!("[notify.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout_secs = 5\n"),
+    );
+    expect_code(
+        &run(
+            &cfg,
+            &[
+                "accounts",
+                "import",
+                data.join("accounts.csv").to_str().unwrap(),
+            ],
+        ),
+        0,
+    );
+
+    // Nobody listens: every mail is queued, the run says so and exits 1.
+    let o = run(
+        &cfg,
+        &[
+            "ingest",
+            "--no-progress",
+            data.join("dumps").to_str().unwrap(),
+        ],
+    );
+    expect_code(&o, 1);
+    let total = sc.expected.password.len() + sc.expected.identity.len() + 2;
+    assert!(
+        stdout(&o).contains(&format!("0 sent, {total} queued for retry")),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&cfg, &["mail", "list"]);
+    assert!(
+        stdout(&o).contains(&format!("{total} pending, 0 sent")),
+        "{}",
+        stdout(&o)
+    );
+
+    // The server comes up but refuses the first message with a 451: that one stays queued.
+    let server = SmtpServer::start(
+        port,
+        &tmp.path().join("smtp"),
+        &SmtpOptions {
+            fail_first: 1,
+            ..Default::default()
+        },
+    );
+    let o = run(&cfg, &["mail", "flush"]);
+    expect_code(&o, 1);
+    assert!(
+        stdout(&o).contains(&format!("{} sent, 1 queued for retry", total - 1)),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&cfg, &["mail", "list"]);
+    assert!(
+        stdout(&o).contains("451"),
+        "the 451 is kept as last error: {}",
+        stdout(&o)
+    );
+
+    // The next run delivers it; nothing is sent twice, then or after.
+    let o = run(
+        &cfg,
+        &[
+            "ingest",
+            "--no-progress",
+            data.join("dumps").to_str().unwrap(),
+        ],
+    );
+    expect_code(&o, 0);
+    assert!(
+        stdout(&o).contains("0 new findings") && stdout(&o).contains("1 sent"),
+        "{}",
+        stdout(&o)
+    );
+    expect_code(&run(&cfg, &["mail", "flush"]), 0);
+    assert_eq!(recipients(&server), expected_recipients(&sc));
+    for (mail, meta) in server.received() {
+        assert_eq!(meta["mail_from"], "securite@agence-exemple.fr");
+        assert!(mail.text.len() > 100, "{}: empty body", mail.file);
+    }
+}
+
+#[test]
+fn starttls_and_auth_with_the_password_read_from_a_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let sc = synth::write_scenario(&data, 22, 30, 100).unwrap();
+    let port = free_port();
+    let secret = "s3cret-Sm7p-pa55";
+    let server = SmtpServer::start(
+        port,
+        &tmp.path().join("smtp"),
+        &SmtpOptions {
+            starttls: true,
+            auth: Some(("leakwatch".into(), secret.into())),
+            ..Default::default()
+        },
+    );
+    let pw_file = tmp.path().join("smtp-password");
+    std::fs::write(&pw_file, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&pw_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        "smtp",
+        &format!(
+            "[notify.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"starttls\"\nusername = \"leakwatch\"\npassword_file = \"{}\"\nca_file = \"{}\"\n",
+            pw_file.display(),
+            tmp.path().join("smtp/ca.pem").display()
+        ),
+    );
+    expect_code(&run(&cfg, &["check"]), 0);
+    expect_code(
+        &run(
+            &cfg,
+            &[
+                "accounts",
+                "import",
+                data.join("accounts.csv").to_str().unwrap(),
+            ],
+        ),
+        0,
+    );
+    let o = run(
+        &cfg,
+        &[
+            "ingest",
+            "--no-progress",
+            data.join("dumps").to_str().unwrap(),
+        ],
+    );
+    expect_code(&o, 0);
+    assert!(
+        !stdout(&o).contains(secret) && !stderr(&o).contains(secret),
+        "the SMTP password was printed"
+    );
+    assert_eq!(recipients(&server), expected_recipients(&sc));
+    for (_, meta) in server.received() {
+        assert_eq!(meta["tls"], true);
+        assert_eq!(meta["auth_login"], "leakwatch");
+    }
+
+    // A world-readable password file is refused, naming the file.
+    std::fs::set_permissions(&pw_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run(&cfg, &["check"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("smtp-password"), "{}", stderr(&o));
+}

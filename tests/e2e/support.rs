@@ -1,0 +1,282 @@
+//! Helpers of the end-to-end tests: the real binary, configs in temporary directories,
+//! reading an outbox of `.eml` files, and a real SMTP server (aiosmtpd) on loopback.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_leakwatch");
+
+/// Runs `leakwatch --config <config> args…` and returns its output.
+pub fn run(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "leakwatch=info")
+        .output()
+        .expect("run leakwatch")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing the output when it is not the one expected.
+#[track_caller]
+pub fn expect_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A config for `dir`: state in `dir/state`, file outbox, two admins. `notify_extra` is
+/// appended inside `[notify]` (for SMTP settings).
+pub fn write_config(dir: &Path, transport: &str, notify_extra: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[organization]
+name = "Agence Exemple"
+domains = ["agence-exemple.fr"]
+login_hosts = ["sso.agence-exemple.fr"]
+[state]
+dir = "{state}"
+[notify]
+transport = "{transport}"
+from = "Sécurité <securite@agence-exemple.fr>"
+admins = ["secops@agence-exemple.fr", "rssi@agence-exemple.fr"]
+admin_lang = "en"
+max_attempts = 5
+{notify_extra}
+"#,
+        state = dir.join("state").display()
+    );
+    let path = dir.join("leakwatch.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// One parsed message.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub file: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub attachments: BTreeMap<String, Vec<u8>>,
+}
+
+impl Mail {
+    pub fn parse(file: &str, raw: &[u8]) -> Mail {
+        let m = mailparse::parse_mail(raw).expect("parse message");
+        let header = |name: &str| {
+            m.headers
+                .iter()
+                .find(|h| h.get_key().eq_ignore_ascii_case(name))
+                .map(|h| h.get_value())
+                .unwrap_or_default()
+        };
+        let mut mail = Mail {
+            file: file.to_string(),
+            to: header("To"),
+            subject: header("Subject"),
+            text: String::new(),
+            html: String::new(),
+            attachments: BTreeMap::new(),
+        };
+        for part in m.parts() {
+            let disp = part.get_content_disposition();
+            if let Some(name) = disp.params.get("filename") {
+                mail.attachments
+                    .insert(name.clone(), part.get_body_raw().unwrap());
+                continue;
+            }
+            match part.ctype.mimetype.as_str() {
+                "text/plain" => mail.text = part.get_body().unwrap(),
+                "text/html" => mail.html = part.get_body().unwrap(),
+                _ => {}
+            }
+        }
+        mail
+    }
+
+    /// The bare address of the recipient.
+    pub fn to_address(&self) -> String {
+        let t = self.to.trim();
+        match (t.rfind('<'), t.rfind('>')) {
+            (Some(a), Some(b)) if a < b => t[a + 1..b].to_string(),
+            _ => t.to_string(),
+        }
+    }
+}
+
+/// Every `.eml` in `dir`, sorted by file name.
+pub fn read_outbox(dir: &Path) -> Vec<Mail> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+        .iter()
+        .map(|p| Mail::parse(&p.display().to_string(), &std::fs::read(p).unwrap()))
+        .collect()
+}
+
+/// Every file under `dir`, recursively, with its bytes.
+pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Python with aiosmtpd and trustme: the one in `LEAKWATCH_TEST_PYTHON`, the system's
+/// if it has them, else a virtualenv made once under the target directory from PyPI.
+/// There is no silent skip: if none can be had, the SMTP tests fail and say why.
+pub fn smtp_python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let has_modules = |py: &Path| {
+            Command::new(py)
+                .args(["-c", "import aiosmtpd, trustme"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if let Ok(p) = std::env::var("LEAKWATCH_TEST_PYTHON") {
+            let p = PathBuf::from(p);
+            assert!(has_modules(&p), "LEAKWATCH_TEST_PYTHON={} lacks aiosmtpd or trustme", p.display());
+            return p;
+        }
+        let system = PathBuf::from("python3");
+        if has_modules(&system) {
+            return system;
+        }
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("smtp-venv");
+        let py = venv.join("bin/python");
+        if !has_modules(&py) {
+            let ok = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new(&py)
+                    .args(["-m", "pip", "install", "-q", "aiosmtpd==1.4.6", "trustme==1.2.1"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            assert!(
+                ok && has_modules(&py),
+                "the SMTP tests need Python 3 with aiosmtpd and trustme (pip install aiosmtpd trustme), \
+                 and could not install them into {}",
+                venv.display()
+            );
+        }
+        py
+    })
+}
+
+/// aiosmtpd on 127.0.0.1, stopped when dropped (and when the test process dies, since it
+/// exits when its stdin closes).
+pub struct SmtpServer {
+    child: Child,
+    pub dir: PathBuf,
+}
+
+#[derive(Default, Clone)]
+pub struct SmtpOptions {
+    pub fail_first: u32,
+    pub starttls: bool,
+    pub auth: Option<(String, String)>,
+}
+
+impl SmtpServer {
+    pub fn start(port: u16, dir: &Path, opts: &SmtpOptions) -> SmtpServer {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtpd.py");
+        let mut cmd = Command::new(smtp_python());
+        cmd.arg(script)
+            .args(["--port", &port.to_string(), "--outdir"])
+            .arg(dir)
+            .args(["--fail-first", &opts.fail_first.to_string()]);
+        if opts.starttls {
+            cmd.arg("--starttls");
+        }
+        if let Some((u, p)) = &opts.auth {
+            cmd.args(["--auth", &format!("{u}:{p}")]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start smtpd.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "READY", "smtpd.py did not start");
+        SmtpServer {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Messages received so far, with their envelope metadata.
+    pub fn received(&self) -> Vec<(Mail, serde_json::Value)> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| {
+                let meta = std::fs::read_to_string(p.with_extension("json")).unwrap();
+                (
+                    Mail::parse(&p.display().to_string(), &std::fs::read(p).unwrap()),
+                    serde_json::from_str(&meta).unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
