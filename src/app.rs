@@ -13,7 +13,7 @@ use crate::fingerprint::Fingerprinter;
 use crate::identity::{IdentityHash, Normalizer};
 use crate::ingest::{Ingest, IngestStats};
 use crate::notify::{self, Delivered, Templates, Transport};
-use crate::store::Store;
+use crate::store::{StateLock, Store};
 use crate::timefmt::{self, Clock, SystemClock};
 
 /// Exit status: everything done, nothing wrong.
@@ -54,6 +54,7 @@ pub fn check(config_path: &Path, cfg: &Config) -> Result<i32> {
 }
 
 pub fn import_accounts(cfg: &Config, file: &Path) -> Result<i32> {
+    let _lock = StateLock::acquire(cfg.state_dir())?;
     let mut store = Store::open(cfg.state_dir())?;
     let report = accounts::import_file(cfg, &mut store, file)?;
     for e in &report.skipped {
@@ -107,6 +108,7 @@ pub fn ingest_with(
     progress: bool,
     clock: &dyn Clock,
 ) -> Result<IngestOutcome> {
+    let _lock = StateLock::acquire(cfg.state_dir())?;
     let mut store = Store::open(cfg.state_dir())?;
     let fingerprinter = Fingerprinter::open(cfg.state_dir())?;
     let filter = accounts::load_filter(cfg, &store)?;
@@ -114,9 +116,20 @@ pub fn ingest_with(
         tracing::warn!("the directory is empty: run `leakwatch accounts import FILE.csv` first");
     }
     let templates = Templates::load(cfg.notify.templates_dir.as_deref())?;
-    let transport = Transport::from_config(cfg)?;
+    // A mail transport that cannot be set up (an unreadable password file, say) must not
+    // stop the findings from being recorded: their mail is composed and stays queued.
+    let transport = match Transport::from_config(cfg) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!(error = %e, "mail transport unavailable: mail stays queued");
+            None
+        }
+    };
     let rt = runtime()?;
-    let mut delivered = rt.block_on(notify::deliver(cfg, &store, &transport, clock, false))?;
+    let mut delivered = Delivered::default();
+    if let Some(t) = &transport {
+        delivered = rt.block_on(notify::deliver(cfg, &store, t, clock, false))?;
+    }
 
     let mut run = Ingest::new(cfg, &mut store, &filter, &fingerprinter, clock);
     if progress {
@@ -125,10 +138,15 @@ pub fn ingest_with(
     let stats = run.run(paths).context("ingest stopped")?;
 
     let composed = notify::compose(cfg, &mut store, &templates, clock.now())?;
-    let d = rt.block_on(notify::deliver(cfg, &store, &transport, clock, false))?;
-    delivered.sent += d.sent;
-    delivered.failed += d.failed;
-    delivered.deferred = d.deferred;
+    match &transport {
+        Some(t) => {
+            let d = rt.block_on(notify::deliver(cfg, &store, t, clock, false))?;
+            delivered.sent += d.sent;
+            delivered.failed += d.failed;
+            delivered.deferred = d.deferred;
+        }
+        None => delivered.deferred = store.mail_counts()?.pending,
+    }
     Ok(IngestOutcome {
         stats,
         user_mails: composed.user_mails,
@@ -194,6 +212,7 @@ pub fn mail_list(cfg: &Config) -> Result<i32> {
 /// Tries every queued message now; `retry_failed` first puts failed ones back in the queue.
 pub fn mail_flush(cfg: &Config, retry_failed: bool) -> Result<i32> {
     let clock = SystemClock;
+    let _lock = StateLock::acquire(cfg.state_dir())?;
     let store = Store::open(cfg.state_dir())?;
     if retry_failed {
         let n = store.retry_failed(clock.now())?;

@@ -147,3 +147,55 @@ impl Templates {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Ctx {
+        org_name: &'static str,
+    }
+
+    #[test]
+    fn override_dir_replaces_one_template_and_errors_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("digest.en.txt"),
+            "Subject: Custom {{ org_name }}\n\nBody for {{ org_name }}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("digest.en.html"), "<p>{{ org_name }}</p>").unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let r = t
+            .render("digest", Lang::En, &Ctx { org_name: "A & B" })
+            .unwrap();
+        assert_eq!(r.subject, "Custom A & B");
+        assert_eq!(r.text, "Body for A & B");
+        // HTML templates are escaped.
+        assert_eq!(r.html, "<p>A &amp; B</p>");
+        let origins = t.origins();
+        assert!(origins
+            .iter()
+            .any(|(n, o)| n == "digest.en.txt" && o.contains("digest.en.txt")));
+        assert!(origins
+            .iter()
+            .any(|(n, o)| n == "user.fr.txt" && o == "built-in"));
+
+        // A variable the context lacks is an error that names the template.
+        std::fs::write(dir.path().join("digest.en.txt"), "Subject: {{ nope }}\n").unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let err = t
+            .render("digest", Lang::En, &Ctx { org_name: "A" })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("digest.en.txt"), "{err}");
+        // A text template without its Subject line is refused.
+        std::fs::write(dir.path().join("digest.en.txt"), "Hello\n").unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        assert!(matches!(
+            t.render("digest", Lang::En, &Ctx { org_name: "A" }),
+            Err(TemplateError::NoSubject { .. })
+        ));
+    }
+}

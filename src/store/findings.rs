@@ -83,6 +83,8 @@ pub struct FindingView {
     pub email: String,
     pub username: Option<String>,
     pub kind: FindingKind,
+    /// Only for the owner's mail: never printed for admins.
+    #[serde(skip)]
     pub password_hint: Option<String>,
     pub site: Option<String>,
     pub format: String,

@@ -77,6 +77,43 @@ pub fn ensure_state_dir(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// An exclusive lock on the state directory, held by every command that writes
+/// (import, ingest, mail flush) for as long as it runs. Two runs at once (an admin's
+/// ingest while cron's is still going) would otherwise both compose, or both deliver,
+/// the same pending mail. The lock is the kernel's (`flock`), so a killed process
+/// releases it with no stale lock file to clean up.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    /// Takes the lock, waiting (and saying so) while another run holds it.
+    pub fn acquire(state_dir: &Path) -> Result<StateLock, StoreError> {
+        ensure_state_dir(state_dir)?;
+        let path = state_dir.join("leakwatch.lock");
+        let err = |source| StoreError::Dir {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::warn!(lock = %path.display(), "another leakwatch run holds the state directory; waiting for it");
+                file.lock().map_err(err)?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
+        }
+        Ok(StateLock { _file: file })
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
@@ -214,3 +251,37 @@ CREATE INDEX outbox_pending ON outbox(status, next_attempt_at);
 PRAGMA user_version = 1;
 COMMIT;
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_lock_excludes_a_second_holder_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = StateLock::acquire(dir.path()).unwrap();
+        let other = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("leakwatch.lock"))
+            .unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+        other.try_lock().unwrap();
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Version { found: 99, .. })
+        ));
+    }
+}

@@ -191,3 +191,56 @@ fn starttls_and_auth_with_the_password_read_from_a_file() {
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("smtp-password"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_broken_mail_setup_does_not_stop_findings_from_being_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let sc = synth::write_scenario(&data, 23, 30, 100).unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        "smtp",
+        &format!(
+            "[notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\nusername = \"leakwatch\"\npassword_file = \"{}\"\n",
+            free_port(),
+            tmp.path().join("no-such-password-file").display()
+        ),
+    );
+    expect_code(
+        &run(
+            &cfg,
+            &[
+                "accounts",
+                "import",
+                data.join("accounts.csv").to_str().unwrap(),
+            ],
+        ),
+        0,
+    );
+    let o = run(
+        &cfg,
+        &[
+            "ingest",
+            "--no-progress",
+            data.join("dumps").to_str().unwrap(),
+        ],
+    );
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("no-such-password-file"),
+        "{}",
+        stderr(&o)
+    );
+    let findings = sc.expected.password.len() + sc.expected.identity.len();
+    assert!(
+        stdout(&o).contains(&format!("{findings} new findings")),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&cfg, &["mail", "list"]);
+    assert!(
+        stdout(&o).contains(&format!("{} pending", findings + 2)),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -10,6 +10,7 @@ Prints "READY" on stdout once it accepts connections; stops on SIGTERM or stdin 
 
 import argparse
 import json
+import logging
 import os
 import signal
 import ssl
@@ -62,6 +63,8 @@ def authenticator(expected_login, expected_password):
 
 
 def main():
+    # aiosmtpd logs a warning about its own deprecated Session.login_data on every AUTH.
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--outdir", required=True)
