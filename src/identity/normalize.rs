@@ -116,46 +116,26 @@ fn push_lower(s: &str, out: &mut String) {
 pub fn normalize_email(raw: &str, org_domains: &[String], out: &mut String) -> bool {
     out.clear();
     let raw = trim_decorations(raw);
-    let Some((local, domain)) = raw.rsplit_once('@') else {
+    let Some(at) = memchr::memrchr(b'@', raw.as_bytes()) else {
         return false;
     };
-    if local.is_empty()
-        || local.len() > 64
-        || domain.len() < 3
-        || domain.len() > 253
-        || raw.contains(|c: char| c.is_whitespace() || c.is_control())
-        || local.contains(['@', ':', '/', '\\', ';', ','])
-    {
+    let (local, domain) = (&raw[..at], &raw[at + 1..]);
+    if local.is_empty() || local.len() > 64 || domain.len() < 3 || domain.len() > 253 {
         return false;
     }
-    let domain = domain.strip_suffix('.').unwrap_or(domain);
-    push_lower(local, out);
-    out.push('@');
-    let dom_start = out.len();
-    if domain.is_ascii() {
-        let ok = domain
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-        if !ok {
-            out.clear();
-            return false;
-        }
-        push_lower(domain, out);
+    let ok = if raw.is_ascii() {
+        ascii_email(local, domain, out)
     } else {
-        match idna::domain_to_ascii(domain) {
-            Ok(d) if !d.is_empty() => out.push_str(&d),
-            _ => {
-                out.clear();
-                return false;
-            }
-        }
-    }
-    let dom = &out[dom_start..];
-    if !dom.contains('.') || dom.starts_with('.') || dom.ends_with('.') || dom.contains("..") {
+        unicode_email(raw, local, domain, out)
+    };
+    if !ok {
         out.clear();
         return false;
     }
-    if org_domains.iter().any(|d| d == dom) {
+    let dom_start = out.len() - out.rsplit('@').next().map_or(0, str::len);
+    if out[..dom_start - 1].contains('+')
+        && org_domains.iter().any(|d| d.as_str() == &out[dom_start..])
+    {
         if let Some(plus) = out[..dom_start].find('+') {
             if plus > 0 {
                 out.replace_range(plus..dom_start - 1, "");
@@ -163,6 +143,61 @@ pub fn normalize_email(raw: &str, org_domains: &[String], out: &mut String) -> b
         }
     }
     true
+}
+
+/// Bytes that never appear in the local part of an address found in a dump.
+fn bad_local_byte(c: u8) -> bool {
+    c <= b' ' || c == 0x7f || matches!(c, b'@' | b':' | b'/' | b'\\' | b';' | b',')
+}
+
+/// The common case, in one pass per part and without allocating: an ASCII address.
+fn ascii_email(local: &str, domain: &str, out: &mut String) -> bool {
+    if local.bytes().any(bad_local_byte) {
+        return false;
+    }
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    let mut prev_dot = true;
+    let mut dots = 0;
+    for c in domain.bytes() {
+        if c == b'.' {
+            if prev_dot {
+                return false;
+            }
+            prev_dot = true;
+            dots += 1;
+        } else if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+            prev_dot = false;
+        } else {
+            return false;
+        }
+    }
+    if dots == 0 || prev_dot {
+        return false;
+    }
+    out.push_str(local);
+    out.push('@');
+    out.push_str(domain);
+    out.make_ascii_lowercase();
+    true
+}
+
+/// Non-ASCII addresses: Unicode lower case, IDN domains to punycode.
+fn unicode_email(raw: &str, local: &str, domain: &str, out: &mut String) -> bool {
+    if raw.contains(|c: char| c.is_whitespace() || c.is_control())
+        || local.bytes().any(bad_local_byte)
+    {
+        return false;
+    }
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    push_lower(local, out);
+    out.push('@');
+    let dom_start = out.len();
+    match idna::domain_to_ascii(domain) {
+        Ok(d) if !d.is_empty() => out.push_str(&d),
+        _ => return false,
+    }
+    let dom = &out[dom_start..];
+    dom.contains('.') && !dom.starts_with('.') && !dom.ends_with('.') && !dom.contains("..")
 }
 
 /// The host of a URL as dumps write it: `https://user@host:port/path`, `host/path`,
