@@ -82,8 +82,10 @@ enum MailCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Colours only on a terminal: under systemd or cron the journal gets plain lines.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("leakwatch=info")),
