@@ -15,17 +15,7 @@ fn kill_9_during_ingest_loses_nothing_and_sends_nothing_twice() {
     // Big enough that a debug build is still reading when the first kills land.
     let planted = synth::write_bench(&data, 99, 3000, 24 << 20, 400).unwrap();
     let cfg = write_config(tmp.path(), "file", "");
-    expect_code(
-        &run(
-            &cfg,
-            &[
-                "accounts",
-                "import",
-                data.join("accounts.csv").to_str().unwrap(),
-            ],
-        ),
-        0,
-    );
+    import(&cfg, &data.join("accounts.csv"));
 
     for delay_ms in [150, 500, 1200, 2500] {
         let mut child = Command::new(BIN)
@@ -42,14 +32,7 @@ fn kill_9_during_ingest_loses_nothing_and_sends_nothing_twice() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    let o = run(
-        &cfg,
-        &[
-            "ingest",
-            "--no-progress",
-            data.join("combo.txt").to_str().unwrap(),
-        ],
-    );
+    let o = ingest(&cfg, &[&data.join("combo.txt")]);
     expect_code(&o, 0);
 
     let mails = read_outbox(&tmp.path().join("state/outbox"));

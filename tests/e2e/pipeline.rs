@@ -75,14 +75,7 @@ fn ingest_mails_the_right_people_once_and_stores_no_password() {
         stdout(&o)
     );
 
-    let o = run(
-        &cfg,
-        &[
-            "ingest",
-            "--no-progress",
-            data.join("dumps").to_str().unwrap(),
-        ],
-    );
+    let o = ingest(&cfg, &[&data.join("dumps")]);
     expect_code(&o, 0);
     let summary = stdout(&o);
     let new_findings = exp.password.len() + exp.identity.len();
@@ -216,14 +209,7 @@ fn ingest_mails_the_right_people_once_and_stores_no_password() {
     }
 
     // Re-ingest: nothing new, no mail.
-    let o = run(
-        &cfg,
-        &[
-            "ingest",
-            "--no-progress",
-            data.join("dumps").to_str().unwrap(),
-        ],
-    );
+    let o = ingest(&cfg, &[&data.join("dumps")]);
     expect_code(&o, 0);
     assert!(stdout(&o).contains("0 new findings"), "{}", stdout(&o));
     assert_eq!(
@@ -268,39 +254,9 @@ fn reimport_stops_matching_removed_accounts() {
     assert_eq!(kept.lines().count(), csv.lines().count() - 1);
     std::fs::write(data.join("accounts-less.csv"), kept).unwrap();
 
-    expect_code(
-        &run(
-            &cfg,
-            &[
-                "accounts",
-                "import",
-                data.join("accounts.csv").to_str().unwrap(),
-            ],
-        ),
-        0,
-    );
-    expect_code(
-        &run(
-            &cfg,
-            &[
-                "accounts",
-                "import",
-                data.join("accounts-less.csv").to_str().unwrap(),
-            ],
-        ),
-        0,
-    );
-    expect_code(
-        &run(
-            &cfg,
-            &[
-                "ingest",
-                "--no-progress",
-                data.join("dumps").to_str().unwrap(),
-            ],
-        ),
-        0,
-    );
+    import(&cfg, &data.join("accounts.csv"));
+    import(&cfg, &data.join("accounts-less.csv"));
+    expect_code(&ingest(&cfg, &[&data.join("dumps")]), 0);
     let got: BTreeSet<String> = user_mails(&read_outbox(&tmp.path().join("state/outbox")))
         .iter()
         .map(|m| m.to_address())
@@ -365,26 +321,8 @@ fn unreadable_inputs_are_reported_and_the_rest_is_read() {
         b"PK\x03\x04 truncated archive",
     )
     .unwrap();
-    expect_code(
-        &run(
-            &cfg,
-            &[
-                "accounts",
-                "import",
-                data.join("accounts.csv").to_str().unwrap(),
-            ],
-        ),
-        0,
-    );
-    let o = run(
-        &cfg,
-        &[
-            "ingest",
-            "--no-progress",
-            data.join("dumps").to_str().unwrap(),
-            data.join("missing.txt").to_str().unwrap(),
-        ],
-    );
+    import(&cfg, &data.join("accounts.csv"));
+    let o = ingest(&cfg, &[&data.join("dumps"), &data.join("missing.txt")]);
     expect_code(&o, 1);
     let err = stderr(&o);
     assert!(

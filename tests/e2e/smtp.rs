@@ -44,27 +44,10 @@ fn mail_is_queued_while_the_server_is_down_and_delivered_once_later() {
         "smtp",
         &format!("[notify.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout_secs = 5\n"),
     );
-    expect_code(
-        &run(
-            &cfg,
-            &[
-                "accounts",
-                "import",
-                data.join("accounts.csv").to_str().unwrap(),
-            ],
-        ),
-        0,
-    );
+    import(&cfg, &data.join("accounts.csv"));
 
     // Nobody listens: every mail is queued, the run says so and exits 1.
-    let o = run(
-        &cfg,
-        &[
-            "ingest",
-            "--no-progress",
-            data.join("dumps").to_str().unwrap(),
-        ],
-    );
+    let o = ingest(&cfg, &[&data.join("dumps")]);
     expect_code(&o, 1);
     let total = sc.expected.password.len() + sc.expected.identity.len() + 2;
     assert!(
@@ -103,14 +86,7 @@ fn mail_is_queued_while_the_server_is_down_and_delivered_once_later() {
     );
 
     // The next run delivers it; nothing is sent twice, then or after.
-    let o = run(
-        &cfg,
-        &[
-            "ingest",
-            "--no-progress",
-            data.join("dumps").to_str().unwrap(),
-        ],
-    );
+    let o = ingest(&cfg, &[&data.join("dumps")]);
     expect_code(&o, 0);
     assert!(
         stdout(&o).contains("0 new findings") && stdout(&o).contains("1 sent"),
@@ -155,25 +131,8 @@ fn starttls_and_auth_with_the_password_read_from_a_file() {
         ),
     );
     expect_code(&run(&cfg, &["check"]), 0);
-    expect_code(
-        &run(
-            &cfg,
-            &[
-                "accounts",
-                "import",
-                data.join("accounts.csv").to_str().unwrap(),
-            ],
-        ),
-        0,
-    );
-    let o = run(
-        &cfg,
-        &[
-            "ingest",
-            "--no-progress",
-            data.join("dumps").to_str().unwrap(),
-        ],
-    );
+    import(&cfg, &data.join("accounts.csv"));
+    let o = ingest(&cfg, &[&data.join("dumps")]);
     expect_code(&o, 0);
     assert!(
         !stdout(&o).contains(secret) && !stderr(&o).contains(secret),
@@ -206,25 +165,8 @@ fn a_broken_mail_setup_does_not_stop_findings_from_being_recorded() {
             tmp.path().join("no-such-password-file").display()
         ),
     );
-    expect_code(
-        &run(
-            &cfg,
-            &[
-                "accounts",
-                "import",
-                data.join("accounts.csv").to_str().unwrap(),
-            ],
-        ),
-        0,
-    );
-    let o = run(
-        &cfg,
-        &[
-            "ingest",
-            "--no-progress",
-            data.join("dumps").to_str().unwrap(),
-        ],
-    );
+    import(&cfg, &data.join("accounts.csv"));
+    let o = ingest(&cfg, &[&data.join("dumps")]);
     expect_code(&o, 1);
     assert!(
         stderr(&o).contains("no-such-password-file"),

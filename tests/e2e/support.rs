@@ -280,3 +280,19 @@ impl Drop for SmtpServer {
         let _ = self.child.wait();
     }
 }
+
+/// `leakwatch accounts import FILE`, which must succeed.
+#[track_caller]
+pub fn import(config: &Path, csv: &Path) {
+    expect_code(
+        &run(config, &["accounts", "import", csv.to_str().unwrap()]),
+        0,
+    );
+}
+
+/// `leakwatch ingest --no-progress PATHS…`.
+pub fn ingest(config: &Path, paths: &[&Path]) -> Output {
+    let mut args = vec!["ingest", "--no-progress"];
+    args.extend(paths.iter().map(|p| p.to_str().unwrap()));
+    run(config, &args)
+}
