@@ -30,6 +30,7 @@ pub mod ingest;
 pub mod notify;
 pub mod parse;
 pub mod progress;
+pub mod schedule;
 pub mod secret;
 pub mod source;
 pub mod store;
