@@ -232,7 +232,7 @@ impl StreamHandler for Ingest<'_> {
         let mut logger = MalformedLog {
             inner: self,
             name,
-            logged: [0; 4],
+            logged: [0; Malformed::ALL.len()],
         };
         let result = parse::parse_stream(input, name, max_line, &mut logger);
         let logged: u64 = logger.logged.iter().sum();
@@ -260,7 +260,7 @@ impl StreamHandler for Ingest<'_> {
 struct MalformedLog<'i, 'a> {
     inner: &'i mut Ingest<'a>,
     name: &'i str,
-    logged: [u64; 4],
+    logged: [u64; Malformed::ALL.len()],
 }
 
 impl Sink for MalformedLog<'_, '_> {

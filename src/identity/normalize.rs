@@ -39,7 +39,8 @@ impl Normalizer {
         out.clear();
         let login = trim_decorations(login);
         if login.contains('@') {
-            return normalize_email(login, &self.org_domains, out).then_some(IdentityKind::Email);
+            return normalize_trimmed_email(login, &self.org_domains, out)
+                .then_some(IdentityKind::Email);
         }
         let host = url.and_then(url_host)?;
         if !self.is_login_host(host) {
@@ -62,8 +63,7 @@ impl Normalizer {
 
     /// The normalised key of an email address, for the directory import.
     pub fn email_key(&self, raw: &str, out: &mut String) -> bool {
-        out.clear();
-        normalize_email(trim_decorations(raw), &self.org_domains, out)
+        normalize_email(raw, &self.org_domains, out)
     }
 
     /// Whether a normalised email key is on one of the organisation's domains.
@@ -116,8 +116,12 @@ fn push_lower(s: &str, out: &mut String) {
 /// Normalises an email address into `out`: lower case, IDN domain to punycode, `+tag`
 /// dropped on the organisation's domains. Returns false if it is not an address.
 pub fn normalize_email(raw: &str, org_domains: &[String], out: &mut String) -> bool {
+    normalize_trimmed_email(trim_decorations(raw), org_domains, out)
+}
+
+/// [`normalize_email`] of a login already through `trim_decorations` (the per-line path).
+fn normalize_trimmed_email(raw: &str, org_domains: &[String], out: &mut String) -> bool {
     out.clear();
-    let raw = trim_decorations(raw);
     let Some(at) = memchr::memrchr(b'@', raw.as_bytes()) else {
         return false;
     };
@@ -134,14 +138,11 @@ pub fn normalize_email(raw: &str, org_domains: &[String], out: &mut String) -> b
         out.clear();
         return false;
     }
-    let dom_start = out.len() - out.rsplit('@').next().map_or(0, str::len);
-    if out[..dom_start - 1].contains('+')
-        && org_domains.iter().any(|d| d.as_str() == &out[dom_start..])
-    {
-        if let Some(plus) = out[..dom_start].find('+') {
-            if plus > 0 {
-                out.replace_range(plus..dom_start - 1, "");
-            }
+    // Both helpers write `local@domain`, and a local part never holds an `@`.
+    let at = out.rfind('@').expect("written with an @");
+    if let Some(plus) = out[..at].find('+').filter(|&p| p > 0) {
+        if org_domains.iter().any(|d| d.as_str() == &out[at + 1..]) {
+            out.replace_range(plus..at, "");
         }
     }
     true

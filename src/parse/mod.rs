@@ -78,6 +78,14 @@ pub enum Malformed {
 }
 
 impl Malformed {
+    /// Every reason, in discriminant order (`why as usize` indexes per-reason counters).
+    pub const ALL: [Malformed; 4] = [
+        Malformed::InvalidUtf8,
+        Malformed::NulByte,
+        Malformed::TooLong,
+        Malformed::Unrecognised,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Malformed::InvalidUtf8 => "invalid UTF-8",
@@ -378,6 +386,13 @@ mod tests {
                 assert!(!r.login.is_empty());
                 assert!(r.line >= 1 && r.line <= stats.lines.max(1));
             }
+        }
+    }
+
+    #[test]
+    fn malformed_all_is_in_discriminant_order() {
+        for (i, m) in Malformed::ALL.iter().enumerate() {
+            assert_eq!(*m as usize, i);
         }
     }
 

@@ -58,5 +58,5 @@ fn kill_9_during_ingest_loses_nothing_and_sends_nothing_twice() {
     );
     // No temporary outbox file left behind as a message.
     let o = run(&cfg, &["mail", "list"]);
-    assert!(stdout(&o).contains("0 pending"), "{}", stdout(&o));
+    assert_stdout(&o, "0 pending");
 }

@@ -69,11 +69,7 @@ fn ingest_mails_the_right_people_once_and_stores_no_password() {
         ],
     );
     expect_code(&o, 0);
-    assert!(
-        stdout(&o).contains("imported 60 accounts"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout(&o, "imported 60 accounts");
 
     let o = ingest(&cfg, &[&data.join("dumps")]);
     expect_code(&o, 0);
@@ -211,7 +207,7 @@ fn ingest_mails_the_right_people_once_and_stores_no_password() {
     // Re-ingest: nothing new, no mail.
     let o = ingest(&cfg, &[&data.join("dumps")]);
     expect_code(&o, 0);
-    assert!(stdout(&o).contains("0 new findings"), "{}", stdout(&o));
+    assert_stdout(&o, "0 new findings");
     assert_eq!(
         read_outbox(&outbox).len(),
         mails.len(),
@@ -288,7 +284,7 @@ fn bad_directory_rows_are_reported_by_line_and_skipped() {
         err.contains("accounts.csv:4:") && err.contains("lang"),
         "{err}"
     );
-    assert!(stdout(&o).contains("imported 2 accounts"), "{}", stdout(&o));
+    assert_stdout(&o, "imported 2 accounts");
 }
 
 #[test]
@@ -301,13 +297,13 @@ fn bad_config_exits_78_and_names_the_key() {
     std::fs::write(&cfg, text).unwrap();
     let o = run(&cfg, &["check"]);
     expect_code(&o, 78);
-    assert!(stderr(&o).contains("admin_lang"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("leakwatch.toml"), "{}", stderr(&o));
+    assert_stderr(&o, "admin_lang");
+    assert_stderr(&o, "leakwatch.toml");
 
     let good = write_config(tmp.path(), "file", "");
     let o = run(&good, &["check"]);
     expect_code(&o, 0);
-    assert!(stdout(&o).contains("OK"));
+    assert_stdout(&o, "OK");
 }
 
 #[test]
@@ -329,7 +325,7 @@ fn unreadable_inputs_are_reported_and_the_rest_is_read() {
         err.contains("broken.zip") && err.contains("missing.txt"),
         "{err}"
     );
-    assert!(stdout(&o).contains("2 input errors"), "{}", stdout(&o));
+    assert_stdout(&o, "2 input errors");
     let got = user_mails(&read_outbox(&tmp.path().join("state/outbox"))).len();
     assert_eq!(got, sc.expected.password.len() + sc.expected.identity.len());
 }

@@ -50,17 +50,9 @@ fn mail_is_queued_while_the_server_is_down_and_delivered_once_later() {
     let o = ingest(&cfg, &[&data.join("dumps")]);
     expect_code(&o, 1);
     let total = sc.expected.password.len() + sc.expected.identity.len() + 2;
-    assert!(
-        stdout(&o).contains(&format!("0 sent, {total} queued for retry")),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout(&o, &format!("0 sent, {total} queued for retry"));
     let o = run(&cfg, &["mail", "list"]);
-    assert!(
-        stdout(&o).contains(&format!("{total} pending, 0 sent")),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout(&o, &format!("{total} pending, 0 sent"));
 
     // The server comes up but refuses the first message with a 451: that one stays queued.
     let server = SmtpServer::start(
@@ -73,26 +65,16 @@ fn mail_is_queued_while_the_server_is_down_and_delivered_once_later() {
     );
     let o = run(&cfg, &["mail", "flush"]);
     expect_code(&o, 1);
-    assert!(
-        stdout(&o).contains(&format!("{} sent, 1 queued for retry", total - 1)),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout(&o, &format!("{} sent, 1 queued for retry", total - 1));
     let o = run(&cfg, &["mail", "list"]);
-    assert!(
-        stdout(&o).contains("451"),
-        "the 451 is kept as last error: {}",
-        stdout(&o)
-    );
+    // The 451 is kept as the message's last error.
+    assert_stdout(&o, "451");
 
     // The next run delivers it; nothing is sent twice, then or after.
     let o = ingest(&cfg, &[&data.join("dumps")]);
     expect_code(&o, 0);
-    assert!(
-        stdout(&o).contains("0 new findings") && stdout(&o).contains("1 sent"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout(&o, "0 new findings");
+    assert_stdout(&o, "), 1 sent, 0 queued for retry");
     expect_code(&run(&cfg, &["mail", "flush"]), 0);
     assert_eq!(recipients(&server), expected_recipients(&sc));
     for (mail, meta) in server.received() {
@@ -148,7 +130,7 @@ fn starttls_and_auth_with_the_password_read_from_a_file() {
     std::fs::set_permissions(&pw_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let o = run(&cfg, &["check"]);
     assert_ne!(o.status.code(), Some(0));
-    assert!(stderr(&o).contains("smtp-password"), "{}", stderr(&o));
+    assert_stderr(&o, "smtp-password");
 }
 
 #[test]
@@ -168,21 +150,9 @@ fn a_broken_mail_setup_does_not_stop_findings_from_being_recorded() {
     import(&cfg, &data.join("accounts.csv"));
     let o = ingest(&cfg, &[&data.join("dumps")]);
     expect_code(&o, 1);
-    assert!(
-        stderr(&o).contains("no-such-password-file"),
-        "{}",
-        stderr(&o)
-    );
+    assert_stderr(&o, "no-such-password-file");
     let findings = sc.expected.password.len() + sc.expected.identity.len();
-    assert!(
-        stdout(&o).contains(&format!("{findings} new findings")),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout(&o, &format!("{findings} new findings"));
     let o = run(&cfg, &["mail", "list"]);
-    assert!(
-        stdout(&o).contains(&format!("{} pending", findings + 2)),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout(&o, &format!("{} pending", findings + 2));
 }

@@ -296,3 +296,17 @@ pub fn ingest(config: &Path, paths: &[&Path]) -> Output {
     args.extend(paths.iter().map(|p| p.to_str().unwrap()));
     run(config, &args)
 }
+
+/// Asserts that stdout contains `needle`, showing stdout when it does not.
+#[track_caller]
+pub fn assert_stdout(o: &Output, needle: &str) {
+    let out = stdout(o);
+    assert!(out.contains(needle), "stdout lacks {needle:?}:\n{out}");
+}
+
+/// Asserts that stderr contains `needle`, showing stderr when it does not.
+#[track_caller]
+pub fn assert_stderr(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
+}
