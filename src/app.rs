@@ -4,15 +4,18 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
 use crate::accounts;
 use crate::config::Config;
-use crate::fingerprint::Fingerprinter;
+use crate::daemon;
+use crate::feed;
 use crate::identity::{IdentityHash, Normalizer};
-use crate::ingest::{Ingest, IngestStats};
+use crate::ingest::IngestStats;
 use crate::notify::{self, Delivered, Templates, Transport};
+use crate::pipeline::{self, Pipeline};
 use crate::store::{StateLock, Store};
 use crate::timefmt::{self, Clock, SystemClock};
 
@@ -50,7 +53,31 @@ pub fn check(config_path: &Path, cfg: &Config) -> Result<i32> {
     for w in cfg.warnings() {
         writeln!(out, "  warning: {w}")?;
     }
-    Ok(EXIT_OK)
+    let Some(dir) = &cfg.feeds.dir else {
+        writeln!(out, "  feeds: none ([feeds] dir is not set)")?;
+        return Ok(EXIT_OK);
+    };
+    let (feeds, errors) = feed::load_dir(dir);
+    writeln!(out, "  feeds in {}: {} valid", dir.display(), feeds.len())?;
+    for f in &feeds {
+        writeln!(
+            out,
+            "    {} ({}, \"{}\"{})",
+            f.name,
+            f.kind.as_str(),
+            f.schedule.expr(),
+            if f.enabled { "" } else { ", disabled" }
+        )?;
+    }
+    drop(out);
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    Ok(if errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_CONFIG
+    })
 }
 
 pub fn import_accounts(cfg: &Config, file: &Path) -> Result<i32> {
@@ -101,7 +128,8 @@ pub fn ingest(cfg: &Config, paths: &[PathBuf], progress: bool) -> Result<i32> {
 }
 
 /// The ingest pipeline end to end: queued mail first (it is owed from before), then the
-/// inputs, then compose and deliver what they caused.
+/// inputs, then compose and deliver what they caused. The state lock is held throughout,
+/// so a daemon's feed runs wait for this one before they compose any mail.
 pub fn ingest_with(
     cfg: &Config,
     paths: &[PathBuf],
@@ -109,50 +137,219 @@ pub fn ingest_with(
     clock: &dyn Clock,
 ) -> Result<IngestOutcome> {
     let _lock = StateLock::acquire(cfg.state_dir())?;
-    let mut store = Store::open(cfg.state_dir())?;
-    let fingerprinter = Fingerprinter::open(cfg.state_dir())?;
-    let filter = accounts::load_filter(cfg, &store)?;
-    if filter.items() == 0 {
-        tracing::warn!("the directory is empty: run `leakwatch accounts import FILE.csv` first");
-    }
+    let mut pipe = Pipeline::open(cfg)?;
     let templates = Templates::load(cfg.notify.templates_dir.as_deref())?;
-    // A mail transport that cannot be set up (an unreadable password file, say) must not
-    // stop the findings from being recorded: their mail is composed and stays queued.
-    let transport = match Transport::from_config(cfg) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            tracing::error!(error = %e, "mail transport unavailable: mail stays queued");
-            None
-        }
-    };
     let rt = runtime()?;
-    let mut delivered = Delivered::default();
-    if let Some(t) = &transport {
-        delivered = rt.block_on(notify::deliver(cfg, &store, t, clock, false))?;
-    }
+    let mut delivered = pipeline::deliver_queue(cfg, &pipe.store, clock, rt.handle(), false)?;
 
-    let mut run = Ingest::new(cfg, &mut store, &filter, &fingerprinter, clock);
+    let mut run = pipe.ingest(clock, None);
     if progress {
         run = run.with_progress();
     }
     let stats = run.run(paths).context("ingest stopped")?;
 
-    let composed = notify::compose(cfg, &mut store, &templates, clock.now())?;
-    match &transport {
-        Some(t) => {
-            let d = rt.block_on(notify::deliver(cfg, &store, t, clock, false))?;
-            delivered.sent += d.sent;
-            delivered.failed += d.failed;
-            delivered.deferred = d.deferred;
-        }
-        None => delivered.deferred = store.mail_counts()?.pending,
-    }
+    let composed = notify::compose(cfg, &mut pipe.store, &templates, clock.now())?;
+    let d = pipeline::deliver_queue(cfg, &pipe.store, clock, rt.handle(), false)?;
+    delivered.sent += d.sent;
+    delivered.failed += d.failed;
+    delivered.deferred = d.deferred;
     Ok(IngestOutcome {
         stats,
         user_mails: composed.user_mails,
         digest_mails: composed.digest_mails,
         delivered,
     })
+}
+
+/// `leakwatch run [--once]`: the daemon, or every enabled feed once.
+pub fn run(config_path: &Path, cfg: Config, once: bool) -> Result<i32> {
+    let feeds = match feed::load(&cfg) {
+        Ok(f) => f,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            return Ok(EXIT_CONFIG);
+        }
+    };
+    if feeds.is_empty() {
+        tracing::warn!("no feeds configured ([feeds] dir): nothing will run");
+    }
+    // Blocking threads run the feed jobs and the mail passes; a few more than the jobs.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(cfg.feeds.max_concurrent + 4)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let opts = daemon::RunOptions {
+        config_path: config_path.to_path_buf(),
+        once,
+    };
+    let summary = rt.block_on(daemon::run(cfg, feeds, opts, Arc::new(SystemClock)))?;
+    // A job still running at the stop deadline is abandoned, not waited for.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    if once {
+        println!(
+            "run --once: {} feed run(s), {} with problems; see `leakwatch status`",
+            summary.runs, summary.troubled
+        );
+    }
+    Ok(if summary.troubled > 0 {
+        EXIT_PROBLEMS
+    } else {
+        EXIT_OK
+    })
+}
+
+/// `leakwatch status`: the daemon, each feed's last run and next run, the mail queue.
+pub fn status(cfg: &Config, json: bool) -> Result<i32> {
+    let clock = SystemClock;
+    let now = clock.now();
+    let store = Store::open(cfg.state_dir())?;
+    let (feeds, errors) = match &cfg.feeds.dir {
+        Some(dir) => feed::load_dir(dir),
+        None => (Vec::new(), Vec::new()),
+    };
+    let runs = store.feed_runs_latest()?;
+    let daemon = store.daemon()?;
+    let alive = daemon
+        .as_ref()
+        .is_some_and(|d| d.stopped_at.is_none() && process_alive(d.pid));
+    let mail = store.mail_counts()?;
+    let next_of = |f: &feed::Feed| f.enabled.then(|| f.schedule.next_after(now)).flatten();
+    if json {
+        let feeds_json: Vec<_> = feeds
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "name": f.name,
+                    "kind": f.kind.as_str(),
+                    "enabled": f.enabled,
+                    "schedule": f.schedule.expr(),
+                    "next_run": next_of(f),
+                    "last_run": runs.iter().find(|r| r.feed == f.name),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "daemon": daemon.as_ref().map(|d| serde_json::json!({
+                "running": alive, "pid": d.pid, "started_at": d.started_at,
+                "heartbeat": d.heartbeat, "status": d.status, "stopped_at": d.stopped_at,
+            })),
+            "feeds": feeds_json,
+            "mail": { "pending": mail.pending, "sent": mail.sent, "failed": mail.failed },
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(EXIT_OK);
+    }
+    let mut out = std::io::stdout().lock();
+    match &daemon {
+        None => writeln!(out, "daemon: has never run on this state directory")?,
+        Some(d) if alive => writeln!(
+            out,
+            "daemon: running, pid {}, since {}; {} (as of {}s ago)",
+            d.pid,
+            timefmt::rfc3339(d.started_at),
+            d.status,
+            now - d.heartbeat
+        )?,
+        Some(d) => writeln!(
+            out,
+            "daemon: not running (last started {}, {})",
+            timefmt::rfc3339(d.started_at),
+            match d.stopped_at {
+                Some(t) => format!("stopped {}", timefmt::rfc3339(t)),
+                None => "did not stop cleanly".into(),
+            }
+        )?,
+    }
+    writeln!(
+        out,
+        "{:<20} {:<9} {:<7} {:<16} {:<20} {:>7} {:<11} {:>10} {:>9} {:>10} {:>8}  next run",
+        "feed",
+        "kind",
+        "enabled",
+        "schedule",
+        "last run",
+        "took",
+        "result",
+        "bytes",
+        "lines",
+        "identities",
+        "findings",
+    )?;
+    for f in &feeds {
+        let r = runs.iter().find(|r| r.feed == f.name);
+        let (start, took, result, s) = match r {
+            Some(r) => (
+                timefmt::rfc3339(r.started_at),
+                r.finished_at
+                    .map(|e| format!("{}s", e - r.started_at))
+                    .unwrap_or_else(|| "-".into()),
+                r.outcome.as_str(),
+                r.stats,
+            ),
+            None => ("never".into(), "-".into(), "-", Default::default()),
+        };
+        writeln!(
+            out,
+            "{:<20} {:<9} {:<7} {:<16} {:<20} {:>7} {:<11} {:>10} {:>9} {:>10} {:>8}  {}",
+            f.name,
+            f.kind.as_str(),
+            if f.enabled { "yes" } else { "no" },
+            f.schedule.expr(),
+            start,
+            took,
+            result,
+            s.bytes,
+            s.lines,
+            s.identities,
+            s.new_findings,
+            next_of(f)
+                .map(timefmt::rfc3339)
+                .unwrap_or_else(|| "-".into())
+        )?;
+        if let Some(m) = r.and_then(|r| r.message.as_deref()) {
+            writeln!(out, "    last run: {m}")?;
+        }
+    }
+    for r in runs
+        .iter()
+        .filter(|r| !feeds.iter().any(|f| f.name == r.feed))
+    {
+        writeln!(
+            out,
+            "{:<20} (no longer configured; last run {} {})",
+            r.feed,
+            timefmt::rfc3339(r.started_at),
+            r.outcome.as_str()
+        )?;
+    }
+    for e in &errors {
+        writeln!(out, "error: {e}")?;
+    }
+    writeln!(
+        out,
+        "mail queue: {} pending, {} sent, {} failed",
+        mail.pending, mail.sent, mail.failed
+    )?;
+    Ok(if errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_CONFIG
+    })
+}
+
+/// Whether a process exists (signal 0 checks without sending anything; `EPERM` means it
+/// exists under another user, as the daemon does under systemd).
+fn process_alive(pid: i64) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks the pid; it has no memory effects.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 pub fn findings_list(cfg: &Config, json: bool) -> Result<i32> {

@@ -28,6 +28,27 @@ pub struct Config {
     pub filter: FilterConfig,
     #[serde(default)]
     pub privacy: Privacy,
+    #[serde(default)]
+    pub feeds: FeedsConfig,
+}
+
+/// Where the feed definitions live and how many run at once (see `feed` and `daemon`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedsConfig {
+    /// A directory of `*.toml` feed files; without it the daemon has nothing to run.
+    pub dir: Option<PathBuf>,
+    /// Feeds running at the same time. Each feed never overlaps itself.
+    pub max_concurrent: usize,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        FeedsConfig {
+            dir: None,
+            max_concurrent: 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +123,9 @@ pub struct NotifyConfig {
     /// After this many failed attempts a queued mail is marked failed and kept for `mail retry`.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// How often the daemon tries queued mail whose retry time has come.
+    #[serde(default = "default_retry_interval")]
+    pub retry_interval_secs: u64,
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
 }
@@ -208,6 +232,9 @@ fn default_smtp_timeout() -> u64 {
 fn default_max_attempts() -> u32 {
     50
 }
+fn default_retry_interval() -> u64 {
+    60
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -291,6 +318,18 @@ impl Config {
             return Err(invalid(
                 "limits",
                 "archive limits must be greater than 0".into(),
+            ));
+        }
+        if self.feeds.max_concurrent == 0 || self.feeds.max_concurrent > 64 {
+            return Err(invalid(
+                "feeds.max_concurrent",
+                "must be between 1 and 64".into(),
+            ));
+        }
+        if self.notify.retry_interval_secs == 0 {
+            return Err(invalid(
+                "notify.retry_interval_secs",
+                "must be at least 1".into(),
             ));
         }
         if self.notify.max_attempts == 0 {

@@ -8,6 +8,7 @@
 use std::io::{self, Read};
 use std::path::PathBuf;
 
+use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::filter::AccountFilter;
 use crate::fingerprint::{password_hint, Fingerprinter};
@@ -20,6 +21,16 @@ use crate::timefmt::Clock;
 
 /// Malformed lines logged one by one per stream and reason; the rest are only counted.
 const MALFORMED_LOGGED: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Without a working database nothing can be recorded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stopped by a shutdown after reading this much.
+    #[error("stopped by shutdown")]
+    Cancelled(IngestStats),
+}
 
 /// Counters of one run, printed as its summary line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -54,6 +65,9 @@ pub struct Ingest<'a> {
     fatal: Option<StoreError>,
     key: String,
     source_name: String,
+    cancel: Option<Cancel>,
+    /// Set when a cancel stopped the run part-way.
+    cancelled: bool,
 }
 
 impl<'a> Ingest<'a> {
@@ -78,7 +92,43 @@ impl<'a> Ingest<'a> {
             fatal: None,
             key: String::with_capacity(128),
             source_name: String::new(),
+            cancel: None,
+            cancelled: false,
         }
+    }
+
+    /// Stops between records once `cancel` fires. Findings recorded until then are kept;
+    /// the input is reported as not finished, so its feed reads it again next time.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    /// Reads one input that is not a file on disk (a download's spool).
+    pub fn run_input<R: Read + io::Seek>(
+        mut self,
+        name: &str,
+        input: R,
+        size: u64,
+    ) -> Result<IngestStats, IngestError> {
+        if self.show_progress {
+            self.progress = Progress::new(size);
+        }
+        self.stats.files += 1;
+        let limits = self.cfg.limits.clone();
+        source::read_input(name, input, &limits, &mut self);
+        self.progress.finish();
+        self.finish()
+    }
+
+    fn finish(mut self) -> Result<IngestStats, IngestError> {
+        if let Some(e) = self.fatal.take() {
+            return Err(IngestError::Store(e));
+        }
+        if self.cancelled {
+            return Err(IngestError::Cancelled(self.stats));
+        }
+        Ok(self.stats)
     }
 
     /// Shows progress (bar or log lines) while running.
@@ -88,8 +138,8 @@ impl<'a> Ingest<'a> {
     }
 
     /// Reads every path. Errors in inputs are reported and counted; only a store failure
-    /// is returned as an error (findings recorded before it are kept).
-    pub fn run(mut self, paths: &[PathBuf]) -> Result<IngestStats, StoreError> {
+    /// or a cancel is returned as an error (findings recorded before it are kept).
+    pub fn run(mut self, paths: &[PathBuf]) -> Result<IngestStats, IngestError> {
         let (files, errors) = source::collect_files(paths);
         for e in errors {
             self.error(e);
@@ -102,15 +152,14 @@ impl<'a> Ingest<'a> {
         for file in &files {
             self.stats.files += 1;
             source::read_file(file, &limits, &mut self);
-            if let Some(e) = self.fatal.take() {
-                self.progress.finish();
-                return Err(e);
+            if self.fatal.is_some() || self.cancelled {
+                break;
             }
             self.done_bytes += file.size;
             self.progress.set(self.done_bytes);
         }
         self.progress.finish();
-        Ok(self.stats)
+        self.finish()
     }
 
     fn record_match(
@@ -188,6 +237,9 @@ impl<'a> Ingest<'a> {
     }
 
     fn error(&mut self, e: SourceError) {
+        if self.cancelled {
+            return; // the input was cut by the shutdown, not broken
+        }
         self.stats.errors += 1;
         tracing::error!(error = %e, "input skipped");
     }
@@ -195,7 +247,11 @@ impl<'a> Ingest<'a> {
 
 impl Sink for Ingest<'_> {
     fn record(&mut self, r: &Record<'_>) {
-        if self.fatal.is_some() {
+        if self.fatal.is_some() || self.cancelled {
+            return;
+        }
+        if self.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+            self.cancelled = true;
             return;
         }
         let Some(kind) = self.norm.key_of(r.login, r.url, &mut self.key) else {
@@ -229,13 +285,23 @@ impl StreamHandler for Ingest<'_> {
         self.source_name.clear();
         self.source_name.push_str(name);
         let max_line = self.cfg.limits.max_line_bytes;
+        // Reads fail once a shutdown is asked for, so even a long file of lines that hold
+        // no identity stops within one buffer.
+        let cancel = self.cancel.clone();
+        let mut input = CancelReader {
+            inner: input,
+            cancel: cancel.as_ref(),
+        };
         let mut logger = MalformedLog {
             inner: self,
             name,
             logged: [0; Malformed::ALL.len()],
         };
-        let result = parse::parse_stream(input, name, max_line, &mut logger);
+        let result = parse::parse_stream(&mut input, name, max_line, &mut logger);
         let logged: u64 = logger.logged.iter().sum();
+        if cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+            self.cancelled = true;
+        }
         if let Ok(s) = &result {
             self.stats.lines += s.lines;
             self.stats.malformed += s.malformed;
@@ -247,6 +313,9 @@ impl StreamHandler for Ingest<'_> {
         }
         if self.fatal.is_some() {
             return Err(io::Error::other("stopped: the state database failed"));
+        }
+        if self.cancelled {
+            return Err(io::Error::other("stopped by shutdown"));
         }
         result.map(|_| ())
     }
@@ -276,5 +345,19 @@ impl Sink for MalformedLog<'_, '_> {
     }
     fn progress(&mut self, bytes_read: u64) {
         self.inner.progress(bytes_read);
+    }
+}
+
+struct CancelReader<'a, 'c> {
+    inner: &'a mut dyn Read,
+    cancel: Option<&'c Cancel>,
+}
+
+impl Read for CancelReader<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.is_some_and(Cancel::is_cancelled) {
+            return Err(io::Error::other("stopped by shutdown"));
+        }
+        self.inner.read(buf)
     }
 }

@@ -22,13 +22,17 @@
 
 pub mod accounts;
 pub mod app;
+pub mod cancel;
 pub mod config;
+pub mod daemon;
+pub mod feed;
 pub mod filter;
 pub mod fingerprint;
 pub mod identity;
 pub mod ingest;
 pub mod notify;
 pub mod parse;
+pub mod pipeline;
 pub mod progress;
 pub mod schedule;
 pub mod secret;

@@ -39,6 +39,17 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// The daemon: run every feed on its schedule until SIGTERM (SIGHUP reloads).
+    Run {
+        /// Run every enabled feed once, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// The daemon, each feed's last and next run, and the mail queue.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Recorded findings.
     Findings {
         #[command(subcommand)]
@@ -82,15 +93,19 @@ enum MailCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Colours only on a terminal: under systemd or cron the journal gets plain lines.
-    tracing_subscriber::fmt()
+    // Colours only on a terminal. Under systemd (JOURNAL_STREAM set) the journal stamps
+    // each line itself, so ours carry no time.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("leakwatch=info"));
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("leakwatch=info")),
-        )
-        .init();
+        .with_env_filter(filter);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        fmt.without_time().init();
+    } else {
+        fmt.init();
+    }
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -104,6 +119,8 @@ fn main() -> ExitCode {
             command: AccountsCommand::Import { file },
         } => app::import_accounts(&cfg, &file),
         Command::Ingest { paths, no_progress } => app::ingest(&cfg, &paths, !no_progress),
+        Command::Run { once } => app::run(&cli.config, cfg, once),
+        Command::Status { json } => app::status(&cfg, json),
         Command::Findings {
             command: FindingsCommand::List { json },
         } => app::findings_list(&cfg, json),

@@ -8,7 +8,7 @@
 //! goes on.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use crate::config::Limits;
@@ -100,22 +100,33 @@ pub trait StreamHandler {
 /// Reads one file: as a zip archive if it is one, else as a single stream.
 pub fn read_file(file: &InputFile, limits: &Limits, handler: &mut dyn StreamHandler) {
     let name = file.path.display().to_string();
-    let mut f = match File::open(&file.path) {
-        Ok(f) => f,
-        Err(source) => {
-            return handler.error(SourceError::Io { path: name, source });
-        }
-    };
+    match File::open(&file.path) {
+        Ok(f) => read_input(&name, f, limits, handler),
+        Err(source) => handler.error(SourceError::Io { path: name, source }),
+    }
+}
+
+/// Reads one named input that can be re-read (a file, a download's spool): as a zip
+/// archive if it is one, else as a single stream.
+pub fn read_input<R: Read + Seek>(
+    name: &str,
+    mut f: R,
+    limits: &Limits,
+    handler: &mut dyn StreamHandler,
+) {
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut f, &mut magic);
     let is_zip = n == 4 && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06");
     if is_zip {
-        read_zip(f, &name, limits, handler);
+        read_zip(f, name, limits, handler);
         return;
     }
     let mut input = io::Cursor::new(magic[..n].to_vec()).chain(f);
-    if let Err(source) = handler.stream(&name, &mut input) {
-        handler.error(SourceError::Io { path: name, source });
+    if let Err(source) = handler.stream(name, &mut input) {
+        handler.error(SourceError::Io {
+            path: name.to_string(),
+            source,
+        });
     }
 }
 
@@ -140,7 +151,7 @@ fn clean_name(s: &str) -> String {
         .collect()
 }
 
-fn read_zip(f: File, name: &str, limits: &Limits, handler: &mut dyn StreamHandler) {
+fn read_zip<R: Read + Seek>(f: R, name: &str, limits: &Limits, handler: &mut dyn StreamHandler) {
     let mut archive = match zip::ZipArchive::new(f) {
         Ok(a) => a,
         Err(e) => {

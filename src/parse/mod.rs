@@ -30,6 +30,10 @@ pub enum Format {
     Table,
     /// A stealer log's `Passwords.txt` blocks.
     Stealer,
+    /// A k-anonymous range API's answer (identity hashes, no passwords).
+    Range,
+    /// The Have I Been Pwned API.
+    Hibp,
 }
 
 impl Format {
@@ -39,6 +43,8 @@ impl Format {
             Format::Ulp => "ulp",
             Format::Table => "table",
             Format::Stealer => "stealer",
+            Format::Range => "range",
+            Format::Hibp => "hibp",
         }
     }
 
@@ -48,6 +54,8 @@ impl Format {
             "ulp" => Format::Ulp,
             "table" => Format::Table,
             "stealer" => Format::Stealer,
+            "range" => Format::Range,
+            "hibp" => Format::Hibp,
             _ => return None,
         })
     }

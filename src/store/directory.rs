@@ -32,7 +32,9 @@ impl Store {
     /// deactivated (their findings stay, they stop matching), ids of accounts that remain
     /// are kept so their history stays attached. Returns the new directory generation.
     pub fn replace_directory(&mut self, accounts: &[DirectoryAccount]) -> Result<u64, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute("UPDATE accounts SET active = 0", [])?;
         tx.execute("DELETE FROM identity_keys", [])?;
         {

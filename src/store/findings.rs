@@ -116,7 +116,9 @@ impl Store {
             Some(fp) => fp,
             None => &[],
         };
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let existing: Option<(i64, i64)> = tx
             .query_row(
                 "SELECT id, times_seen FROM findings WHERE account_id = ?1 AND kind = ?2 AND secret_fp = ?3",

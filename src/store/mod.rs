@@ -12,6 +12,7 @@
 //! and the host of the site a credential was typed into.
 
 mod directory;
+mod feeds;
 mod findings;
 mod outbox;
 
@@ -20,13 +21,14 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 pub use directory::{AccountRow, DirectoryAccount};
+pub use feeds::{DaemonRow, FeedRunRow, FeedRunStats, RunOutcome, SeenFile};
 pub use findings::{
     FindingKind, FindingView, Sighting, SightingOutcome, UnknownSighting, UnknownView,
 };
 pub use outbox::{MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
 
 const DB_FILE: &str = "leakwatch.db";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -144,9 +146,15 @@ impl Store {
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))?;
         match version {
+            // Each step and its version number commit together, so a crash mid-migration
+            // leaves the previous version intact.
             0 => {
-                // The schema and its version number commit together (see SCHEMA).
                 self.conn.execute_batch(SCHEMA)?;
+                self.conn.execute_batch(SCHEMA_2)?;
+                Ok(())
+            }
+            1 => {
+                self.conn.execute_batch(SCHEMA_2)?;
                 Ok(())
             }
             SCHEMA_VERSION => Ok(()),
@@ -249,6 +257,61 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_pending ON outbox(status, next_attempt_at);
 PRAGMA user_version = 1;
+COMMIT;
+"#;
+
+/// Version 2: the daemon's feeds.
+const SCHEMA_2: &str = r#"
+BEGIN;
+-- One row per feed run, written at its start and completed at its end; a row left
+-- `running` by a crash is marked `interrupted` when the daemon starts.
+CREATE TABLE feed_runs (
+    id           INTEGER PRIMARY KEY,
+    feed         TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    started_at   INTEGER NOT NULL,
+    finished_at  INTEGER,
+    outcome      TEXT NOT NULL,
+    bytes        INTEGER NOT NULL DEFAULT 0,
+    lines        INTEGER NOT NULL DEFAULT 0,
+    identities   INTEGER NOT NULL DEFAULT 0,
+    matches      INTEGER NOT NULL DEFAULT 0,
+    new_findings INTEGER NOT NULL DEFAULT 0,
+    errors       INTEGER NOT NULL DEFAULT 0,
+    message      TEXT
+);
+CREATE INDEX feed_runs_by_feed ON feed_runs(feed, id);
+
+-- Small per-feed state: HTTP validators, range cursor. Keys never hold a URL's secrets.
+CREATE TABLE feed_state (
+    feed  TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (feed, key)
+) WITHOUT ROWID;
+
+-- Files a directory feed has ingested, so each is read once.
+CREATE TABLE feed_files (
+    feed    TEXT NOT NULL,
+    path    TEXT NOT NULL,
+    size    INTEGER NOT NULL,
+    mtime   INTEGER NOT NULL,
+    sha256  BLOB NOT NULL,
+    done_at INTEGER NOT NULL,
+    PRIMARY KEY (feed, path)
+) WITHOUT ROWID;
+CREATE INDEX feed_files_by_hash ON feed_files(feed, sha256);
+
+-- The running daemon, for `leakwatch status`.
+CREATE TABLE daemon (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    pid        INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat  INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    stopped_at INTEGER
+);
+PRAGMA user_version = 2;
 COMMIT;
 "#;
 

@@ -67,7 +67,9 @@ impl Store {
         batch: &NotificationBatch,
         now: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare(
                 "INSERT INTO outbox (kind, recipient, message, status, next_attempt_at, created_at)

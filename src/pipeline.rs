@@ -1,0 +1,176 @@
+//! The pipeline's stages held open together, for one command or one feed run.
+//!
+//! `leakwatch ingest` and every feed of the daemon go through here, so that a dump
+//! found by a feed and a dump handed over by an admin give the same findings, the same
+//! deduplication and the same mail. Two steps:
+//!
+//! - `Pipeline`: the store, the filter and the fingerprint key, open for recording
+//!   (parsed inputs through `Ingest`, or hashes an API reported through `record_hit`);
+//! - `notify_pass`: compose what the findings owe and deliver the queue, under the state
+//!   lock so that two runs never compose or send the same mail.
+
+use crate::accounts::{self, ImportError};
+use crate::cancel::Cancel;
+use crate::config::Config;
+use crate::filter::AccountFilter;
+use crate::fingerprint::{Fingerprinter, KeyError};
+use crate::identity::IdentityHash;
+use crate::ingest::Ingest;
+use crate::notify::{self, Composed, Delivered, NotifyError, Templates, Transport};
+use crate::parse::Format;
+use crate::store::{FindingKind, Sighting, SightingOutcome, StateLock, Store, StoreError};
+use crate::timefmt::Clock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Filter(#[from] ImportError),
+    #[error("installation key: {0}")]
+    Key(#[from] KeyError),
+}
+
+pub struct Pipeline<'c> {
+    cfg: &'c Config,
+    pub store: Store,
+    filter: AccountFilter,
+    fingerprinter: Fingerprinter,
+}
+
+/// One identity hash a remote API reported, with what is known of the leak.
+#[derive(Debug, Clone)]
+pub struct Hit<'a> {
+    pub hash: IdentityHash,
+    /// `Some` when the leak exposed a credential: its fingerprint is keyed on this text
+    /// (for APIs that report which site's password leaked but not the password).
+    pub credential_of: Option<&'a str>,
+    pub site: Option<&'a str>,
+    pub format: Format,
+    pub source: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitOutcome {
+    /// Not one of ours (or a Bloom false positive).
+    NoAccount,
+    New(i64),
+    Seen(i64),
+}
+
+impl<'c> Pipeline<'c> {
+    pub fn open(cfg: &'c Config) -> Result<Pipeline<'c>, PipelineError> {
+        let store = Store::open(cfg.state_dir())?;
+        let fingerprinter = Fingerprinter::open(cfg.state_dir())?;
+        let filter = accounts::load_filter(cfg, &store)?;
+        if filter.items() == 0 {
+            tracing::warn!(
+                "the directory is empty: run `leakwatch accounts import FILE.csv` first"
+            );
+        }
+        Ok(Pipeline {
+            cfg,
+            store,
+            filter,
+            fingerprinter,
+        })
+    }
+
+    /// An ingest over this pipeline's stages.
+    pub fn ingest<'p>(&'p mut self, clock: &'p dyn Clock, cancel: Option<&Cancel>) -> Ingest<'p> {
+        let run = Ingest::new(
+            self.cfg,
+            &mut self.store,
+            &self.filter,
+            &self.fingerprinter,
+            clock,
+        );
+        match cancel {
+            Some(c) => run.with_cancel(c.clone()),
+            None => run,
+        }
+    }
+
+    /// Records a hash a remote API reported, if it is one of the organisation's.
+    pub fn record_hit(&mut self, hit: &Hit<'_>, now: i64) -> Result<HitOutcome, StoreError> {
+        if !self.filter.may_contain(&hit.hash) {
+            return Ok(HitOutcome::NoAccount);
+        }
+        let Some(account) = self.store.confirm(&hit.hash)? else {
+            return Ok(HitOutcome::NoAccount);
+        };
+        let (kind, fp) = match hit.credential_of {
+            Some(c) => (
+                FindingKind::Password,
+                Some(self.fingerprinter.password(account.id, c)),
+            ),
+            None => (FindingKind::Identity, None),
+        };
+        let outcome = self.store.record_sighting(&Sighting {
+            account_id: account.id,
+            kind,
+            secret_fp: fp,
+            password_hint: None,
+            identity_hash: hit.hash,
+            site: hit.site,
+            format: hit.format,
+            source: hit.source,
+            seen_at: now,
+        })?;
+        Ok(match outcome {
+            SightingOutcome::New(id) => {
+                tracing::info!(finding = id, account = account.id, kind = kind.as_str(), source = %hit.source, "new finding");
+                HitOutcome::New(id)
+            }
+            SightingOutcome::Seen(id) => HitOutcome::Seen(id),
+        })
+    }
+}
+
+/// What one notify pass did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NotifyOutcome {
+    pub composed: Composed,
+    pub delivered: Delivered,
+}
+
+/// Composes the mail that recorded findings owe, then delivers the queue (only messages
+/// whose retry time has come when `due_only`). Holds the state lock throughout. A mail
+/// transport that cannot be set up (an unreadable password file, say) leaves the mail
+/// queued and is logged; it does not fail the pass.
+pub fn notify_pass(
+    cfg: &Config,
+    store: &mut Store,
+    clock: &dyn Clock,
+    rt: &tokio::runtime::Handle,
+    due_only: bool,
+) -> Result<NotifyOutcome, NotifyError> {
+    let _lock = StateLock::acquire(cfg.state_dir())?;
+    let templates = Templates::load(cfg.notify.templates_dir.as_deref())?;
+    let composed = notify::compose(cfg, store, &templates, clock.now())?;
+    let delivered = deliver_queue(cfg, store, clock, rt, due_only)?;
+    Ok(NotifyOutcome {
+        composed,
+        delivered,
+    })
+}
+
+/// Delivers the queue; the caller holds the state lock.
+pub fn deliver_queue(
+    cfg: &Config,
+    store: &Store,
+    clock: &dyn Clock,
+    rt: &tokio::runtime::Handle,
+    due_only: bool,
+) -> Result<Delivered, NotifyError> {
+    match Transport::from_config(cfg) {
+        Ok(t) => rt.block_on(notify::deliver(cfg, store, &t, clock, due_only)),
+        Err(e) => {
+            tracing::error!(error = %e, "mail transport unavailable: mail stays queued");
+            Ok(Delivered {
+                deferred: store.mail_counts()?.pending,
+                ..Delivered::default()
+            })
+        }
+    }
+}
