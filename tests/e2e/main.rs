@@ -2,6 +2,8 @@
 //! server (aiosmtpd) on loopback. One binary for all of them (see Cargo.toml).
 
 mod crash;
+mod daemon;
+mod feeds;
 mod pipeline;
 mod smtp;
 mod support;

@@ -310,3 +310,104 @@ pub fn assert_stderr(o: &Output, needle: &str) {
     let err = stderr(o);
     assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
 }
+
+/// Adds a `[feeds]` section pointing at `dir/feeds.d` (created) to a config from
+/// `write_config`, and returns that directory.
+pub fn add_feeds_dir(config: &Path, dir: &Path) -> PathBuf {
+    let feeds = dir.join("feeds.d");
+    std::fs::create_dir_all(&feeds).unwrap();
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str(&format!("[feeds]\ndir = \"{}\"\n", feeds.display()));
+    std::fs::write(config, text).unwrap();
+    feeds
+}
+
+/// The test HTTP server (tests/support/httpd.py, Python's standard library) on loopback.
+pub struct HttpServer {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl HttpServer {
+    /// Starts it with `args` (see the script); its request log goes to `dir/http.log`.
+    pub fn start(dir: &Path, args: &[&str]) -> HttpServer {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/httpd.py");
+        let port = free_port();
+        let log = dir.join("http.log");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--port", &port.to_string(), "--log"])
+            .arg(&log)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start httpd.py (needs python3)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "READY", "httpd.py did not start");
+        HttpServer { child, port, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Every request logged so far.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Recipients of user mails in an outbox, with how many each got.
+pub fn user_mail_counts(outbox: &Path) -> BTreeMap<String, usize> {
+    let mut per_user = BTreeMap::new();
+    for m in read_outbox(outbox) {
+        if m.file.ends_with("-user.eml") {
+            *per_user.entry(m.to_address()).or_default() += 1;
+        }
+    }
+    per_user
+}
+
+/// Asserts that no file under `dir` contains any of `secrets`.
+#[track_caller]
+pub fn assert_nowhere(dir: &Path, secrets: &[String]) {
+    for (path, bytes) in all_files(dir) {
+        for s in secrets {
+            assert!(
+                !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                "{} contains a planted secret",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Polls `cond` every 100 ms until it holds, failing with `what` after `secs` seconds.
+/// (A bound on waiting for a daemon, not a timing assertion.)
+#[track_caller]
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

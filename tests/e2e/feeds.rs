@@ -1,0 +1,418 @@
+//! Network feeds through the binary (`run --once`) against real servers on loopback: the
+//! test HTTP server (tests/support/httpd.py), a range API and an HIBP-like API in it, and
+//! a real SOCKS5 proxy (microsocks).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use leakwatch::synth;
+
+use crate::support::*;
+
+fn write_feed(feeds: &Path, name: &str, body: &str) {
+    std::fs::write(feeds.join(format!("{name}.toml")), body).unwrap();
+}
+
+fn run_once(cfg: &Path) -> std::process::Output {
+    run(cfg, &["run", "--once"])
+}
+
+fn status(cfg: &Path) -> String {
+    stdout(&run(cfg, &["status"]))
+}
+
+/// The status table's row of `feed`.
+fn status_row(cfg: &Path, feed: &str) -> String {
+    let s = status(cfg);
+    s.lines()
+        .find(|l| l.starts_with(&format!("{feed} ")))
+        .unwrap_or_else(|| panic!("no row for {feed} in:\n{s}"))
+        .to_string()
+}
+
+#[test]
+fn http_feed_resumes_a_cut_download_then_gets_304_and_reads_nothing_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let sc = synth::write_scenario(&data, 31, 40, 20_000).unwrap();
+    let cfg = write_config(tmp.path(), "file", "");
+    let feeds = add_feeds_dir(&cfg, tmp.path());
+    import(&cfg, &data.join("accounts.csv"));
+    let server = HttpServer::start(
+        tmp.path(),
+        &[
+            "--root",
+            data.join("dumps").to_str().unwrap(),
+            "--cut",
+            "combo.txt",
+        ],
+    );
+    let urls: Vec<String> = ["combo.txt", "ulp.txt", "leak-site.csv", "stealer-logs.zip"]
+        .iter()
+        .map(|f| {
+            format!(
+                "\"{}\"",
+                server.url(&format!("/files/{f}?token=s3cret-token"))
+            )
+        })
+        .collect();
+    write_feed(
+        &feeds,
+        "dumps",
+        &format!(
+            "name = \"dumps\"\nkind = \"http\"\nschedule = \"0 * * * *\"\nurls = [{}]\nretry_backoff_ms = 50\n",
+            urls.join(", ")
+        ),
+    );
+
+    let o = run_once(&cfg);
+    expect_code(&o, 0);
+    assert_stderr(&o, "download cut, resuming");
+    assert!(
+        !stderr(&o).contains("s3cret-token"),
+        "a URL's query reached the log"
+    );
+
+    // The cut request, then a resume from where it stopped, tied to the same ETag.
+    let reqs = server.requests();
+    let combo: Vec<_> = reqs
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().starts_with("/files/combo.txt"))
+        .collect();
+    assert_eq!(combo.len(), 2, "{combo:?}");
+    assert_eq!(combo[0]["status"], "200-cut");
+    assert_eq!(combo[1]["status"], 206);
+    let size = std::fs::metadata(data.join("dumps/combo.txt"))
+        .unwrap()
+        .len();
+    assert_eq!(combo[1]["range"], format!("bytes={}-", size / 2));
+    assert!(combo[1]["if_range"].as_str().unwrap().starts_with('"'));
+
+    // The same findings and mail as `ingest` of the same files.
+    let exp = &sc.expected;
+    let want: BTreeSet<String> = exp.password.iter().chain(&exp.identity).cloned().collect();
+    let outbox = tmp.path().join("state/outbox");
+    let got = user_mail_counts(&outbox);
+    assert_eq!(got.keys().cloned().collect::<BTreeSet<_>>(), want);
+    assert!(got.values().all(|n| *n == 1));
+    assert!(
+        status_row(&cfg, "dumps").contains(" ok "),
+        "{}",
+        status(&cfg)
+    );
+    // The spool was encrypted and unlinked: no planted password anywhere in the state.
+    assert_nowhere(&tmp.path().join("state"), &exp.passwords);
+
+    // Second run: every URL answers 304 to its validators; nothing read, nothing sent.
+    let before = server.requests().len();
+    let o = run_once(&cfg);
+    expect_code(&o, 0);
+    let again = &server.requests()[before..];
+    assert_eq!(again.len(), 4, "{again:?}");
+    for r in again {
+        assert_eq!(r["status"], 304, "{r}");
+        assert!(r["if_none_match"].is_string());
+    }
+    assert_eq!(user_mail_counts(&outbox), got);
+    let row = status_row(&cfg, "dumps");
+    assert!(row.contains(" unchanged "), "{row}");
+}
+
+#[test]
+fn http_feed_retries_a_500_and_records_the_failure_in_its_run_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth::write_scenario(&data, 32, 20, 100).unwrap();
+    let cfg = write_config(tmp.path(), "file", "");
+    let feeds = add_feeds_dir(&cfg, tmp.path());
+    import(&cfg, &data.join("accounts.csv"));
+    // Three failures: the first run's two attempts, then one more before success.
+    let server = HttpServer::start(
+        tmp.path(),
+        &[
+            "--root",
+            data.join("dumps").to_str().unwrap(),
+            "--fail-first",
+            "3",
+        ],
+    );
+    write_feed(
+        &feeds,
+        "flaky",
+        &format!(
+            "name = \"flaky\"\nkind = \"http\"\nschedule = \"0 * * * *\"\nurls = [\"{}\"]\nretries = 1\nretry_backoff_ms = 20\n",
+            server.url("/files/combo.txt")
+        ),
+    );
+    let o = run_once(&cfg);
+    expect_code(&o, 1);
+    assert_stderr(&o, "request failed, retrying");
+    assert_eq!(server.requests().len(), 2, "one attempt and one retry");
+    let row = status_row(&cfg, "flaky");
+    assert!(row.contains(" failed "), "{row}");
+    let s = status(&cfg);
+    assert!(s.contains("HTTP 500"), "the run row says why:\n{s}");
+
+    let o = run_once(&cfg);
+    expect_code(&o, 0);
+    let statuses: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, [500, 500, 500, 200]);
+    assert!(status_row(&cfg, "flaky").contains(" ok "));
+}
+
+/// microsocks, which .ci/run installs from Debian's packages.
+fn microsocks(port: u16, bind: &str) -> Child {
+    let child = Command::new("microsocks")
+        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-b", bind])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match child {
+        Ok(c) => c,
+        Err(e) => panic!("the proxy test needs microsocks (apt-get install microsocks): {e}"),
+    }
+}
+
+#[test]
+fn a_feed_with_a_socks5_proxy_goes_through_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let sc = synth::write_scenario(&data, 33, 20, 100).unwrap();
+    let cfg = write_config(tmp.path(), "file", "");
+    let feeds = add_feeds_dir(&cfg, tmp.path());
+    import(&cfg, &data.join("accounts.csv"));
+    let server = HttpServer::start(
+        tmp.path(),
+        &["--root", data.join("dumps").to_str().unwrap()],
+    );
+    // The proxy makes its outgoing connections from 127.0.0.2, so the server's log tells
+    // a proxied request (127.0.0.2) from a direct one (127.0.0.1).
+    let port = free_port();
+    let mut proxy = microsocks(port, "127.0.0.2");
+    wait_for(10, "microsocks to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    write_feed(
+        &feeds,
+        "via-proxy",
+        &format!(
+            "name = \"via-proxy\"\nkind = \"http\"\nschedule = \"0 * * * *\"\nurls = [\"{}\"]\nproxy = \"socks5h://127.0.0.1:{port}\"\n",
+            server.url("/files/combo.txt")
+        ),
+    );
+    write_feed(
+        &feeds,
+        "direct",
+        &format!(
+            "name = \"direct\"\nkind = \"http\"\nschedule = \"0 * * * *\"\nurls = [\"{}\"]\n",
+            server.url("/files/ulp.txt")
+        ),
+    );
+    let o = run_once(&cfg);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    expect_code(&o, 0);
+    let reqs = server.requests();
+    let client_of = |file: &str| {
+        reqs.iter()
+            .find(|r| r["path"].as_str().unwrap().ends_with(file))
+            .unwrap_or_else(|| panic!("no request for {file}: {reqs:?}"))["client"]
+            .clone()
+    };
+    assert_eq!(client_of("combo.txt"), "127.0.0.2", "through the proxy");
+    assert_eq!(client_of("ulp.txt"), "127.0.0.1", "direct");
+    // And what came through the proxy was read: the combo list's planted accounts.
+    assert!(!sc.expected.password.is_empty());
+    assert!(stdout(&run(&cfg, &["findings", "list"])).contains("combo"));
+}
+
+/// `leakwatch hash EMAIL` → the 40-hex SHA-1 of its identity key.
+fn hash_of(cfg: &Path, email: &str) -> String {
+    let o = run(cfg, &["hash", email]);
+    expect_code(&o, 0);
+    stdout(&o).split('\t').nth(1).unwrap().to_string()
+}
+
+fn emails_of(csv: &Path) -> Vec<String> {
+    std::fs::read_to_string(csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn range_feed_finds_planted_accounts_sending_only_prefixes_and_resumes_its_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth::write_scenario(&data, 34, 30, 10).unwrap();
+    let cfg = write_config(tmp.path(), "file", "");
+    let feeds = add_feeds_dir(&cfg, tmp.path());
+    import(&cfg, &data.join("accounts.csv"));
+    let emails = emails_of(&data.join("accounts.csv"));
+    let hashes: Vec<String> = emails.iter().map(|e| hash_of(&cfg, e)).collect();
+    let prefixes: BTreeSet<String> = hashes.iter().map(|h| h[..5].to_string()).collect();
+    // Three of ours leaked, among other hashes, some of them in our buckets.
+    let planted = [0usize, 7, 19];
+    let mut lines: Vec<String> = planted
+        .iter()
+        .map(|i| format!("{}:3", hashes[*i]))
+        .collect();
+    for (i, h) in hashes.iter().enumerate() {
+        lines.push(format!("{}{:035X}:1", &h[..5], i as u128 * 7919 + 1));
+    }
+    std::fs::write(tmp.path().join("range.txt"), lines.join("\n")).unwrap();
+    let server = HttpServer::start(
+        tmp.path(),
+        &[
+            "--range-hashes",
+            tmp.path().join("range.txt").to_str().unwrap(),
+        ],
+    );
+    write_feed(
+        &feeds,
+        "range",
+        &format!(
+            "name = \"range\"\nkind = \"range\"\nschedule = \"0 3 * * *\"\nbase_url = \"{}\"\nrequests_per_second = 200\nmax_requests_per_run = 10\n",
+            server.url("")
+        ),
+    );
+    // Runs of 10 prefixes each until the sweep is done; no prefix asked twice.
+    let runs = prefixes.len().div_ceil(10);
+    for _ in 0..runs {
+        expect_code(&run_once(&cfg), 0);
+    }
+    let reqs = server.requests();
+    let asked: Vec<String> = reqs
+        .iter()
+        .map(|r| {
+            r["path"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("/range/")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        asked.len(),
+        prefixes.len(),
+        "one request per prefix: {asked:?}"
+    );
+    assert_eq!(asked.iter().cloned().collect::<BTreeSet<_>>(), prefixes);
+    for r in &reqs {
+        assert_eq!(r["add_padding"], "true");
+        assert_eq!(r["status"], 200);
+    }
+    // Nothing but the prefix left: no full hash, no address, in any path or header.
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    for (e, h) in emails.iter().zip(&hashes) {
+        assert!(
+            !log.contains(e.as_str()) && !log.contains(&h[5..]),
+            "{e} leaked to the server"
+        );
+    }
+    let want: BTreeSet<String> = planted.iter().map(|i| emails[*i].clone()).collect();
+    let got = user_mail_counts(&tmp.path().join("state/outbox"));
+    assert_eq!(got.keys().cloned().collect::<BTreeSet<_>>(), want);
+    // Padding entries (count 0) were seen and ignored; the next sweep finds nothing new.
+    expect_code(&run_once(&cfg), 0);
+    assert_eq!(
+        server.requests().len(),
+        prefixes.len() + prefixes.len().min(10)
+    );
+    assert_eq!(user_mail_counts(&tmp.path().join("state/outbox")), got);
+}
+
+#[test]
+fn hibp_feed_waits_out_a_429_sends_its_key_and_records_breaches_and_stealer_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let sc = synth::write_scenario(&data, 35, 30, 10).unwrap();
+    let cfg = write_config(tmp.path(), "file", "");
+    let feeds = add_feeds_dir(&cfg, tmp.path());
+    import(&cfg, &data.join("accounts.csv"));
+    let staff: Vec<&str> = sc
+        .accounts
+        .iter()
+        .filter(|a| a.email.ends_with("@agence-exemple.fr"))
+        .map(|a| a.email.as_str())
+        .collect();
+    assert!(staff.len() >= 2);
+    let alias = |e: &str| e.split('@').next().unwrap().to_string();
+    let answers = serde_json::json!({
+        "breaches": {"agence-exemple.fr": {alias(staff[0]): ["ExampleBreach2025"], "nobody.here": ["ExampleBreach2025"]}},
+        "stealer": {"agence-exemple.fr": {alias(staff[1]): ["sso.agence-exemple.fr"]}},
+    });
+    std::fs::write(tmp.path().join("hibp.json"), answers.to_string()).unwrap();
+    let key_file = tmp.path().join("hibp-key");
+    std::fs::write(&key_file, "test-hibp-key-0123456789\n").unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let server = HttpServer::start(
+        tmp.path(),
+        &[
+            "--hibp",
+            tmp.path().join("hibp.json").to_str().unwrap(),
+            "--hibp-key",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    write_feed(
+        &feeds,
+        "hibp",
+        &format!(
+            "name = \"hibp\"\nkind = \"hibp\"\nschedule = \"0 5 * * *\"\napi_key_file = \"{}\"\nbase_url = \"{}\"\nmin_interval_ms = 10\n",
+            key_file.display(),
+            server.url("/api/v3")
+        ),
+    );
+    let o = run_once(&cfg);
+    expect_code(&o, 0);
+    assert!(
+        !stderr(&o).contains("test-hibp-key"),
+        "the API key reached the log"
+    );
+    let reqs = server.requests();
+    assert_eq!(reqs[0]["status"], 429);
+    assert_eq!(reqs.len(), 3, "429, then one request per search: {reqs:?}");
+    assert!(reqs[1..]
+        .iter()
+        .all(|r| r["hibp_api_key_ok"] == true && r["status"] == 200));
+    let findings = stdout(&run(&cfg, &["findings", "list"]));
+    let row = |email: &str| {
+        findings
+            .lines()
+            .find(|l| l.contains(email))
+            .unwrap_or_else(|| panic!("no finding for {email}:\n{findings}"))
+            .to_string()
+    };
+    assert!(row(staff[0]).contains("identity"), "{findings}");
+    let stolen = row(staff[1]);
+    assert!(
+        stolen.contains("password") && stolen.contains("sso.agence-exemple.fr"),
+        "{stolen}"
+    );
+    // The stealer-log account is on the admins' forced-reset list; the unknown alias is
+    // reported masked in the digest.
+    let mails = read_outbox(&tmp.path().join("state/outbox"));
+    let digest = mails
+        .iter()
+        .find(|m| m.file.ends_with("-digest.eml"))
+        .expect("a digest");
+    let csv = String::from_utf8(digest.attachments["forced-resets.csv"].clone()).unwrap();
+    assert!(csv.contains(staff[1]) && !csv.contains(staff[0]), "{csv}");
+    assert!(
+        !digest.text.contains("nobody.here"),
+        "an unknown identity is shown masked only"
+    );
+    assert_nowhere(&tmp.path().join("state"), &["nobody.here".to_string()]);
+}
