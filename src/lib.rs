@@ -4,7 +4,8 @@
 //! The crate is a pipeline, and the module tree follows it; data flows one way:
 //!
 //! ```text
-//! source (files, directories, zip entries as byte streams)
+//! feed      (drop directory, HTTP(S)/SOCKS5/Tor, range API, HIBP; fetched on schedules)
+//!   → source (files, directories, zip entries, download spools as byte streams)
 //!   → parse     (bounded lines → `Record`s pushed into a `Sink`)
 //!   → identity  (normalise email / login+host → SHA-1 `IdentityHash` and its `HashPrefix`)
 //!   → filter    (Bloom filter of the organisation's hashes; every hit is confirmed exactly by the store)
@@ -13,7 +14,9 @@
 //! ```
 //!
 //! `parse`, `identity` and `filter` do no I/O of their own: they work on byte slices so that
-//! they can be tested and benchmarked alone. `ingest` wires the stages together for one run.
+//! they can be tested and benchmarked alone. `ingest` and `pipeline` wire the stages together
+for one run; `daemon` drives the feeds on their schedules (`daemon::plan` decides when,
+with the time passed in; `daemon::job` runs one feed through the pipeline).
 //!
 //! Privacy rules that every module keeps: a leaked password is never written anywhere (a
 //! finding keeps a keyed fingerprint and, if configured, a masked hint); identities read from

@@ -187,3 +187,57 @@ fn daemon_picks_up_drops_reloads_stops_in_time_and_survives_kill_9() {
     assert!(s.contains("mail queue: 0 pending"), "{s}");
     assert_nowhere(&tmp.path().join("state"), &exp.passwords);
 }
+
+#[test]
+fn daemon_speaks_the_systemd_notify_protocol() {
+    use std::os::unix::net::UnixDatagram;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "file", "");
+    let feeds = add_feeds_dir(&cfg, tmp.path());
+    let drop = tmp.path().join("drop");
+    std::fs::create_dir_all(&drop).unwrap();
+    std::fs::write(feeds.join("drop.toml"), drop_feed("drop", &drop)).unwrap();
+    let sock_path = tmp.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // `exec` keeps the shell's pid, so WATCHDOG_PID names the daemon, as systemd sets it.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "WATCHDOG_PID=$$ exec {BIN} --config {} run",
+            cfg.display()
+        ))
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    let mut recv_until = |want: &str, seen: &mut String| {
+        let mut buf = [0u8; 4096];
+        while !seen.contains(want) {
+            let n = sock
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {want} from the daemon ({e}); got:\n{seen}"));
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('\n');
+        }
+    };
+    recv_until("READY=1", &mut seen);
+    recv_until("STATUS=", &mut seen);
+    recv_until("WATCHDOG=1", &mut seen);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    recv_until("RELOADING=1", &mut seen);
+    assert!(seen.contains("MONOTONIC_USEC="), "{seen}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    recv_until("STOPPING=1", &mut seen);
+    assert!(child.wait().unwrap().success());
+    // READY came before anything was run, and STATUS says what the daemon does next.
+    assert!(
+        seen.contains("STATUS=idle; next drop at") || seen.contains("STATUS=running drop"),
+        "{seen}"
+    );
+}
