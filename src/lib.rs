@@ -15,8 +15,8 @@
 //!
 //! `parse`, `identity` and `filter` do no I/O of their own: they work on byte slices so that
 //! they can be tested and benchmarked alone. `ingest` and `pipeline` wire the stages together
-for one run; `daemon` drives the feeds on their schedules (`daemon::plan` decides when,
-with the time passed in; `daemon::job` runs one feed through the pipeline).
+//! for one run; `daemon` drives the feeds on their schedules (`daemon::plan` decides when,
+//! with the time passed in; `daemon::job` runs one feed through the pipeline).
 //!
 //! Privacy rules that every module keeps: a leaked password is never written anywhere (a
 //! finding keeps a keyed fingerprint and, if configured, a masked hint); identities read from

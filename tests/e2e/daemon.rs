@@ -215,7 +215,7 @@ fn daemon_speaks_the_systemd_notify_protocol() {
         .spawn()
         .unwrap();
     let mut seen = String::new();
-    let mut recv_until = |want: &str, seen: &mut String| {
+    let recv_until = |want: &str, seen: &mut String| {
         let mut buf = [0u8; 4096];
         while !seen.contains(want) {
             let n = sock
