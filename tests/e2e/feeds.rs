@@ -10,6 +10,32 @@ use leakwatch::synth;
 
 use crate::support::*;
 
+/// A temporary directory with a generated scenario under `data/`, a config with a feeds
+/// directory, and the scenario's accounts imported.
+struct Setup {
+    tmp: tempfile::TempDir,
+    data: std::path::PathBuf,
+    sc: synth::Scenario,
+    cfg: std::path::PathBuf,
+    feeds: std::path::PathBuf,
+}
+
+fn setup(seed: u64, accounts: usize, noise: u64) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let sc = synth::write_scenario(&data, seed, accounts, noise).unwrap();
+    let cfg = write_config(tmp.path(), "file", "");
+    let feeds = add_feeds_dir(&cfg, tmp.path());
+    import(&cfg, &data.join("accounts.csv"));
+    Setup {
+        tmp,
+        data,
+        sc,
+        cfg,
+        feeds,
+    }
+}
+
 fn write_feed(feeds: &Path, name: &str, body: &str) {
     std::fs::write(feeds.join(format!("{name}.toml")), body).unwrap();
 }
@@ -33,12 +59,13 @@ fn status_row(cfg: &Path, feed: &str) -> String {
 
 #[test]
 fn http_feed_resumes_a_cut_download_then_gets_304_and_reads_nothing_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let sc = synth::write_scenario(&data, 31, 40, 20_000).unwrap();
-    let cfg = write_config(tmp.path(), "file", "");
-    let feeds = add_feeds_dir(&cfg, tmp.path());
-    import(&cfg, &data.join("accounts.csv"));
+    let Setup {
+        tmp,
+        data,
+        sc,
+        cfg,
+        feeds,
+    } = setup(31, 40, 20_000);
     let server = HttpServer::start(
         tmp.path(),
         &[
@@ -121,12 +148,13 @@ fn http_feed_resumes_a_cut_download_then_gets_304_and_reads_nothing_again() {
 
 #[test]
 fn http_feed_retries_a_500_and_records_the_failure_in_its_run_row() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    synth::write_scenario(&data, 32, 20, 100).unwrap();
-    let cfg = write_config(tmp.path(), "file", "");
-    let feeds = add_feeds_dir(&cfg, tmp.path());
-    import(&cfg, &data.join("accounts.csv"));
+    let Setup {
+        tmp,
+        data,
+        cfg,
+        feeds,
+        ..
+    } = setup(32, 20, 100);
     // Three failures: the first run's two attempts, then one more before success.
     let server = HttpServer::start(
         tmp.path(),
@@ -180,12 +208,13 @@ fn microsocks(port: u16, bind: &str) -> Child {
 
 #[test]
 fn a_feed_with_a_socks5_proxy_goes_through_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let sc = synth::write_scenario(&data, 33, 20, 100).unwrap();
-    let cfg = write_config(tmp.path(), "file", "");
-    let feeds = add_feeds_dir(&cfg, tmp.path());
-    import(&cfg, &data.join("accounts.csv"));
+    let Setup {
+        tmp,
+        data,
+        sc,
+        cfg,
+        feeds,
+    } = setup(33, 20, 100);
     let server = HttpServer::start(
         tmp.path(),
         &["--root", data.join("dumps").to_str().unwrap()],
@@ -249,12 +278,13 @@ fn emails_of(csv: &Path) -> Vec<String> {
 
 #[test]
 fn range_feed_finds_planted_accounts_sending_only_prefixes_and_resumes_its_sweep() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    synth::write_scenario(&data, 34, 30, 10).unwrap();
-    let cfg = write_config(tmp.path(), "file", "");
-    let feeds = add_feeds_dir(&cfg, tmp.path());
-    import(&cfg, &data.join("accounts.csv"));
+    let Setup {
+        tmp,
+        data,
+        cfg,
+        feeds,
+        ..
+    } = setup(34, 30, 10);
     let emails = emails_of(&data.join("accounts.csv"));
     let hashes: Vec<String> = emails.iter().map(|e| hash_of(&cfg, e)).collect();
     let prefixes: BTreeSet<String> = hashes.iter().map(|h| h[..5].to_string()).collect();
@@ -331,12 +361,13 @@ fn range_feed_finds_planted_accounts_sending_only_prefixes_and_resumes_its_sweep
 
 #[test]
 fn hibp_feed_waits_out_a_429_sends_its_key_and_records_breaches_and_stealer_logs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let sc = synth::write_scenario(&data, 35, 30, 10).unwrap();
-    let cfg = write_config(tmp.path(), "file", "");
-    let feeds = add_feeds_dir(&cfg, tmp.path());
-    import(&cfg, &data.join("accounts.csv"));
+    let Setup {
+        tmp,
+        data: _,
+        sc,
+        cfg,
+        feeds,
+    } = setup(35, 30, 10);
     let staff: Vec<&str> = sc
         .accounts
         .iter()
@@ -415,4 +446,35 @@ fn hibp_feed_waits_out_a_429_sends_its_key_and_records_breaches_and_stealer_logs
         "an unknown identity is shown masked only"
     );
     assert_nowhere(&tmp.path().join("state"), &["nobody.here".to_string()]);
+}
+
+#[test]
+fn check_names_the_feed_file_and_key_at_fault() {
+    let Setup {
+        tmp: _tmp,
+        cfg,
+        feeds,
+        ..
+    } = setup(36, 20, 10);
+    write_feed(
+        &feeds,
+        "ok",
+        "name = \"ok\"\nkind = \"directory\"\nschedule = \"*/15 * * * *\"\npath = \"/srv/drop\"\n",
+    );
+    let o = run(&cfg, &["check"]);
+    expect_code(&o, 0);
+    assert_stdout(&o, "ok (directory, \"*/15 * * * *\")");
+    write_feed(
+        &feeds,
+        "tor",
+        "name = \"tor\"\nkind = \"http\"\nschedule = \"0 * * * *\"\nurls = [\"http://abcdef.onion/d.zip\"]\n",
+    );
+    let o = run(&cfg, &["check"]);
+    expect_code(&o, 78);
+    assert_stderr(&o, "tor.toml: key `urls`");
+    assert_stderr(&o, "socks5h://");
+    // The daemon refuses to start on it, too, with the same message.
+    let o = run(&cfg, &["run", "--once"]);
+    expect_code(&o, 78);
+    assert_stderr(&o, "tor.toml: key `urls`");
 }
