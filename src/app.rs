@@ -447,8 +447,11 @@ pub fn hash(cfg: &Config, identity: &str) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
+/// A runtime whose worker drives I/O by itself: the pipeline calls `Handle::block_on`,
+/// which on a current-thread runtime would never poll the sockets (SMTP would hang).
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")
