@@ -187,6 +187,9 @@ impl FetchError {
     }
 }
 
+/// The largest API answer read (a range bucket or a domain's HIBP list is far smaller).
+pub const MAX_API_BODY: usize = 64 << 20;
+
 /// A built client and what each request carries.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -312,6 +315,54 @@ impl Client {
             tracing::warn!(error = %err, attempt, retry_in_ms = wait.as_millis() as u64, "request failed, retrying");
             if !cancel.sleep(wait).await {
                 return Err(FetchError::Cancelled);
+            }
+        }
+    }
+}
+
+impl Client {
+    /// Sends the request `build` makes (with retries, see `send`) and reads an API's
+    /// answer: `None` for 404 (what range and HIBP APIs say for "nothing known"), an
+    /// error for any other non-success status, and the body, read within
+    /// `MAX_API_BODY` and stopped by a cancel.
+    pub async fn get_api(
+        &self,
+        url: &str,
+        cancel: &Cancel,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        let mut resp = self.send(url, cancel, build).await?;
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let shown = redact(url);
+        if !status.is_success() {
+            return Err(FetchError::Status { url: shown, status });
+        }
+        let mut body = Vec::new();
+        loop {
+            let chunk = tokio::select! {
+                c = resp.chunk() => c,
+                _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+            };
+            match chunk {
+                Ok(Some(bytes)) => {
+                    if body.len() + bytes.len() > MAX_API_BODY {
+                        return Err(FetchError::TooLarge {
+                            url: shown,
+                            max: MAX_API_BODY as u64,
+                        });
+                    }
+                    body.extend_from_slice(&bytes);
+                }
+                Ok(None) => return Ok(Some(body)),
+                Err(e) => {
+                    return Err(FetchError::Body {
+                        url: shown,
+                        message: error_chain(&e),
+                    })
+                }
             }
         }
     }

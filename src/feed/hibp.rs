@@ -100,18 +100,9 @@ pub async fn search(
         what.path(),
         domain
     );
-    let resp = client.send(&url, cancel, || client.get(&url)).await?;
-    let status = resp.status();
     // HIBP answers 404 when nothing is known of the domain.
-    if status == reqwest::StatusCode::NOT_FOUND {
+    let Some(body) = client.get_api(&url, cancel, || client.get(&url)).await? else {
         return Ok(DomainAnswer::new());
-    }
-    if !status.is_success() {
-        return Err(FetchError::Status { url, status });
-    }
-    let body = tokio::select! {
-        b = resp.bytes() => b.map_err(|e| FetchError::Body { url: url.clone(), message: super::client::error_chain(&e) })?,
-        _ = cancel.cancelled() => return Err(FetchError::Cancelled),
     };
     serde_json::from_slice(&body).map_err(|e| FetchError::Body {
         url,

@@ -134,8 +134,8 @@ pub async fn query(
     cancel: &Cancel,
 ) -> Result<RangeAnswer, FetchError> {
     let url = feed.url_of(prefix);
-    let resp = client
-        .send(&url, cancel, || {
+    let body = client
+        .get_api(&url, cancel, || {
             let r = client.get(&url);
             if feed.padding {
                 r.header("Add-Padding", "true")
@@ -143,19 +143,9 @@ pub async fn query(
                 r
             }
         })
-        .await?;
-    let status = resp.status();
-    if status == reqwest::StatusCode::NOT_FOUND {
-        return Ok(RangeAnswer::default());
-    }
-    if !status.is_success() {
-        return Err(FetchError::Status { url, status });
-    }
-    let body = tokio::select! {
-        b = resp.text() => b.map_err(|e| FetchError::Body { url: url.clone(), message: super::client::error_chain(&e) })?,
-        _ = cancel.cancelled() => return Err(FetchError::Cancelled),
-    };
-    Ok(parse_answer(prefix, &body))
+        .await?
+        .unwrap_or_default();
+    Ok(parse_answer(prefix, &String::from_utf8_lossy(&body)))
 }
 
 #[cfg(test)]
