@@ -112,9 +112,14 @@ pub struct IngestOutcome {
     pub delivered: Delivered,
 }
 
-pub fn ingest(cfg: &Config, paths: &[PathBuf], progress: bool) -> Result<i32> {
+pub fn ingest(
+    cfg: &Config,
+    paths: &[PathBuf],
+    archive_passwords: &[String],
+    progress: bool,
+) -> Result<i32> {
     let clock = SystemClock;
-    let outcome = ingest_with(cfg, paths, progress, &clock)?;
+    let outcome = ingest_with(cfg, paths, archive_passwords, progress, &clock)?;
     let s = &outcome.stats;
     let d = &outcome.delivered;
     println!(
@@ -133,6 +138,7 @@ pub fn ingest(cfg: &Config, paths: &[PathBuf], progress: bool) -> Result<i32> {
 pub fn ingest_with(
     cfg: &Config,
     paths: &[PathBuf],
+    archive_passwords: &[String],
     progress: bool,
     clock: &dyn Clock,
 ) -> Result<IngestOutcome> {
@@ -142,7 +148,9 @@ pub fn ingest_with(
     let rt = runtime()?;
     let mut delivered = pipeline::deliver_queue(cfg, &pipe.store, clock, rt.handle(), false)?;
 
-    let mut run = pipe.ingest(clock, None);
+    let mut run = pipe
+        .ingest(clock, None)
+        .with_archive_passwords(archive_passwords);
     if progress {
         run = run.with_progress();
     }
@@ -363,21 +371,25 @@ pub fn findings_list(cfg: &Config, json: bool) -> Result<i32> {
     }
     writeln!(
         out,
-        "{:>5}  {:<9}  {:<36}  {:<24}  {:<8}  {:<10}  {:<10}  {:>5}  sources",
-        "id", "kind", "account", "site", "format", "first_seen", "last_seen", "seen"
+        "{:>5}  {:<8}  {:<8}  {:<32}  {:<24}  {:<8}  {:<10}  {:>4}  {:<48}  sources",
+        "id", "kind", "severity", "account", "site", "format", "first_seen", "seen", "device"
     )?;
     for f in &findings {
         writeln!(
             out,
-            "{:>5}  {:<9}  {:<36}  {:<24}  {:<8}  {:<10}  {:<10}  {:>5}  {}",
+            "{:>5}  {:<8}  {:<8}  {:<32}  {:<24}  {:<8}  {:<10}  {:>4}  {:<48}  {}",
             f.id,
             f.kind.as_str(),
+            f.severity.as_str(),
             f.email,
             f.site.as_deref().unwrap_or("-"),
             f.format,
             timefmt::date(f.first_seen),
-            timefmt::date(f.last_seen),
             f.times_seen,
+            f.device
+                .as_ref()
+                .map(|d| d.describe())
+                .unwrap_or_else(|| "-".into()),
             f.sources.join(", ")
         )?;
     }

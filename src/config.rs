@@ -173,6 +173,8 @@ pub struct Limits {
     pub max_archive_entries: u64,
     /// Uncompressed / compressed size above which an entry is treated as a bomb.
     pub max_compression_ratio: u64,
+    /// Archive layers around a stream (a zip in a zip is 2; a `.tar.gz` is 2 too).
+    pub max_archive_depth: u32,
 }
 
 impl Default for Limits {
@@ -183,6 +185,7 @@ impl Default for Limits {
             max_entry_bytes: 4 << 30,
             max_archive_entries: 1_000_000,
             max_compression_ratio: 200,
+            max_archive_depth: 4,
         }
     }
 }

@@ -88,6 +88,20 @@ impl Fingerprinter {
     }
 }
 
+impl Fingerprinter {
+    /// A keyed hash of an identifier from a dump that must be comparable but never
+    /// readable (an infected machine's HWID or name): without the installation key, a
+    /// list of machine names cannot be tried against it.
+    pub fn label(&self, domain: &str, text: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC takes any key length");
+        mac.update(domain.as_bytes());
+        mac.update(&[0]);
+        mac.update(text.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
 /// The masked hint of a password (`m•••••e`), shown only to its owner.
 pub fn password_hint(password: &str) -> String {
     crate::identity::mask(password)

@@ -5,6 +5,7 @@
 //! store afterwards, see `notify`), so an ingest that dies half-way leaves every finding it
 //! recorded ready to be notified by the next run.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read};
 use std::path::PathBuf;
 
@@ -13,14 +14,21 @@ use crate::config::Config;
 use crate::filter::AccountFilter;
 use crate::fingerprint::{password_hint, Fingerprinter};
 use crate::identity::{mask_email, url_host, IdentityHash, IdentityKind, Normalizer};
-use crate::parse::{self, Malformed, Record, Sink};
+use crate::parse::device::{self, DeviceInfo, Role};
+use crate::parse::reader::{LineReader, RawLine};
+use crate::parse::{self, Format, Malformed, Record, Sink};
 use crate::progress::Progress;
-use crate::source::{self, SourceError, StreamHandler};
-use crate::store::{FindingKind, Sighting, SightingOutcome, Store, StoreError, UnknownSighting};
+use crate::source::{self, SourceError, StreamHandler, WalkOptions};
+use crate::store::{
+    DeviceRecord, FindingKind, Severity, Sighting, SightingOutcome, Store, StoreError,
+    UnknownSighting,
+};
 use crate::timefmt::Clock;
 
 /// Malformed lines logged one by one per stream and reason; the rest are only counted.
 const MALFORMED_LOGGED: u64 = 5;
+/// Input errors kept word for word for the feed run's row (all are logged).
+const ERRORS_KEPT: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -33,7 +41,7 @@ pub enum IngestError {
 }
 
 /// Counters of one run, printed as its summary line.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IngestStats {
     pub files: u64,
     pub streams: u64,
@@ -47,6 +55,27 @@ pub struct IngestStats {
     pub new_unknown: u64,
     /// Files, entries or paths that could not be read (reported one by one).
     pub errors: u64,
+    /// Infected-device folders (stealer logs) that gave a finding.
+    pub devices: u64,
+    /// The first input errors, as logged (they name the file, archive and entry).
+    #[serde(skip)]
+    pub error_samples: Vec<String>,
+}
+
+/// One infected machine's folder while its input is read. Its files come in any order
+/// (`Passwords.txt` before or after `System.txt` and `Cookies/`), so what they say is
+/// gathered here and settled when the input ends (`finish_devices`).
+#[derive(Debug, Default)]
+struct DeviceState {
+    info: DeviceInfo,
+    /// The device file's name, lower case (it names the family when nothing else does).
+    info_file: &'static str,
+    /// The store's row, once a finding needed it.
+    id: Option<i64>,
+    /// Accounts whose credentials were in this folder, with the hash they matched by.
+    accounts: BTreeMap<i64, IdentityHash>,
+    /// The organisation's hosts this folder holds login cookies for.
+    cookie_hosts: BTreeSet<String>,
 }
 
 pub struct Ingest<'a> {
@@ -68,6 +97,11 @@ pub struct Ingest<'a> {
     cancel: Option<Cancel>,
     /// Set when a cancel stopped the run part-way.
     cancelled: bool,
+    archive_passwords: Vec<String>,
+    /// Device folders of stealer logs seen in this run, by folder name.
+    devices: HashMap<String, DeviceState>,
+    /// The device folder of the credential file being parsed.
+    current_device: Option<String>,
 }
 
 impl<'a> Ingest<'a> {
@@ -94,7 +128,34 @@ impl<'a> Ingest<'a> {
             source_name: String::new(),
             cancel: None,
             cancelled: false,
+            archive_passwords: Vec::new(),
+            devices: HashMap::new(),
+            current_device: None,
         }
+    }
+
+    /// Passwords tried on encrypted archives (a feed's `archive_passwords`).
+    pub fn with_archive_passwords(mut self, passwords: &[String]) -> Self {
+        self.archive_passwords = passwords.to_vec();
+        self
+    }
+
+    /// Reads one input through the archive walker.
+    fn walk<R: Read + io::Seek>(&mut self, name: &str, input: R) {
+        let limits = self.cfg.limits.clone();
+        let passwords = std::mem::take(&mut self.archive_passwords);
+        let spool_dir = self.cfg.state_dir().join("spool");
+        if let Err(e) = crate::store::ensure_state_dir(&spool_dir) {
+            self.fatal = Some(e);
+            return;
+        }
+        let opts = WalkOptions {
+            limits: &limits,
+            passwords: &passwords,
+            spool_dir: &spool_dir,
+        };
+        source::read_input(name, input, opts, self);
+        self.archive_passwords = passwords;
     }
 
     /// Stops between records once `cancel` fires. Findings recorded until then are kept;
@@ -115,13 +176,17 @@ impl<'a> Ingest<'a> {
             self.progress = Progress::new(size);
         }
         self.stats.files += 1;
-        let limits = self.cfg.limits.clone();
-        source::read_input(name, input, &limits, &mut self);
+        self.walk(name, input);
         self.progress.finish();
         self.finish()
     }
 
     fn finish(mut self) -> Result<IngestStats, IngestError> {
+        if self.fatal.is_none() && !self.cancelled {
+            if let Err(e) = self.finish_devices() {
+                self.fatal = Some(e);
+            }
+        }
         if let Some(e) = self.fatal.take() {
             return Err(IngestError::Store(e));
         }
@@ -148,10 +213,15 @@ impl<'a> Ingest<'a> {
         if self.show_progress {
             self.progress = Progress::new(total);
         }
-        let limits = self.cfg.limits.clone();
         for file in &files {
             self.stats.files += 1;
-            source::read_file(file, &limits, &mut self);
+            match std::fs::File::open(&file.path) {
+                Ok(f) => self.walk(&file.path.display().to_string(), f),
+                Err(source) => self.error(SourceError::Io {
+                    path: file.path.display().to_string(),
+                    source,
+                }),
+            }
             if self.fatal.is_some() || self.cancelled {
                 break;
             }
@@ -174,6 +244,17 @@ impl<'a> Ingest<'a> {
                 self.stats.matches += 1;
                 let source = format!("{}:{}", self.source_name, r.line);
                 let site = r.url.and_then(url_host).map(str::to_ascii_lowercase);
+                // A credential from an infected machine's folder: critical, with its device.
+                let device_id = match self.current_device.clone() {
+                    Some(root) => {
+                        let id = self.device_id(&root, now)?;
+                        if let Some(d) = self.devices.get_mut(&root) {
+                            d.accounts.insert(account.id, hash);
+                        }
+                        Some(id)
+                    }
+                    None => None,
+                };
                 let (kind, fp, hint) = match r.password {
                     Some(pw) => (
                         FindingKind::Password,
@@ -192,17 +273,14 @@ impl<'a> Ingest<'a> {
                     format: r.format,
                     source: &source,
                     seen_at: now,
+                    severity: match (device_id, kind) {
+                        (Some(_), _) => Severity::Critical,
+                        (None, FindingKind::Identity) => Severity::Medium,
+                        (None, _) => Severity::High,
+                    },
+                    device_id,
                 })?;
-                if let SightingOutcome::New(id) = outcome {
-                    self.stats.new_findings += 1;
-                    tracing::info!(
-                        finding = id,
-                        account = account.id,
-                        kind = kind.as_str(),
-                        source = %source,
-                        "new finding"
-                    );
-                }
+                self.count_outcome(outcome, account.id, kind, &source);
             }
             None => self.record_unknown(r, hash, kind)?,
         }
@@ -236,12 +314,210 @@ impl<'a> Ingest<'a> {
         Ok(())
     }
 
+    fn count_outcome(
+        &mut self,
+        outcome: SightingOutcome,
+        account: i64,
+        kind: FindingKind,
+        source: &str,
+    ) {
+        let (id, what) = match outcome {
+            SightingOutcome::New(id) => (id, "new finding"),
+            SightingOutcome::Escalated(id) => (id, "finding raised to critical (infected device)"),
+            SightingOutcome::Seen(_) => return,
+        };
+        self.stats.new_findings += 1;
+        tracing::info!(finding = id, account, kind = kind.as_str(), source = %source, "{what}");
+    }
+
+    /// `logs.zip!FR[9F3A…] [2025-10-12]/Passwords.txt` → `logs.zip!device-3fa1b2c4d5e6/Passwords.txt`:
+    /// `name` with its device folder `root` replaced by the folder's keyed label.
+    fn redact_folder(&self, name: &str, root: &str) -> String {
+        let Some(rest) = name.strip_prefix(root) else {
+            return name.to_string();
+        };
+        let key = self.fingerprinter.label("device-folder", root);
+        let label: String = key[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let parent = match root.rfind(['/', '\\', '!']) {
+            Some(i) => &root[..=i],
+            None => "",
+        };
+        format!("{parent}device-{label}{rest}")
+    }
+
+    /// The store's row for a device folder, made on its first finding.
+    fn device_id(&mut self, root: &str, now: i64) -> Result<i64, StoreError> {
+        let state = self.devices.entry(root.to_string()).or_default();
+        if let Some(id) = state.id {
+            return Ok(id);
+        }
+        let key = self.fingerprinter.label("device-folder", root);
+        let id = self.store.device_for_folder(&key, now)?;
+        state.id = Some(id);
+        self.stats.devices += 1;
+        Ok(id)
+    }
+
+    /// What a device's files said, as stored: identifiers hashed under the installation key.
+    fn device_record(&self, state: &DeviceState) -> DeviceRecord {
+        let info = &state.info;
+        let machine_hash = match (&info.hwid, &info.machine) {
+            (Some(h), _) => Some(self.fingerprinter.label("hwid", h)),
+            (None, Some(m)) => Some(self.fingerprinter.label("machine", m)),
+            (None, None) => None,
+        };
+        DeviceRecord {
+            machine_hash,
+            family: info.family(state.info_file).map(|f| f.as_str().to_string()),
+            build: info.build.clone(),
+            log_date: info.date.clone(),
+            country: info.country.clone(),
+        }
+    }
+
+    /// Settles the device folders of the run: completes their rows from their device
+    /// files, and turns the organisation's login cookies into `session` findings for the
+    /// accounts stolen from the same machine (or, with none, an unknown for the digest).
+    fn finish_devices(&mut self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let devices = std::mem::take(&mut self.devices);
+        let mut roots: Vec<&String> = devices.keys().collect();
+        roots.sort();
+        for root in roots {
+            let state = &devices[root];
+            if state.id.is_none() && state.cookie_hosts.is_empty() {
+                continue; // a machine with nothing of ours: nothing of it is kept
+            }
+            let record = self.device_record(state);
+            let id = match state.id {
+                Some(id) => id,
+                None if state.accounts.is_empty() => {
+                    // Cookies of ours but no account: the device is still worth a row.
+                    self.device_id(root, now)?
+                }
+                None => unreachable!("accounts are only added with a device id"),
+            };
+            self.store.update_device(id, &record)?;
+            let machine = match &record.machine_hash {
+                Some(h) => crate::identity::to_hex_upper(h),
+                None => root.clone(),
+            };
+            let source = format!("{}/Cookies", self.redact_folder(root, root));
+            for host in &state.cookie_hosts {
+                let fp = self
+                    .fingerprinter
+                    .label("session", &format!("{machine}\0{host}"));
+                if state.accounts.is_empty() {
+                    let desc = format!(
+                        "login cookies for {host} ({}), account unknown",
+                        self.store
+                            .device(id)?
+                            .map(|d| d.describe())
+                            .unwrap_or_default()
+                    );
+                    let mut hash = [0u8; 20];
+                    hash.copy_from_slice(&fp[..20]);
+                    if self.store.record_unknown(&UnknownSighting {
+                        hash: IdentityHash(hash),
+                        masked: &desc,
+                        has_password: false,
+                        format: Format::Cookies,
+                        source: &source,
+                        seen_at: now,
+                    })? {
+                        self.stats.new_unknown += 1;
+                    }
+                    continue;
+                }
+                for (&account, &hash) in &state.accounts {
+                    let outcome = self.store.record_sighting(&Sighting {
+                        account_id: account,
+                        kind: FindingKind::Session,
+                        secret_fp: Some(fp),
+                        password_hint: None,
+                        identity_hash: hash,
+                        site: Some(host),
+                        format: Format::Cookies,
+                        source: &source,
+                        seen_at: now,
+                        severity: Severity::Critical,
+                        device_id: Some(id),
+                    })?;
+                    self.count_outcome(outcome, account, FindingKind::Session, &source);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a device file into its folder's state (bounded lines, nothing stored yet).
+    fn read_device_file(
+        &mut self,
+        root: &str,
+        base: &'static str,
+        input: &mut dyn Read,
+    ) -> io::Result<()> {
+        let mut reader = LineReader::new(input, self.cfg.limits.max_line_bytes);
+        let known = match self.devices.get(root).and_then(|d| d.id) {
+            Some(id) => Some(id),
+            None => {
+                let key = self.fingerprinter.label("device-folder", root);
+                self.store
+                    .device_by_folder(&key)
+                    .map_err(|e| io::Error::other(format!("state database: {e}")))?
+            }
+        };
+        let state = self.devices.entry(root.to_string()).or_default();
+        state.info_file = base;
+        state.id = state.id.or(known);
+        while let Some((_, raw)) = reader.next_line()? {
+            self.stats.lines += 1;
+            if let RawLine::Line(bytes) = raw {
+                state.info.line(&String::from_utf8_lossy(bytes));
+            }
+        }
+        self.stats.bytes += reader.bytes_read();
+        Ok(())
+    }
+
+    /// Reads a cookie file: only the domains of the organisation's hosts are kept, never
+    /// a cookie's name or value.
+    fn read_cookie_file(&mut self, root: &str, input: &mut dyn Read) -> io::Result<()> {
+        let mut reader = LineReader::new(input, self.cfg.limits.max_line_bytes);
+        let mut hosts = BTreeSet::new();
+        while let Some((_, raw)) = reader.next_line()? {
+            self.stats.lines += 1;
+            let RawLine::Line(bytes) = raw else { continue };
+            let Ok(line) = std::str::from_utf8(bytes) else {
+                continue;
+            };
+            if let Some(domain) = device::cookie_domain(line.trim_end_matches('\r')) {
+                if self.norm.is_org_host(domain) {
+                    hosts.insert(domain.trim_start_matches('.').to_ascii_lowercase());
+                }
+            }
+        }
+        self.stats.bytes += reader.bytes_read();
+        if !hosts.is_empty() {
+            self.devices
+                .entry(root.to_string())
+                .or_default()
+                .cookie_hosts
+                .extend(hosts);
+        }
+        Ok(())
+    }
+
     fn error(&mut self, e: SourceError) {
         if self.cancelled {
             return; // the input was cut by the shutdown, not broken
         }
         self.stats.errors += 1;
-        tracing::error!(error = %e, "input skipped");
+        let text = e.to_string();
+        tracing::error!(error = %text, "input skipped");
+        if self.stats.error_samples.len() < ERRORS_KEPT {
+            self.stats.error_samples.push(text);
+        }
     }
 }
 
@@ -282,6 +558,39 @@ impl Sink for Ingest<'_> {
 impl StreamHandler for Ingest<'_> {
     fn stream(&mut self, name: &str, input: &mut dyn Read) -> io::Result<()> {
         self.stats.streams += 1;
+        let file = device::classify(name);
+        match file {
+            Some(f) if f.role == Role::Info => {
+                return self.read_device_file(f.root, f.base, input);
+            }
+            Some(f) if f.role == Role::Cookies => return self.read_cookie_file(f.root, input),
+            _ => {}
+        }
+        self.current_device = file.map(|f| f.root.to_string());
+        // A device folder's name often holds the machine's HWID or IP: sources name the
+        // folder by its keyed hash instead.
+        let shown = match file {
+            Some(f) => self.redact_folder(name, f.root),
+            None => name.to_string(),
+        };
+        let result = self.parse_credentials(&shown, input);
+        self.current_device = None;
+        result
+    }
+
+    fn error(&mut self, e: SourceError) {
+        Ingest::error(self, e);
+    }
+
+    fn should_stop(&self) -> bool {
+        self.fatal.is_some()
+            || self.cancelled
+            || self.cancel.as_ref().is_some_and(Cancel::is_cancelled)
+    }
+}
+
+impl Ingest<'_> {
+    fn parse_credentials(&mut self, name: &str, input: &mut dyn Read) -> io::Result<()> {
         self.source_name.clear();
         self.source_name.push_str(name);
         let max_line = self.cfg.limits.max_line_bytes;
@@ -318,10 +627,6 @@ impl StreamHandler for Ingest<'_> {
             return Err(io::Error::other("stopped by shutdown"));
         }
         result.map(|_| ())
-    }
-
-    fn error(&mut self, e: SourceError) {
-        Ingest::error(self, e);
     }
 }
 

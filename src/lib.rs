@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod feed;
 pub mod filter;
 pub mod fingerprint;
+pub mod fuzz;
 pub mod identity;
 pub mod ingest;
 pub mod notify;

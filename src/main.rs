@@ -35,6 +35,9 @@ enum Command {
     Ingest {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Password to try on encrypted zip and 7z archives (repeat for several).
+        #[arg(long = "archive-password", value_name = "PASSWORD")]
+        archive_passwords: Vec<String>,
         /// No progress bar, even on a terminal.
         #[arg(long)]
         no_progress: bool,
@@ -118,7 +121,11 @@ fn main() -> ExitCode {
         Command::Accounts {
             command: AccountsCommand::Import { file },
         } => app::import_accounts(&cfg, &file),
-        Command::Ingest { paths, no_progress } => app::ingest(&cfg, &paths, !no_progress),
+        Command::Ingest {
+            paths,
+            archive_passwords,
+            no_progress,
+        } => app::ingest(&cfg, &paths, &archive_passwords, !no_progress),
         Command::Run { once } => app::run(&cli.config, cfg, once),
         Command::Status { json } => app::status(&cfg, json),
         Command::Findings {

@@ -18,7 +18,9 @@ use crate::identity::IdentityHash;
 use crate::ingest::Ingest;
 use crate::notify::{self, Composed, Delivered, NotifyError, Templates, Transport};
 use crate::parse::Format;
-use crate::store::{FindingKind, Sighting, SightingOutcome, StateLock, Store, StoreError};
+use crate::store::{
+    FindingKind, Severity, Sighting, SightingOutcome, StateLock, Store, StoreError,
+};
 use crate::timefmt::Clock;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,7 @@ pub struct Hit<'a> {
     pub site: Option<&'a str>,
     pub format: Format,
     pub source: &'a str,
+    pub severity: Severity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +119,11 @@ impl<'c> Pipeline<'c> {
             format: hit.format,
             source: hit.source,
             seen_at: now,
+            severity: hit.severity,
+            device_id: None,
         })?;
         Ok(match outcome {
-            SightingOutcome::New(id) => {
+            SightingOutcome::New(id) | SightingOutcome::Escalated(id) => {
                 tracing::info!(finding = id, account = account.id, kind = kind.as_str(), source = %hit.source, "new finding");
                 HitOutcome::New(id)
             }

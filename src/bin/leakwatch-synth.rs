@@ -29,6 +29,13 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         noise: u64,
     },
+    /// Stealer logs of every family (RedLine, META, Raccoon, Vidar, Lumma, StealC,
+    /// RisePro, Mystic), each packed differently, with accounts.csv and a combo list.
+    Stealer {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 11)]
+        seed: u64,
+    },
     /// A directory of N accounts and a combo list of about SIZE megabytes.
     Bench {
         dir: PathBuf,
@@ -59,6 +66,16 @@ fn main() -> Result<()> {
                 s.expected.password.len(),
                 s.expected.identity.len(),
                 s.expected.unknown.len()
+            );
+        }
+        Command::Stealer { dir, seed } => {
+            let s = leakwatch::synth::stealer::write_scenario(&dir, seed)?;
+            println!(
+                "wrote {}: {} accounts; {} infected devices with org accounts or cookies; archive password {:?}",
+                dir.display(),
+                s.accounts.len(),
+                s.devices.len(),
+                s.archive_password
             );
         }
         Command::Bench {

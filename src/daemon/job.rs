@@ -21,7 +21,7 @@ use crate::identity::{mask_email, IdentityHash, Normalizer};
 use crate::ingest::{IngestError, IngestStats};
 use crate::parse::Format;
 use crate::pipeline::{self, Hit, HitOutcome, Pipeline, PipelineError};
-use crate::store::{FeedRunStats, RunOutcome, Store, StoreError, UnknownSighting};
+use crate::store::{FeedRunStats, RunOutcome, Severity, Store, StoreError, UnknownSighting};
 use crate::timefmt::Clock;
 
 /// Errors kept in a run's `message`; the rest are counted.
@@ -82,6 +82,12 @@ impl Progress {
         self.stats.matches += s.matches;
         self.stats.new_findings += s.new_findings;
         self.stats.errors += s.errors;
+        // Name the archive and entry in the run's row, not only in the log.
+        for e in &s.error_samples {
+            if self.messages.len() < MESSAGES_KEPT {
+                self.messages.push(e.clone());
+            }
+        }
     }
 }
 
@@ -249,6 +255,7 @@ fn run_directory(
         tracing::info!(feed = %feed.name, file = %path, bytes = c.size, "reading new file");
         let r = pipe
             .ingest(env.clock.as_ref(), Some(&env.cancel))
+            .with_archive_passwords(&d.archive_passwords)
             .with_progress()
             .run(std::slice::from_ref(&c.path));
         if !ingested(p, r)? {
@@ -317,6 +324,7 @@ fn run_http(
                 let name = format!("{}:{shown}", feed.name);
                 let r = pipe
                     .ingest(env.clock.as_ref(), Some(&env.cancel))
+                    .with_archive_passwords(&h.archive_passwords)
                     .with_progress()
                     .run_input(&name, *spool, len);
                 if !ingested(p, r)? {
@@ -416,6 +424,7 @@ fn run_range(
                 site: None,
                 format: Format::Range,
                 source: &source,
+                severity: Severity::Medium,
             };
             match pipe.record_hit(&hit, env.clock.now())? {
                 HitOutcome::NoAccount => {}
@@ -518,6 +527,7 @@ fn run_hibp(
                             site: None,
                             format: Format::Hibp,
                             source: &source,
+                            severity: Severity::Medium,
                         },
                     )?;
                 }
@@ -536,6 +546,8 @@ fn run_hibp(
                                 site: Some(&site),
                                 format: Format::Hibp,
                                 source: &source,
+                                // Stolen by an infostealer: the machine is infected.
+                                severity: Severity::Critical,
                             },
                         )?;
                     }

@@ -24,6 +24,9 @@ pub struct DirectoryFeed {
     /// Files modified this recently are left for the next run (still being copied).
     #[serde(default = "default_settle")]
     pub settle_secs: u64,
+    /// Tried on encrypted archives (zip and 7z); sellers publish them with the logs.
+    #[serde(default)]
+    pub archive_passwords: Vec<String>,
 }
 
 fn default_settle() -> u64 {
@@ -210,6 +213,7 @@ mod tests {
             path: dir.to_path_buf(),
             processed_dir: Some(dir.join("processed")),
             settle_secs: 0,
+            archive_passwords: Vec::new(),
         }
     }
 

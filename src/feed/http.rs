@@ -32,6 +32,9 @@ pub struct HttpFeed {
     /// Largest body accepted, in bytes (default 8 GiB).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
+    /// Tried on encrypted archives (zip and 7z); sellers publish them with the logs.
+    #[serde(default)]
+    pub archive_passwords: Vec<String>,
     #[serde(skip)]
     pub client: ClientOptions,
 }

@@ -76,6 +76,31 @@ impl Normalizer {
         !self.login_hosts.is_empty()
     }
 
+    /// Whether a host (a cookie's domain, say) is one of the organisation's: a login host,
+    /// an email domain, or a subdomain of either.
+    pub fn is_org_host(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('.');
+        let ascii;
+        let host = if host.is_ascii() {
+            host
+        } else {
+            match idna::domain_to_ascii(host) {
+                Ok(h) => {
+                    ascii = h;
+                    &ascii
+                }
+                Err(_) => return false,
+            }
+        };
+        let under = |d: &String| {
+            host.eq_ignore_ascii_case(d)
+                || (host.len() > d.len()
+                    && host.as_bytes()[host.len() - d.len() - 1] == b'.'
+                    && host[host.len() - d.len()..].eq_ignore_ascii_case(d))
+        };
+        self.login_hosts.iter().any(under) || self.org_domains.iter().any(under)
+    }
+
     fn is_login_host(&self, host: &str) -> bool {
         if host.is_ascii() {
             return self
@@ -320,6 +345,17 @@ mod tests {
             let got = norm.email_key(raw, &mut out).then(|| out.clone());
             assert_eq!(got.as_deref(), *want, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn org_hosts_include_subdomains_but_not_lookalikes() {
+        let n = Normalizer::from_parts(&["agence-exemple.fr"], &["sso.partenaire.example"]);
+        assert!(n.is_org_host(".agence-exemple.fr"));
+        assert!(n.is_org_host("espace.AGENCE-exemple.fr"));
+        assert!(n.is_org_host("sso.partenaire.example"));
+        assert!(!n.is_org_host("partenaire.example"));
+        assert!(!n.is_org_host("fake-agence-exemple.fr"));
+        assert!(!n.is_org_host("agence-exemple.fr.evil.example"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::template::Templates;
 use super::NotifyError;
 use crate::config::Config;
 use crate::store::{
-    FindingKind, FindingView, MailKind, NewMail, NotificationBatch, Store, UnknownView,
+    FindingKind, FindingView, MailKind, NewMail, NotificationBatch, Severity, Store, UnknownView,
 };
 use crate::timefmt;
 
@@ -50,6 +50,16 @@ struct DigestFinding {
     site: Option<String>,
     format: String,
     sources: String,
+    /// From an infected machine (stealer log).
+    critical: bool,
+    device: Option<String>,
+}
+
+/// One infected machine and the accounts stolen from it.
+#[derive(Serialize)]
+struct DigestDevice {
+    description: String,
+    accounts: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -57,6 +67,7 @@ struct DigestUnknown {
     masked: String,
     hash: String,
     has_password: bool,
+    format: String,
     first_seen: String,
     first_source: String,
 }
@@ -66,6 +77,8 @@ struct DigestCtx<'a> {
     org_name: &'a str,
     generated_at: String,
     resets: Vec<DigestFinding>,
+    sessions: Vec<DigestFinding>,
+    devices: Vec<DigestDevice>,
     identities: Vec<DigestFinding>,
     unknowns: Vec<DigestUnknown>,
     users_mailed: u64,
@@ -114,7 +127,7 @@ pub fn compose(
             org_name: &cfg.organization.name,
             name: account.name.as_deref(),
             email: &account.email,
-            has_password: findings.iter().any(|f| f.kind == FindingKind::Password),
+            has_password: findings.iter().any(|f| f.kind != FindingKind::Identity),
             exposures: findings
                 .iter()
                 .map(|f| Exposure {
@@ -191,7 +204,21 @@ fn digest_ctx<'a>(
         site: f.site.clone(),
         format: f.format.clone(),
         sources: f.sources.join(", "),
+        critical: f.severity == Severity::Critical,
+        device: f.device.as_ref().map(|d| d.describe()),
     };
+    // Infected machines, each with every account of ours stolen from it.
+    let mut devices: BTreeMap<i64, (String, Vec<String>)> = BTreeMap::new();
+    for f in findings {
+        if let Some(d) = &f.device {
+            let entry = devices
+                .entry(d.id)
+                .or_insert_with(|| (d.describe(), Vec::new()));
+            if !entry.1.contains(&f.email) {
+                entry.1.push(f.email.clone());
+            }
+        }
+    }
     DigestCtx {
         org_name: &cfg.organization.name,
         generated_at: timefmt::rfc3339(now),
@@ -199,6 +226,18 @@ fn digest_ctx<'a>(
             .iter()
             .filter(|f| f.kind == FindingKind::Password)
             .map(row)
+            .collect(),
+        sessions: findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::Session)
+            .map(row)
+            .collect(),
+        devices: devices
+            .into_values()
+            .map(|(description, accounts)| DigestDevice {
+                description,
+                accounts,
+            })
             .collect(),
         identities: findings
             .iter()
@@ -211,6 +250,7 @@ fn digest_ctx<'a>(
                 masked: u.masked.clone(),
                 hash: u.hash.clone(),
                 has_password: u.has_password,
+                format: u.format.clone(),
                 first_seen: timefmt::date(u.first_seen),
                 first_source: u.first_source.clone(),
             })
@@ -219,13 +259,17 @@ fn digest_ctx<'a>(
     }
 }
 
-/// `forced-resets.csv`: one row per exposed password, never the password or its hint.
+/// `forced-resets.csv`: one row per exposed password or stolen session, with the action
+/// it calls for; never the password or its hint.
 pub fn forced_resets_csv(findings: &[FindingView]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "email",
         "username",
         "kind",
+        "action",
+        "severity",
+        "device",
         "first_seen",
         "last_seen",
         "site",
@@ -233,11 +277,18 @@ pub fn forced_resets_csv(findings: &[FindingView]) -> Vec<u8> {
         "sources",
     ])
     .expect("writing to a Vec cannot fail");
-    for f in findings.iter().filter(|f| f.kind == FindingKind::Password) {
+    for f in findings.iter().filter(|f| f.kind != FindingKind::Identity) {
         w.write_record([
             f.email.as_str(),
             f.username.as_deref().unwrap_or(""),
             f.kind.as_str(),
+            if f.kind == FindingKind::Session {
+                "revoke sessions"
+            } else {
+                "reset password"
+            },
+            f.severity.as_str(),
+            &f.device.as_ref().map(|d| d.describe()).unwrap_or_default(),
             &timefmt::rfc3339(f.first_seen),
             &timefmt::rfc3339(f.last_seen),
             f.site.as_deref().unwrap_or(""),
@@ -279,12 +330,29 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
                 site: Some("site.example".into()),
                 format: "combo".into(),
                 sources: "dump.txt".into(),
+                critical: true,
+                device: Some("Lumma, infected 2025-10-12, device 0123456789ab".into()),
+            }],
+            sessions: vec![DigestFinding {
+                email: "camille@example.net".into(),
+                username: None,
+                first_seen: "2025-10-12".into(),
+                site: Some("sso.example".into()),
+                format: "cookies".into(),
+                sources: "logs.zip!FR1/Cookies".into(),
+                critical: true,
+                device: Some("Lumma, infected 2025-10-12, device 0123456789ab".into()),
+            }],
+            devices: vec![DigestDevice {
+                description: "Lumma, infected 2025-10-12, device 0123456789ab".into(),
+                accounts: vec!["camille@example.net".into()],
             }],
             identities: vec![],
             unknowns: vec![DigestUnknown {
                 masked: "j•••••t@example.net".into(),
                 hash: "0".repeat(40),
                 has_password: true,
+                format: "combo".into(),
                 first_seen: "2025-10-12".into(),
                 first_source: "dump.txt:1".into(),
             }],

@@ -10,6 +10,7 @@
 
 pub mod combo;
 pub mod detect;
+pub mod device;
 pub mod reader;
 pub mod stealer;
 pub mod table;
@@ -34,6 +35,8 @@ pub enum Format {
     Range,
     /// The Have I Been Pwned API.
     Hibp,
+    /// A stealer log's Netscape cookie files.
+    Cookies,
 }
 
 impl Format {
@@ -45,6 +48,7 @@ impl Format {
             Format::Stealer => "stealer",
             Format::Range => "range",
             Format::Hibp => "hibp",
+            Format::Cookies => "cookies",
         }
     }
 
@@ -56,6 +60,7 @@ impl Format {
             "stealer" => Format::Stealer,
             "range" => Format::Range,
             "hibp" => Format::Hibp,
+            "cookies" => Format::Cookies,
             _ => return None,
         })
     }

@@ -7,6 +7,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use super::devices::{DeviceView, DEVICE_COLUMNS};
 use super::directory::{account_row, AccountRow};
 use super::{Store, StoreError};
 use crate::identity::IdentityHash;
@@ -22,6 +23,9 @@ pub enum FindingKind {
     Password,
     /// Only the identity was exposed: phishing warning.
     Identity,
+    /// A login cookie for one of the organisation's hosts was stolen with the account's
+    /// credentials: its sessions must be revoked.
+    Session,
 }
 
 impl FindingKind {
@@ -29,14 +33,46 @@ impl FindingKind {
         match self {
             FindingKind::Password => "password",
             FindingKind::Identity => "identity",
+            FindingKind::Session => "session",
         }
     }
 
     fn parse(s: &str) -> FindingKind {
-        if s == "password" {
-            FindingKind::Password
-        } else {
-            FindingKind::Identity
+        match s {
+            "password" => FindingKind::Password,
+            "session" => FindingKind::Session,
+            _ => FindingKind::Identity,
+        }
+    }
+}
+
+/// How urgent a finding is. A credential or session stolen from an infected machine is
+/// critical: the machine still has the malware, and the attacker has a working login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// An address exposed without a password.
+    Medium,
+    /// A password in a combo list or dump.
+    High,
+    /// From a stealer log: device infected.
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    fn parse(s: &str) -> Severity {
+        match s {
+            "critical" => Severity::Critical,
+            "medium" => Severity::Medium,
+            _ => Severity::High,
         }
     }
 }
@@ -56,12 +92,18 @@ pub struct Sighting<'a> {
     /// `file:line` or `archive!entry:line`.
     pub source: &'a str,
     pub seen_at: i64,
+    pub severity: Severity,
+    /// The infected machine, for stealer-log findings.
+    pub device_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SightingOutcome {
     New(i64),
     Seen(i64),
+    /// Seen before at a lower severity (a password from a combo list, now in a stealer
+    /// log): raised, and owed to the user and the digest again, since the advice changes.
+    Escalated(i64),
 }
 
 /// An identity on the organisation's domains that no account holds.
@@ -83,6 +125,8 @@ pub struct FindingView {
     pub email: String,
     pub username: Option<String>,
     pub kind: FindingKind,
+    pub severity: Severity,
+    pub device: Option<super::DeviceView>,
     /// Only for the owner's mail: never printed for admins.
     #[serde(skip)]
     pub password_hint: Option<String>,
@@ -119,32 +163,52 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let existing: Option<(i64, i64)> = tx
+        let existing: Option<(i64, i64, String)> = tx
             .query_row(
-                "SELECT id, times_seen FROM findings WHERE account_id = ?1 AND kind = ?2 AND secret_fp = ?3",
+                "SELECT id, times_seen, severity FROM findings WHERE account_id = ?1 AND kind = ?2 AND secret_fp = ?3",
                 params![s.account_id, s.kind.as_str(), fp],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
         let outcome = match existing {
-            Some((id, times)) => {
+            Some((id, times, severity)) => {
                 tx.execute(
-                    "UPDATE findings SET last_seen = max(last_seen, ?2), times_seen = times_seen + 1 WHERE id = ?1",
-                    params![id, s.seen_at],
+                    "UPDATE findings SET last_seen = max(last_seen, ?2), times_seen = times_seen + 1,
+                        device_id = coalesce(device_id, ?3) WHERE id = ?1",
+                    params![id, s.seen_at, s.device_id],
                 )?;
+                let escalated = s.severity > Severity::parse(&severity);
+                if escalated {
+                    tx.execute(
+                        "UPDATE findings SET severity = ?2, device_id = coalesce(?3, device_id),
+                            format = ?4, site = coalesce(site, ?5), user_notified = 0,
+                            digest_id = NULL WHERE id = ?1",
+                        params![
+                            id,
+                            s.severity.as_str(),
+                            s.device_id,
+                            s.format.as_str(),
+                            s.site
+                        ],
+                    )?;
+                }
                 if times < MAX_SIGHTINGS {
                     tx.execute(
                         "INSERT OR IGNORE INTO sightings (finding_id, source, seen_at) VALUES (?1, ?2, ?3)",
                         params![id, s.source, s.seen_at],
                     )?;
                 }
-                SightingOutcome::Seen(id)
+                if escalated {
+                    SightingOutcome::Escalated(id)
+                } else {
+                    SightingOutcome::Seen(id)
+                }
             }
             None => {
                 tx.execute(
                     "INSERT INTO findings (account_id, kind, secret_fp, password_hint, identity_hash, site,
-                        format, first_source, first_seen, last_seen, times_seen)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1)",
+                        format, first_source, first_seen, last_seen, times_seen, severity, device_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1, ?10, ?11)",
                     params![
                         s.account_id,
                         s.kind.as_str(),
@@ -154,7 +218,9 @@ impl Store {
                         s.site,
                         s.format.as_str(),
                         s.source,
-                        s.seen_at
+                        s.seen_at,
+                        s.severity.as_str(),
+                        s.device_id
                     ],
                 )?;
                 let id = tx.last_insert_rowid();
@@ -236,8 +302,9 @@ impl Store {
         let sql = format!(
             "SELECT a.id, a.email, a.username, a.name, a.lang,
                     f.id, f.kind, f.password_hint, f.site, f.format, f.first_source, f.first_seen,
-                    f.last_seen, f.times_seen
+                    f.last_seen, f.times_seen, f.severity, {DEVICE_COLUMNS}
              FROM findings f JOIN accounts a ON a.id = f.account_id
+             LEFT JOIN devices d ON d.id = f.device_id
              WHERE {cond} ORDER BY f.first_seen, f.id"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -251,6 +318,8 @@ impl Store {
                     username: account.username.clone(),
                     account,
                     kind: FindingKind::parse(&kind),
+                    severity: Severity::parse(&r.get::<_, String>(14)?),
+                    device: DeviceView::from_row(r, 15)?,
                     password_hint: r.get(7)?,
                     site: r.get(8)?,
                     format: r.get(9)?,
@@ -337,6 +406,8 @@ mod tests {
             format: Format::Combo,
             source,
             seen_at: at,
+            severity: Severity::High,
+            device_id: None,
         }
     }
 
@@ -375,6 +446,44 @@ mod tests {
         assert_eq!(all[0].last_seen, 30);
         assert_eq!(all[0].sources, ["one.txt", "two.txt"]);
         assert_eq!(s.findings_pending_user_mail().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_stealer_sighting_escalates_a_combo_finding_once() {
+        let (_d, mut s) = store_with(&["a@x.example"]);
+        let id = s.account_by_email("a@x.example").unwrap().unwrap().id;
+        let SightingOutcome::New(f) = s
+            .record_sighting(&sighting(id, Some(1), "combo.txt:1", 10))
+            .unwrap()
+        else {
+            panic!("new")
+        };
+        let dev = s.device_for_folder(&[7; 32], 20).unwrap();
+        let stealer = Sighting {
+            severity: Severity::Critical,
+            device_id: Some(dev),
+            format: Format::Stealer,
+            ..sighting(id, Some(1), "logs.zip!x/Passwords.txt:4", 20)
+        };
+        assert_eq!(
+            s.record_sighting(&stealer).unwrap(),
+            SightingOutcome::Escalated(f)
+        );
+        assert_eq!(
+            s.record_sighting(&stealer).unwrap(),
+            SightingOutcome::Seen(f)
+        );
+        // A combo sighting after it does not lower it.
+        assert_eq!(
+            s.record_sighting(&sighting(id, Some(1), "combo2.txt:1", 30))
+                .unwrap(),
+            SightingOutcome::Seen(f)
+        );
+        let all = s.findings().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].severity, Severity::Critical);
+        assert_eq!(all[0].format, "stealer");
+        assert_eq!(all[0].device.as_ref().unwrap().id, dev);
     }
 
     #[test]

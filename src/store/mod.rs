@@ -11,6 +11,7 @@
 //! (the organisation's own directory), identity hashes, password fingerprints, masked hints
 //! and the host of the site a credential was typed into.
 
+mod devices;
 mod directory;
 mod feeds;
 mod findings;
@@ -20,15 +21,16 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+pub use devices::{DeviceRecord, DeviceView};
 pub use directory::{AccountRow, DirectoryAccount};
 pub use feeds::{DaemonRow, FeedRunRow, FeedRunStats, RunOutcome, SeenFile};
 pub use findings::{
-    FindingKind, FindingView, Sighting, SightingOutcome, UnknownSighting, UnknownView,
+    FindingKind, FindingView, Severity, Sighting, SightingOutcome, UnknownSighting, UnknownView,
 };
 pub use outbox::{MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
 
 const DB_FILE: &str = "leakwatch.db";
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -151,10 +153,16 @@ impl Store {
             0 => {
                 self.conn.execute_batch(SCHEMA)?;
                 self.conn.execute_batch(SCHEMA_2)?;
+                self.conn.execute_batch(SCHEMA_3)?;
                 Ok(())
             }
             1 => {
                 self.conn.execute_batch(SCHEMA_2)?;
+                self.conn.execute_batch(SCHEMA_3)?;
+                Ok(())
+            }
+            2 => {
+                self.conn.execute_batch(SCHEMA_3)?;
                 Ok(())
             }
             SCHEMA_VERSION => Ok(()),
@@ -312,6 +320,28 @@ CREATE TABLE daemon (
     stopped_at INTEGER
 );
 PRAGMA user_version = 2;
+COMMIT;
+"#;
+
+const SCHEMA_3: &str = r#"
+BEGIN;
+-- Infected machines that stealer-log findings came from. Identifiers from the dump are
+-- stored only as keyed hashes (the folder's name, the machine's HWID or name).
+CREATE TABLE devices (
+    id           INTEGER PRIMARY KEY,
+    folder_key   BLOB NOT NULL UNIQUE,
+    machine_hash BLOB,
+    family       TEXT,
+    build        TEXT,
+    log_date     TEXT,
+    country      TEXT,
+    first_seen   INTEGER NOT NULL
+);
+CREATE INDEX devices_by_machine ON devices(machine_hash);
+ALTER TABLE findings ADD COLUMN severity TEXT NOT NULL DEFAULT 'high';
+ALTER TABLE findings ADD COLUMN device_id INTEGER REFERENCES devices(id);
+UPDATE findings SET severity = 'medium' WHERE kind = 'identity';
+PRAGMA user_version = 3;
 COMMIT;
 "#;
 

@@ -6,4 +6,5 @@ mod daemon;
 mod feeds;
 mod pipeline;
 mod smtp;
+mod stealer;
 mod support;

@@ -1,26 +1,40 @@
 //! Sources: the paths an admin names, turned into named byte streams for the parser.
 //!
 //! First stage of the pipeline. Directories are walked recursively (symbolic links to
-//! directories are not followed, so a loop cannot trap the walk), zip archives are read
-//! entry by entry as streams, never extracted to disk. Every archive read is bounded by the
-//! configured limits, counted on the bytes actually decompressed rather than on the sizes
-//! the archive claims. A file or entry that fails is reported with its name and the walk
-//! goes on.
+//! directories are not followed, so a loop cannot trap the walk). Archives (zip, 7z, tar,
+//! gzip, nested in one another up to a depth) are read entry by entry as streams and never
+//! extracted (`walk`). Every archive read is bounded by the configured limits, counted on
+//! the bytes actually decompressed rather than on the sizes the archive claims (`budget`).
+//! A file or entry that fails is reported with its name and the walk goes on.
+
+mod budget;
+mod sevenz;
+mod tarball;
+mod walk;
+mod zipped;
 
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
-use crate::config::Limits;
+pub use budget::LimitHit;
+pub use walk::{Container, WalkOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
-    #[error("{path}: not a readable zip archive: {message}")]
-    Archive { path: String, message: String },
+    #[error("{path}: not a readable {kind} archive: {message}")]
+    Archive {
+        path: String,
+        kind: &'static str,
+        message: String,
+    },
     #[error("{path}: skipped: {reason}")]
     Skipped { path: String, reason: String },
+    /// Read all the same (it is never extracted), but reported: built to attack.
+    #[error("{path}: suspicious entry name ({reason}); read as a stream, never written to disk")]
+    Suspicious { path: String, reason: &'static str },
 }
 
 /// A file to read, with its size on disk (for progress).
@@ -93,41 +107,36 @@ pub trait StreamHandler {
     /// Reads one named stream. An `Err` is reported with the stream's name; the walk goes on.
     fn stream(&mut self, name: &str, input: &mut dyn Read) -> io::Result<()>;
     fn error(&mut self, error: SourceError);
-    /// Compressed bytes of an archive entry done (plain files report through the parser).
+    /// Compressed bytes of a top-level archive entry done (plain files report through the
+    /// parser).
     fn archive_progress(&mut self, _bytes: u64) {}
+    /// True once the walk should stop (shutdown, or a failure that makes going on useless).
+    fn should_stop(&self) -> bool {
+        false
+    }
+    /// Called after the last stream of one top-level input (a file, a download).
+    fn input_done(&mut self, _name: &str) {}
 }
 
-/// Reads one file: as a zip archive if it is one, else as a single stream.
-pub fn read_file(file: &InputFile, limits: &Limits, handler: &mut dyn StreamHandler) {
+/// Reads one file: as an archive if it is one, else as a single stream.
+pub fn read_file(file: &InputFile, opts: WalkOptions<'_>, handler: &mut dyn StreamHandler) {
     let name = file.path.display().to_string();
     match File::open(&file.path) {
-        Ok(f) => read_input(&name, f, limits, handler),
+        Ok(f) => read_input(&name, f, opts, handler),
         Err(source) => handler.error(SourceError::Io { path: name, source }),
     }
 }
 
-/// Reads one named input that can be re-read (a file, a download's spool): as a zip
+/// Reads one named input that can be re-read (a file, a download's spool): as an
 /// archive if it is one, else as a single stream.
 pub fn read_input<R: Read + Seek>(
     name: &str,
-    mut f: R,
-    limits: &Limits,
+    input: R,
+    opts: WalkOptions<'_>,
     handler: &mut dyn StreamHandler,
 ) {
-    let mut magic = [0u8; 4];
-    let n = read_up_to(&mut f, &mut magic);
-    let is_zip = n == 4 && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06");
-    if is_zip {
-        read_zip(f, name, limits, handler);
-        return;
-    }
-    let mut input = io::Cursor::new(magic[..n].to_vec()).chain(f);
-    if let Err(source) = handler.stream(name, &mut input) {
-        handler.error(SourceError::Io {
-            path: name.to_string(),
-            source,
-        });
-    }
+    walk::Walker::new(opts, handler).seekable(name, input, 0);
+    handler.input_done(name);
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> usize {
@@ -151,147 +160,10 @@ fn clean_name(s: &str) -> String {
         .collect()
 }
 
-fn read_zip<R: Read + Seek>(f: R, name: &str, limits: &Limits, handler: &mut dyn StreamHandler) {
-    let mut archive = match zip::ZipArchive::new(f) {
-        Ok(a) => a,
-        Err(e) => {
-            return handler.error(SourceError::Archive {
-                path: name.to_string(),
-                message: e.to_string(),
-            })
-        }
-    };
-    let entries = archive.len() as u64;
-    if entries > limits.max_archive_entries {
-        handler.error(SourceError::Skipped {
-            path: name.to_string(),
-            reason: format!(
-                "{entries} entries, over limits.max_archive_entries = {}",
-                limits.max_archive_entries
-            ),
-        });
-        return;
-    }
-    let mut total: u64 = 0;
-    for i in 0..archive.len() {
-        let mut entry = match archive.by_index(i) {
-            Ok(e) => e,
-            Err(e) => {
-                let reason = match e {
-                    zip::result::ZipError::UnsupportedArchive(m) => m.to_string(),
-                    other => other.to_string(),
-                };
-                handler.error(SourceError::Skipped {
-                    path: format!("{name}!#{i}"),
-                    reason,
-                });
-                continue;
-            }
-        };
-        if entry.is_dir() {
-            continue;
-        }
-        let entry_name = format!("{name}!{}", clean_name(entry.name()));
-        let compressed = entry.compressed_size();
-        let skip = |reason: String| SourceError::Skipped {
-            path: entry_name.clone(),
-            reason,
-        };
-        if entry.size() > limits.max_entry_bytes {
-            handler.error(skip(format!(
-                "declares {} bytes, over limits.max_entry_bytes",
-                entry.size()
-            )));
-            continue;
-        }
-        let budget = Budget {
-            entry_max: limits.max_entry_bytes,
-            archive_left: limits.max_archive_bytes.saturating_sub(total),
-            // Small entries get 1 MiB of slack: a short text of repeated lines compresses
-            // far better than any real dump, and is no bomb.
-            ratio_max: limits
-                .max_compression_ratio
-                .saturating_mul(compressed)
-                .max(1 << 20),
-        };
-        let mut limited = LimitedReader {
-            inner: &mut entry,
-            read: 0,
-            budget,
-            nested_checked: false,
-        };
-        let result = handler.stream(&entry_name, &mut limited);
-        total += limited.read;
-        if let Err(e) = result {
-            handler.error(SourceError::Io {
-                path: entry_name,
-                source: e,
-            });
-        }
-        handler.archive_progress(compressed);
-        if total >= limits.max_archive_bytes {
-            handler.error(SourceError::Skipped {
-                path: name.to_string(),
-                reason: format!(
-                    "stopped after {total} uncompressed bytes, limits.max_archive_bytes"
-                ),
-            });
-            return;
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Budget {
-    entry_max: u64,
-    archive_left: u64,
-    ratio_max: u64,
-}
-
-/// Counts decompressed bytes and fails the read as soon as a limit is passed, so a bomb
-/// costs at most the limit, whatever the archive claims.
-struct LimitedReader<'a, R> {
-    inner: &'a mut R,
-    read: u64,
-    budget: Budget,
-    nested_checked: bool,
-}
-
-impl<R: Read> Read for LimitedReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if !self.nested_checked && n >= 4 {
-            self.nested_checked = true;
-            if buf[..4] == *b"PK\x03\x04" {
-                return Err(io::Error::other(
-                    "nested zip archive: not read (nested archives are not supported yet)",
-                ));
-            }
-        }
-        self.read += n as u64;
-        let b = self.budget;
-        let limit = |what: &str, max: u64| {
-            Err(io::Error::other(format!(
-                "stopped after {} bytes: over {what} ({max})",
-                self.read
-            )))
-        };
-        if self.read > b.entry_max {
-            return limit("limits.max_entry_bytes", b.entry_max);
-        }
-        if self.read > b.archive_left {
-            return limit("limits.max_archive_bytes", b.archive_left);
-        }
-        if self.read > b.ratio_max {
-            return limit("limits.max_compression_ratio", b.ratio_max);
-        }
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Limits;
     use std::io::Write;
 
     #[derive(Default)]
@@ -309,6 +181,14 @@ mod tests {
         }
         fn error(&mut self, e: SourceError) {
             self.errors.push(e.to_string());
+        }
+    }
+
+    fn opts<'a>(limits: &'a Limits, spool: &'a Path) -> WalkOptions<'a> {
+        WalkOptions {
+            limits,
+            passwords: &[],
+            spool_dir: spool,
         }
     }
 
@@ -341,8 +221,9 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert!(errors[0].to_string().contains("missing"));
         let mut c = Collect::default();
+        let limits = Limits::default();
         for f in &files {
-            read_file(f, &Limits::default(), &mut c);
+            read_file(f, opts(&limits, d.path()), &mut c);
         }
         let names: Vec<&str> = c.streams.iter().map(|(n, _)| n.as_str()).collect();
         let want = [
@@ -367,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn bombs_and_nested_and_corrupt_archives_are_reported() {
+    fn bombs_nesting_and_corrupt_archives() {
         let d = tempfile::tempdir().unwrap();
         let bomb = vec![b'a'; 8 << 20];
         zip_with(
@@ -384,21 +265,21 @@ mod tests {
         }
         zip_with(&d.path().join("nested.zip"), &[("inner.zip", &inner)]);
         std::fs::write(d.path().join("corrupt.zip"), b"PK\x03\x04garbage").unwrap();
+        std::fs::write(d.path().join("logs.rar"), b"Rar!\x1A\x07\x01\x00rest").unwrap();
         let (files, _) = collect_files(&[d.path().to_path_buf()]);
         let mut c = Collect::default();
+        let limits = Limits::default();
         for f in &files {
-            read_file(f, &Limits::default(), &mut c);
+            read_file(f, opts(&limits, d.path()), &mut c);
         }
         let errs = c.errors.join("\n");
         assert!(
             errs.contains("bomb.zip!big.txt") && errs.contains("max_compression_ratio"),
             "{errs}"
         );
-        assert!(
-            errs.contains("nested.zip!inner.zip") && errs.contains("nested"),
-            "{errs}"
-        );
         assert!(errs.contains("corrupt.zip"), "{errs}");
+        assert!(errs.contains("logs.rar") && errs.contains("RAR"), "{errs}");
+        assert_eq!(c.errors.len(), 3, "{errs}");
         // The bomb was cut at the ratio limit, and the entry after it was still read.
         let big = c
             .streams
@@ -410,5 +291,24 @@ mod tests {
             .streams
             .iter()
             .any(|(n, d)| n.ends_with("bomb.zip!ok.txt") && d == b"fine\n"));
+        // The nested zip was read, and named through both layers.
+        assert!(c
+            .streams
+            .iter()
+            .any(|(n, d)| n.ends_with("nested.zip!inner.zip!in.txt") && d == b"x"));
+
+        // One level of nesting allowed: the inner zip is reported, not read.
+        let shallow = Limits {
+            max_archive_depth: 1,
+            ..Limits::default()
+        };
+        let mut c = Collect::default();
+        let nested = files
+            .iter()
+            .find(|f| f.path.ends_with("nested.zip"))
+            .unwrap();
+        read_file(nested, opts(&shallow, d.path()), &mut c);
+        assert!(c.streams.is_empty());
+        assert!(c.errors[0].contains("max_archive_depth"), "{:?}", c.errors);
     }
 }

@@ -6,6 +6,9 @@
 //! the shipped demo files can be checked against a fresh generation whatever version of
 //! `rand` is in the lock file.
 
+pub mod pack;
+pub mod stealer;
+
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 

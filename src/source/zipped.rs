@@ -1,0 +1,128 @@
+//! zip archives: entries read one by one as streams, encrypted ones (ZipCrypto or AES)
+//! opened with the feed's `archive_passwords`.
+
+use std::io::{Read, Seek};
+
+use super::budget::{Compressed, Counter, RatioReader};
+use super::walk::{Flow, Walker};
+use super::SourceError;
+
+impl Walker<'_, '_> {
+    pub(super) fn zip<R: Read + Seek>(&mut self, name: &str, r: R, depth: u32) -> Flow {
+        let mut archive = match zip::ZipArchive::new(r) {
+            Ok(a) => a,
+            Err(e) => {
+                self.report(SourceError::Archive {
+                    path: name.to_string(),
+                    kind: "zip",
+                    message: e.to_string(),
+                });
+                return Flow::Failed;
+            }
+        };
+        let declared = archive.len() as u64;
+        let max = self.limits().max_archive_entries;
+        if self.entries + declared > max {
+            self.skip(
+                name,
+                format!("{declared} entries, over limits.max_archive_entries ({max})"),
+            );
+            return Flow::Failed;
+        }
+        // The password that opened the previous entry is tried first: an archive has one.
+        let mut good: Option<usize> = None;
+        let mut files = 0u64;
+        for i in 0..archive.len() {
+            if self.must_stop() || !self.count_entry(name) {
+                return Flow::Stop;
+            }
+            let (raw_name, is_dir, encrypted, compressed, size) = match archive.by_index_raw(i) {
+                Ok(e) => (
+                    e.name().to_string(),
+                    e.is_dir(),
+                    e.encrypted(),
+                    e.compressed_size(),
+                    e.size(),
+                ),
+                Err(e) => {
+                    self.skip(&format!("{name}!#{i}"), e.to_string());
+                    continue;
+                }
+            };
+            if is_dir {
+                continue;
+            }
+            files += 1;
+            let entry_name = self.entry_name(name, &raw_name);
+            let entry_max = self.limits().max_entry_bytes;
+            if size > entry_max {
+                self.skip(
+                    &entry_name,
+                    format!("declares {size} bytes, over limits.max_entry_bytes ({entry_max})"),
+                );
+                continue;
+            }
+            let file = if encrypted {
+                let passwords = self.opts.passwords;
+                let order = good.into_iter().chain(0..passwords.len());
+                let mut opened = None;
+                for k in order {
+                    if archive.by_index_decrypt(i, passwords[k].as_bytes()).is_ok() {
+                        opened = Some(k);
+                        break;
+                    }
+                }
+                let Some(k) = opened else {
+                    self.skip(
+                        &entry_name,
+                        format!(
+                            "encrypted, and none of the {} archive_passwords opens it",
+                            passwords.len()
+                        ),
+                    );
+                    continue;
+                };
+                good = Some(k);
+                archive.by_index_decrypt(i, passwords[k].as_bytes())
+            } else {
+                archive.by_index(i)
+            };
+            let mut file = match file {
+                Ok(f) => f,
+                Err(e) => {
+                    let reason = match e {
+                        zip::result::ZipError::UnsupportedArchive(m) => m.to_string(),
+                        other => other.to_string(),
+                    };
+                    self.skip(&entry_name, reason);
+                    continue;
+                }
+            };
+            let ratio = self.limits().max_compression_ratio;
+            let mut limited = RatioReader::new(
+                &mut file,
+                Compressed::Fixed(compressed),
+                ratio,
+                Counter::default(),
+            );
+            let flow = match self.stream(&entry_name, &mut limited, depth) {
+                Ok(flow) => flow,
+                Err(e) => {
+                    self.report(SourceError::Io {
+                        path: entry_name,
+                        source: e,
+                    });
+                    Flow::Failed
+                }
+            };
+            if depth == 1 {
+                self.handler.archive_progress(compressed);
+            }
+            if flow == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        self.note_empty(name, "zip", files);
+        Flow::Done
+    }
+}
