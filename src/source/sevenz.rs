@@ -11,17 +11,13 @@ use sevenz_rust2::{ArchiveReader, EntryDecision, Password};
 
 use super::budget::{Compressed, Counter, RatioReader};
 use super::walk::{Flow, Walker};
-use super::SourceError;
 
 impl Walker<'_, '_> {
     pub(super) fn sevenz<R: Read + Seek>(&mut self, name: &str, mut r: R, depth: u32) -> Flow {
         let size = match r.seek(SeekFrom::End(0)) {
             Ok(s) => s,
             Err(e) => {
-                self.report(SourceError::Io {
-                    path: name.to_string(),
-                    source: e,
-                });
+                self.io_failed(name, e);
                 return Flow::Failed;
             }
         };
@@ -50,11 +46,7 @@ impl Walker<'_, '_> {
                         last_error = e.to_string();
                         continue;
                     }
-                    self.report(SourceError::Archive {
-                        path: name.to_string(),
-                        kind: "7z",
-                        message: e.to_string(),
-                    });
+                    self.broken(name, "7z", e);
                     return Flow::Failed;
                 }
             };
@@ -81,10 +73,7 @@ impl Walker<'_, '_> {
                     // (or a corrupt archive), told apart by the next attempt.
                     Err(e) if delivered == 0 => Err(sevenz_rust2::Error::MaybeBadPassword(e)),
                     Err(e) => {
-                        self.report(SourceError::Io {
-                            path: entry_name,
-                            source: e,
-                        });
+                        self.io_failed(&entry_name, e);
                         Ok(EntryDecision::SkipBlock)
                     }
                     Ok(Flow::Stop) => {
@@ -119,23 +108,16 @@ impl Walker<'_, '_> {
                     } else {
                         e.to_string()
                     };
-                    self.report(SourceError::Archive {
-                        path: name.to_string(),
-                        kind: "7z",
-                        message,
-                    });
+                    self.broken(name, "7z", message);
                     return Flow::Failed;
                 }
             }
         }
-        self.report(SourceError::Archive {
-            path: name.to_string(),
-            kind: "7z",
-            message: format!(
-                "encrypted, and none of the {} archive_passwords opens it ({last_error})",
-                passwords.len()
-            ),
-        });
+        let message = format!(
+            "encrypted, and none of the {} archive_passwords opens it ({last_error})",
+            passwords.len()
+        );
+        self.broken(name, "7z", message);
         Flow::Failed
     }
 }

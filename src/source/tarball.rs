@@ -6,7 +6,6 @@ use flate2::read::MultiGzDecoder;
 
 use super::budget::{Compressed, Counter, CountingReader, RatioReader};
 use super::walk::{Flow, Walker};
-use super::SourceError;
 
 impl Walker<'_, '_> {
     /// A gzip layer keeps its name: `logs.tar.gz!Dev1/Passwords.txt` reads better than
@@ -27,11 +26,7 @@ impl Walker<'_, '_> {
         match self.stream(name, &mut out, depth) {
             Ok(flow) => flow,
             Err(e) => {
-                self.report(SourceError::Archive {
-                    path: name.to_string(),
-                    kind: "gzip",
-                    message: e.to_string(),
-                });
+                self.broken(name, "gzip", e);
                 Flow::Failed
             }
         }
@@ -42,11 +37,7 @@ impl Walker<'_, '_> {
         let entries = match archive.entries() {
             Ok(e) => e,
             Err(e) => {
-                self.report(SourceError::Archive {
-                    path: name.to_string(),
-                    kind: "tar",
-                    message: e.to_string(),
-                });
+                self.broken(name, "tar", e);
                 return Flow::Failed;
             }
         };
@@ -59,11 +50,7 @@ impl Walker<'_, '_> {
                 Ok(e) => e,
                 Err(e) => {
                     // A tar has no index: after a broken header nothing more can be found.
-                    self.report(SourceError::Archive {
-                        path: name.to_string(),
-                        kind: "tar",
-                        message: e.to_string(),
-                    });
+                    self.broken(name, "tar", e);
                     return Flow::Failed;
                 }
             };
@@ -76,10 +63,7 @@ impl Walker<'_, '_> {
             let flow = match self.stream(&entry_name, &mut entry, depth) {
                 Ok(flow) => flow,
                 Err(e) => {
-                    self.report(SourceError::Io {
-                        path: entry_name,
-                        source: e,
-                    });
+                    self.io_failed(&entry_name, e);
                     Flow::Failed
                 }
             };

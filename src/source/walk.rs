@@ -102,8 +102,19 @@ impl<'a, 'h> Walker<'a, 'h> {
         self.opts.limits
     }
 
-    pub(super) fn report(&mut self, e: SourceError) {
-        self.handler.error(e);
+    pub(super) fn broken(&mut self, path: &str, kind: &'static str, message: impl ToString) {
+        self.handler.error(SourceError::Archive {
+            path: path.to_string(),
+            kind,
+            message: message.to_string(),
+        });
+    }
+
+    pub(super) fn io_failed(&mut self, path: &str, source: io::Error) {
+        self.handler.error(SourceError::Io {
+            path: path.to_string(),
+            source,
+        });
     }
 
     pub(super) fn skip(&mut self, path: &str, reason: impl Into<String>) {
@@ -139,10 +150,7 @@ impl<'a, 'h> Walker<'a, 'h> {
         let n = read_up_to(&mut r, &mut head);
         let kind = Container::sniff(&head[..n]);
         if let Err(e) = r.seek(SeekFrom::Start(0)) {
-            self.report(SourceError::Io {
-                path: name.to_string(),
-                source: e,
-            });
+            self.io_failed(name, e);
             return Flow::Failed;
         }
         match kind {
@@ -159,10 +167,7 @@ impl<'a, 'h> Walker<'a, 'h> {
             _ => match self.stream(name, &mut r, depth) {
                 Ok(flow) => flow,
                 Err(e) => {
-                    self.report(SourceError::Io {
-                        path: name.to_string(),
-                        source: e,
-                    });
+                    self.io_failed(name, e);
                     Flow::Failed
                 }
             },
@@ -222,10 +227,8 @@ impl<'a, 'h> Walker<'a, 'h> {
         let mut spool = match Spool::create(self.opts.spool_dir) {
             Ok(s) => s,
             Err(e) => {
-                self.report(SourceError::Io {
-                    path: format!("{name}: spool in {}", self.opts.spool_dir.display()),
-                    source: e,
-                });
+                let at = format!("{name}: spool in {}", self.opts.spool_dir.display());
+                self.io_failed(&at, e);
                 return None;
             }
         };
@@ -236,10 +239,7 @@ impl<'a, 'h> Walker<'a, 'h> {
                 Ok(0) => break,
                 Ok(n) => {
                     if let Err(e) = spool.append(&buf[..n]) {
-                        self.report(SourceError::Io {
-                            path: name.to_string(),
-                            source: e,
-                        });
+                        self.io_failed(name, e);
                         return None;
                     }
                 }
@@ -247,19 +247,13 @@ impl<'a, 'h> Walker<'a, 'h> {
                     if LimitHit::of(&e).is_some_and(|h| h.total) {
                         self.stopped = true;
                     }
-                    self.report(SourceError::Io {
-                        path: name.to_string(),
-                        source: e,
-                    });
+                    self.io_failed(name, e);
                     return None;
                 }
             }
         }
         if let Err(e) = spool.flush() {
-            self.report(SourceError::Io {
-                path: name.to_string(),
-                source: e,
-            });
+            self.io_failed(name, e);
             return None;
         }
         Some(spool)
@@ -274,10 +268,7 @@ impl<'a, 'h> Walker<'a, 'h> {
             Ok(()) => Flow::Done,
             Err(e) => {
                 let total = LimitHit::of(&e).is_some_and(|h| h.total);
-                self.report(SourceError::Io {
-                    path: name.to_string(),
-                    source: e,
-                });
+                self.io_failed(name, e);
                 if total {
                     self.stopped = true;
                     Flow::Stop
@@ -292,11 +283,7 @@ impl<'a, 'h> Walker<'a, 'h> {
     /// full archive look empty, and silence would hide it.
     pub(super) fn note_empty(&mut self, name: &str, kind: &'static str, files: u64) {
         if files == 0 {
-            self.report(SourceError::Archive {
-                path: name.to_string(),
-                kind,
-                message: "holds no file entry".into(),
-            });
+            self.broken(name, kind, "holds no file entry");
         }
     }
 

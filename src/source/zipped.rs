@@ -5,18 +5,13 @@ use std::io::{Read, Seek};
 
 use super::budget::{Compressed, Counter, RatioReader};
 use super::walk::{Flow, Walker};
-use super::SourceError;
 
 impl Walker<'_, '_> {
     pub(super) fn zip<R: Read + Seek>(&mut self, name: &str, r: R, depth: u32) -> Flow {
         let mut archive = match zip::ZipArchive::new(r) {
             Ok(a) => a,
             Err(e) => {
-                self.report(SourceError::Archive {
-                    path: name.to_string(),
-                    kind: "zip",
-                    message: e.to_string(),
-                });
+                self.broken(name, "zip", e);
                 return Flow::Failed;
             }
         };
@@ -108,10 +103,7 @@ impl Walker<'_, '_> {
             let flow = match self.stream(&entry_name, &mut limited, depth) {
                 Ok(flow) => flow,
                 Err(e) => {
-                    self.report(SourceError::Io {
-                        path: entry_name,
-                        source: e,
-                    });
+                    self.io_failed(&entry_name, e);
                     Flow::Failed
                 }
             };

@@ -164,16 +164,22 @@ fn family_count(rows: &BTreeSet<Row>) -> usize {
         .len()
 }
 
+/// `n` synthetic accounts, written to `dir/accounts.csv`.
+fn small_directory(dir: &Path, seed: u64, n: usize) -> Vec<synth::SynthAccount> {
+    let mut rng = synth::Rng::new(seed);
+    let accounts = synth::directory(&mut rng, n, synth::DEMO_ORG_DOMAIN);
+    let mut csv = Vec::new();
+    synth::write_directory_csv(&mut csv, &accounts).unwrap();
+    std::fs::write(dir.join("accounts.csv"), csv).unwrap();
+    accounts
+}
+
 #[test]
 fn hostile_archives_are_reported_and_the_run_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("in");
     std::fs::create_dir_all(&data).unwrap();
-    let mut rng = synth::Rng::new(5);
-    let accounts = synth::directory(&mut rng, 6, synth::DEMO_ORG_DOMAIN);
-    let mut csv = Vec::new();
-    synth::write_directory_csv(&mut csv, &accounts).unwrap();
-    std::fs::write(tmp.path().join("accounts.csv"), csv).unwrap();
+    let accounts = small_directory(tmp.path(), 5, 6);
     let cred = |i: usize| format!("{}:Pw-{i}-synthetic\n", accounts[i].email).into_bytes();
     let entry = |n: &str, d: Vec<u8>| (n.to_string(), d);
 
@@ -304,11 +310,7 @@ fn feed_archive_passwords_open_logs_and_failures_land_in_the_run_row() {
     let tmp = tempfile::tempdir().unwrap();
     let drop = tmp.path().join("drop");
     std::fs::create_dir_all(&drop).unwrap();
-    let mut rng = synth::Rng::new(8);
-    let accounts = synth::directory(&mut rng, 4, synth::DEMO_ORG_DOMAIN);
-    let mut csv = Vec::new();
-    synth::write_directory_csv(&mut csv, &accounts).unwrap();
-    std::fs::write(tmp.path().join("accounts.csv"), csv).unwrap();
+    let accounts = small_directory(tmp.path(), 8, 4);
     let cred = |i: usize| {
         (
             "PC1/Passwords.txt".to_string(),
