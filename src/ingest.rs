@@ -156,6 +156,14 @@ impl<'a> Ingest<'a> {
         };
         source::read_input(name, input, opts, self);
         self.archive_passwords = passwords;
+        // The machines inside an archive cannot have files elsewhere: settle them now, so
+        // that memory holds one archive's machines, not a whole run's.
+        if self.fatal.is_none() && !self.cancelled {
+            let inside = format!("{name}!");
+            if let Err(e) = self.finish_devices(|root| root.starts_with(&inside)) {
+                self.fatal = Some(e);
+            }
+        }
     }
 
     /// Stops between records once `cancel` fires. Findings recorded until then are kept;
@@ -183,7 +191,7 @@ impl<'a> Ingest<'a> {
 
     fn finish(mut self) -> Result<IngestStats, IngestError> {
         if self.fatal.is_none() && !self.cancelled {
-            if let Err(e) = self.finish_devices() {
+            if let Err(e) = self.finish_devices(|_| true) {
                 self.fatal = Some(e);
             }
         }
@@ -378,26 +386,33 @@ impl<'a> Ingest<'a> {
     /// Settles the device folders of the run: completes their rows from their device
     /// files, and turns the organisation's login cookies into `session` findings for the
     /// accounts stolen from the same machine (or, with none, an unknown for the digest).
-    fn finish_devices(&mut self) -> Result<(), StoreError> {
+    fn finish_devices(&mut self, which: impl Fn(&str) -> bool) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let devices = std::mem::take(&mut self.devices);
-        let mut roots: Vec<&String> = devices.keys().collect();
+        let mut roots: Vec<String> = self.devices.keys().filter(|r| which(r)).cloned().collect();
         roots.sort();
-        for root in roots {
-            let state = &devices[root];
+        for root in &roots {
+            let Some(state) = self.devices.remove(root) else {
+                continue;
+            };
             if state.id.is_none() && state.cookie_hosts.is_empty() {
                 continue; // a machine with nothing of ours: nothing of it is kept
             }
-            let record = self.device_record(state);
+            let record = self.device_record(&state);
+            // Cookies of ours but no account still make the device worth a row.
             let id = match state.id {
                 Some(id) => id,
-                None if state.accounts.is_empty() => {
-                    // Cookies of ours but no account: the device is still worth a row.
-                    self.device_id(root, now)?
+                None => {
+                    self.stats.devices += 1;
+                    let key = self.fingerprinter.label("device-folder", root);
+                    self.store.device_for_folder(&key, now)?
                 }
-                None => unreachable!("accounts are only added with a device id"),
             };
             self.store.update_device(id, &record)?;
+            let described = self
+                .store
+                .device(id)?
+                .map(|d| d.describe())
+                .unwrap_or_default();
             let machine = match &record.machine_hash {
                 Some(h) => crate::identity::to_hex_upper(h),
                 None => root.clone(),
@@ -408,13 +423,7 @@ impl<'a> Ingest<'a> {
                     .fingerprinter
                     .label("session", &format!("{machine}\0{host}"));
                 if state.accounts.is_empty() {
-                    let desc = format!(
-                        "login cookies for {host} ({}), account unknown",
-                        self.store
-                            .device(id)?
-                            .map(|d| d.describe())
-                            .unwrap_or_default()
-                    );
+                    let desc = format!("login cookies for {host} ({described}), account unknown");
                     let mut hash = [0u8; 20];
                     hash.copy_from_slice(&fp[..20]);
                     if self.store.record_unknown(&UnknownSighting {
