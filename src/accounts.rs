@@ -184,8 +184,19 @@ pub fn rebuild_filter(
 /// Loads the saved filter, rebuilding it when missing or older than the directory.
 pub fn load_filter(cfg: &Config, store: &Store) -> Result<AccountFilter, ImportError> {
     let generation = store.directory_generation()?;
+    let started = std::time::Instant::now();
     match AccountFilter::load(&AccountFilter::path_in(cfg.state_dir())) {
-        Ok(f) if f.generation() == generation => Ok(f),
+        Ok(f) if f.generation() == generation => {
+            tracing::info!(
+                keys = f.items(),
+                bytes = f.size_bytes(),
+                k = f.hashes_per_key(),
+                design_rate = f.design_rate(),
+                ms = started.elapsed().as_millis() as u64,
+                "filter loaded"
+            );
+            Ok(f)
+        }
         Ok(f) => {
             tracing::warn!(
                 filter_generation = f.generation(),

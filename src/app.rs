@@ -112,14 +112,19 @@ pub struct IngestOutcome {
     pub delivered: Delivered,
 }
 
-pub fn ingest(
-    cfg: &Config,
-    paths: &[PathBuf],
-    archive_passwords: &[String],
-    progress: bool,
-) -> Result<i32> {
+/// How `leakwatch ingest` reads its inputs.
+#[derive(Debug, Default, Clone)]
+pub struct IngestOptions {
+    pub archive_passwords: Vec<String>,
+    pub progress: bool,
+    /// Threads for combo/ULP lists instead of `[ingest] threads`; `Some(0)` reads them
+    /// line by line through the reference path.
+    pub threads: Option<usize>,
+}
+
+pub fn ingest(cfg: &Config, paths: &[PathBuf], opts: &IngestOptions) -> Result<i32> {
     let clock = SystemClock;
-    let outcome = ingest_with(cfg, paths, archive_passwords, progress, &clock)?;
+    let outcome = ingest_with(cfg, paths, opts, &clock)?;
     let s = &outcome.stats;
     let d = &outcome.delivered;
     println!(
@@ -127,6 +132,15 @@ pub fn ingest(
         s.files, s.streams, s.lines, s.malformed, s.identities, s.matches, s.new_findings, s.new_unknown, s.errors,
         outcome.user_mails + outcome.digest_mails, outcome.user_mails, outcome.digest_mails,
         d.sent, d.deferred, d.failed
+    );
+    // What the filter cost: its false positives were each one store lookup.
+    let false_positives = s.filter_passed.saturating_sub(s.matches);
+    println!(
+        "filter: {} of {} identities passed, {} of them accounts; observed false-positive rate {:.2e}",
+        s.filter_passed,
+        s.identities,
+        s.matches,
+        false_positives as f64 / s.identities.saturating_sub(s.matches).max(1) as f64
     );
     let problems = s.errors > 0 || d.deferred > 0 || d.failed > 0;
     Ok(if problems { EXIT_PROBLEMS } else { EXIT_OK })
@@ -138,8 +152,7 @@ pub fn ingest(
 pub fn ingest_with(
     cfg: &Config,
     paths: &[PathBuf],
-    archive_passwords: &[String],
-    progress: bool,
+    opts: &IngestOptions,
     clock: &dyn Clock,
 ) -> Result<IngestOutcome> {
     let _lock = StateLock::acquire(cfg.state_dir())?;
@@ -150,8 +163,11 @@ pub fn ingest_with(
 
     let mut run = pipe
         .ingest(clock, None)
-        .with_archive_passwords(archive_passwords);
-    if progress {
+        .with_archive_passwords(&opts.archive_passwords);
+    if let Some(n) = opts.threads {
+        run = run.with_threads(n);
+    }
+    if opts.progress {
         run = run.with_progress();
     }
     let stats = run.run(paths).context("ingest stopped")?;

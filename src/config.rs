@@ -30,6 +30,26 @@ pub struct Config {
     pub privacy: Privacy,
     #[serde(default)]
     pub feeds: FeedsConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// How dumps are read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Threads that parse and hash a combo/ULP list; 0 means one per core.
+    pub threads: usize,
+}
+
+impl IngestConfig {
+    /// The configured thread count, or the cores this process may use.
+    pub fn worker_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 /// Where the feed definitions live and how many run at once (see `feed` and `daemon`).
@@ -321,6 +341,12 @@ impl Config {
             return Err(invalid(
                 "limits",
                 "archive limits must be greater than 0".into(),
+            ));
+        }
+        if self.ingest.threads > 256 {
+            return Err(invalid(
+                "ingest.threads",
+                "must be between 0 (one per core) and 256".into(),
             ));
         }
         if self.feeds.max_concurrent == 0 || self.feeds.max_concurrent > 64 {

@@ -13,11 +13,14 @@ use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::filter::AccountFilter;
 use crate::fingerprint::{password_hint, Fingerprinter};
+use crate::identity::block::KeyBlocks;
 use crate::identity::{mask_email, url_host, IdentityHash, IdentityKind, Normalizer};
+use crate::parse::detect::Layout;
 use crate::parse::device::{self, DeviceInfo, Role};
 use crate::parse::reader::{LineReader, RawLine};
-use crate::parse::{self, Format, Malformed, Record, Sink};
+use crate::parse::{self, Format, Malformed, ParseStats, Record, Sink};
 use crate::progress::Progress;
+use crate::scan::{self, ScanSink};
 use crate::source::{self, SourceError, StreamHandler, WalkOptions};
 use crate::store::{
     DeviceRecord, FindingKind, Severity, Sighting, SightingOutcome, Store, StoreError,
@@ -37,7 +40,7 @@ pub enum IngestError {
     Store(#[from] StoreError),
     /// Stopped by a shutdown after reading this much.
     #[error("stopped by shutdown")]
-    Cancelled(IngestStats),
+    Cancelled(Box<IngestStats>),
 }
 
 /// Counters of one run, printed as its summary line.
@@ -57,6 +60,9 @@ pub struct IngestStats {
     pub errors: u64,
     /// Infected-device folders (stealer logs) that gave a finding.
     pub devices: u64,
+    /// Identities the filter let through: `matches` of them were accounts, the rest its
+    /// false positives.
+    pub filter_passed: u64,
     /// The first input errors, as logged (they name the file, archive and entry).
     #[serde(skip)]
     pub error_samples: Vec<String>,
@@ -102,6 +108,9 @@ pub struct Ingest<'a> {
     devices: HashMap<String, DeviceState>,
     /// The device folder of the credential file being parsed.
     current_device: Option<String>,
+    /// Threads of the fast path for combo/ULP lists; 0 reads them line by line through
+    /// the reference path (for cross-checks).
+    threads: usize,
 }
 
 impl<'a> Ingest<'a> {
@@ -131,7 +140,14 @@ impl<'a> Ingest<'a> {
             archive_passwords: Vec::new(),
             devices: HashMap::new(),
             current_device: None,
+            threads: cfg.ingest.worker_threads(),
         }
+    }
+
+    /// Parses combo/ULP lists on `threads` threads; 0 for the line-by-line reference path.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
     }
 
     /// Passwords tried on encrypted archives (a feed's `archive_passwords`).
@@ -199,7 +215,7 @@ impl<'a> Ingest<'a> {
             return Err(IngestError::Store(e));
         }
         if self.cancelled {
-            return Err(IngestError::Cancelled(self.stats));
+            return Err(IngestError::Cancelled(Box::new(self.stats)));
         }
         Ok(self.stats)
     }
@@ -545,6 +561,7 @@ impl Sink for Ingest<'_> {
         self.stats.identities += 1;
         let hash = IdentityHash::of(&self.key);
         let result = if self.filter.may_contain(&hash) {
+            self.stats.filter_passed += 1;
             self.record_match(r, hash, kind)
         } else {
             self.record_unknown(r, hash, kind)
@@ -615,7 +632,13 @@ impl Ingest<'_> {
             name,
             logged: [0; Malformed::ALL.len()],
         };
-        let result = parse::parse_stream(&mut input, name, max_line, &mut logger);
+        let result = parse::sniff(&mut input, name).and_then(|(layout, sample)| {
+            let input = io::Cursor::new(sample).chain(input);
+            match layout {
+                Layout::Lines if logger.inner.threads > 0 => logger.scan(input, max_line),
+                _ => parse::parse_layout(layout, input, max_line, &mut logger),
+            }
+        });
         let logged: u64 = logger.logged.iter().sum();
         if cancel.as_ref().is_some_and(Cancel::is_cancelled) {
             self.cancelled = true;
@@ -636,6 +659,39 @@ impl Ingest<'_> {
             return Err(io::Error::other("stopped by shutdown"));
         }
         result.map(|_| ())
+    }
+}
+
+impl MalformedLog<'_, '_> {
+    /// A combo/ULP list through the fast path: only the lines it defers reach
+    /// [`Sink::record`], in order, with their line numbers.
+    fn scan(&mut self, mut input: impl Read, max_line: usize) -> io::Result<ParseStats> {
+        let norm = self.inner.norm.clone();
+        let setup = scan::Setup {
+            filter: self.inner.filter,
+            keys: KeyBlocks::new(&norm),
+            max_line,
+            threads: self.inner.threads,
+            chunk_bytes: scan::CHUNK_BYTES,
+        };
+        let stats = scan::scan_lines(&mut input, &setup, self)?;
+        self.inner.stats.identities += stats.identities;
+        Ok(stats.parse)
+    }
+}
+
+impl ScanSink for MalformedLog<'_, '_> {
+    fn deferred(&mut self, line: u64, text: &str) {
+        parse::parse_credential_line(text, line, self);
+    }
+    fn malformed(&mut self, line: u64, why: Malformed) {
+        Sink::malformed(self, line, why);
+    }
+    fn progress(&mut self, bytes: u64) {
+        self.inner.progress(bytes);
+    }
+    fn should_stop(&self) -> bool {
+        StreamHandler::should_stop(&*self.inner)
     }
 }
 

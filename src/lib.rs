@@ -25,6 +25,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod bytes;
 pub mod cancel;
 pub mod config;
 pub mod daemon;
@@ -38,6 +39,7 @@ pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod progress;
+pub mod scan;
 pub mod schedule;
 pub mod secret;
 pub mod source;

@@ -41,6 +41,13 @@ enum Command {
         /// No progress bar, even on a terminal.
         #[arg(long)]
         no_progress: bool,
+        /// Threads that parse combo/ULP lists (default: `[ingest] threads`, one per core).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: Option<u16>,
+        /// Read lists line by line through the reference path: slow, for cross-checking
+        /// the fast one (the benchmark does).
+        #[arg(long, conflicts_with = "threads")]
+        reference: bool,
     },
     /// The daemon: run every feed on its schedule until SIGTERM (SIGHUP reloads).
     Run {
@@ -125,7 +132,21 @@ fn main() -> ExitCode {
             paths,
             archive_passwords,
             no_progress,
-        } => app::ingest(&cfg, &paths, &archive_passwords, !no_progress),
+            threads,
+            reference,
+        } => app::ingest(
+            &cfg,
+            &paths,
+            &app::IngestOptions {
+                archive_passwords,
+                progress: !no_progress,
+                threads: if reference {
+                    Some(0)
+                } else {
+                    threads.map(usize::from)
+                },
+            },
+        ),
         Command::Run { once } => app::run(&cli.config, cfg, once),
         Command::Status { json } => app::status(&cfg, json),
         Command::Findings {

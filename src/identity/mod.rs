@@ -9,6 +9,7 @@
 //! The same normaliser builds the keys of the organisation's directory and of every dump
 //! line, which is what makes an exact hash match mean "same account".
 
+pub mod block;
 mod normalize;
 
 pub use normalize::{mask, mask_email, normalize_email, url_host, Normalizer};

@@ -72,6 +72,10 @@ impl Normalizer {
             .is_some_and(|(_, d)| self.org_domains.iter().any(|o| o == d))
     }
 
+    pub(crate) fn org_domains(&self) -> &[String] {
+        &self.org_domains
+    }
+
     pub fn has_login_hosts(&self) -> bool {
         !self.login_hosts.is_empty()
     }
@@ -101,7 +105,7 @@ impl Normalizer {
         self.login_hosts.iter().any(under) || self.org_domains.iter().any(under)
     }
 
-    fn is_login_host(&self, host: &str) -> bool {
+    pub(crate) fn is_login_host(&self, host: &str) -> bool {
         if host.is_ascii() {
             return self
                 .login_hosts
@@ -117,7 +121,7 @@ impl Normalizer {
 
 /// Trims spaces, quotes and angle brackets, and `mailto:` prefixes, until none is left
 /// (so that normalising a key again gives the same key).
-fn trim_decorations(mut s: &str) -> &str {
+pub(crate) fn trim_decorations(mut s: &str) -> &str {
     let is_deco = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`');
     loop {
         s = s.trim_matches(is_deco);
@@ -174,7 +178,7 @@ fn normalize_trimmed_email(raw: &str, org_domains: &[String], out: &mut String) 
 }
 
 /// Bytes that never appear in the local part of an address found in a dump.
-fn bad_local_byte(c: u8) -> bool {
+pub(crate) fn bad_local_byte(c: u8) -> bool {
     c <= b' ' || c == 0x7f || matches!(c, b'@' | b':' | b'/' | b'\\' | b';' | b',')
 }
 
@@ -195,7 +199,7 @@ fn ascii_email(local: &str, domain: &str, out: &mut String) -> bool {
 }
 
 /// Labels of letters, digits, `-` and `_`, at least two, none empty.
-fn valid_ascii_domain(domain: &str) -> bool {
+pub(crate) fn valid_ascii_domain(domain: &str) -> bool {
     let mut prev_dot = true;
     let mut dots = 0;
     for c in domain.bytes() {
@@ -236,13 +240,22 @@ fn unicode_email(raw: &str, local: &str, domain: &str, out: &mut String) -> bool
 /// The host of a URL as dumps write it: `https://user@host:port/path`, `host/path`,
 /// `host:port`, `android://hash@package/`. Borrowed, not lower-cased.
 pub fn url_host(url: &str) -> Option<&str> {
-    let rest = match url.find("://") {
+    // The first `://`, found from its colon: this runs on every ULP line.
+    let b = url.as_bytes();
+    let scheme_end = memchr::memchr_iter(b':', b).find(|&i| b[i + 1..].starts_with(b"//"));
+    let rest = match scheme_end {
         Some(i) => &url[i + 3..],
         None => url,
     };
-    let end = rest.find(['/', '?', '#', ' ']).unwrap_or(rest.len());
+    let end = rest
+        .bytes()
+        .position(|c| matches!(c, b'/' | b'?' | b'#' | b' '))
+        .unwrap_or(rest.len());
     let authority = &rest[..end];
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let authority = match memchr::memrchr(b'@', authority.as_bytes()) {
+        Some(i) => &authority[i + 1..],
+        None => authority,
+    };
     let host = match authority.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => authority,

@@ -12,6 +12,7 @@ pub mod combo;
 pub mod detect;
 pub mod device;
 pub mod reader;
+pub mod shape;
 pub mod stealer;
 pub mod table;
 pub mod ulp;
@@ -135,16 +136,30 @@ pub fn parse_stream<R: Read>(
     max_line: usize,
     sink: &mut dyn Sink,
 ) -> io::Result<ParseStats> {
+    let (layout, sample) = sniff(&mut input, name)?;
+    parse_layout(layout, io::Cursor::new(sample).chain(input), max_line, sink)
+}
+
+/// Reads the first bytes of `input` and tells its layout from them and its `name`.
+/// Returns the bytes read: they must be read again, before the rest of `input`.
+pub fn sniff<R: Read>(input: &mut R, name: &str) -> io::Result<(detect::Layout, Vec<u8>)> {
     let mut sample = Vec::with_capacity(detect::SAMPLE_BYTES);
-    (&mut input)
+    input
         .take(detect::SAMPLE_BYTES as u64)
         .read_to_end(&mut sample)?;
-    let layout = detect::detect(&sample, name);
-    let reader = LineReader::new(io::Cursor::new(sample).chain(input), max_line);
+    Ok((detect::detect(&sample, name), sample))
+}
+
+/// Parses a whole stream (its sniffed sample first) in a known layout.
+pub fn parse_layout<R: Read>(
+    layout: detect::Layout,
+    input: R,
+    max_line: usize,
+    sink: &mut dyn Sink,
+) -> io::Result<ParseStats> {
+    let reader = LineReader::new(input, max_line);
     match layout {
-        detect::Layout::Lines => run_lines(reader, sink, |line, no, sink| {
-            parse_credential_line(line, no, sink)
-        }),
+        detect::Layout::Lines => parse_lines(reader, sink),
         detect::Layout::Table(t) => {
             let mut header_done = false;
             run_lines(reader, sink, |line, no, sink| {
@@ -166,6 +181,11 @@ pub fn parse_stream<R: Read>(
             Ok(stats)
         }
     }
+}
+
+/// Parses a combo/ULP list line by line: the reference for the fast path in `scan`.
+pub fn parse_lines<R: Read>(reader: LineReader<R>, sink: &mut dyn Sink) -> io::Result<ParseStats> {
+    run_lines(reader, sink, parse_credential_line)
 }
 
 /// One line of a combo/ULP list: dispatches on its shape. Returns false if unrecognised.

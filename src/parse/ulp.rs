@@ -8,7 +8,20 @@
 //! Accepted URL shapes: `https://host:8443/path`, `host/path`, `host` and
 //! `android://<hash>@<package>/`.
 
-const SEPARATORS: &[u8] = b":| \t";
+/// The separators `:`, `|`, space and tab, as a table: this runs on every byte of every URL.
+static IS_SEP: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b':' as usize] = true;
+    t[b'|' as usize] = true;
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t
+};
+
+#[inline]
+fn is_sep(c: u8) -> bool {
+    IS_SEP[c as usize]
+}
 
 /// Length of `scheme://` at the start of `line`, if there is one.
 fn scheme_len(line: &str) -> Option<usize> {
@@ -35,10 +48,7 @@ pub fn looks_like_ulp(line: &str) -> bool {
     if scheme_len(line).is_some() {
         return true;
     }
-    let end = line
-        .bytes()
-        .position(|b| SEPARATORS.contains(&b))
-        .unwrap_or(line.len());
+    let end = line.bytes().position(is_sep).unwrap_or(line.len());
     if end == line.len() {
         return false;
     }
@@ -75,7 +85,7 @@ pub fn split_ulp(line: &str) -> Option<(&str, &str, Option<&str>)> {
             b'/' | b'?' | b'#' => {
                 // Path: ends at the first separator.
                 let rest = &b[i..];
-                break i + rest.iter().position(|c| SEPARATORS.contains(c))?;
+                break i + rest.iter().position(|&c| is_sep(c))?;
             }
             b':' if has_scheme.is_some() && is_port(b, i) => {
                 i += 1;
@@ -83,7 +93,7 @@ pub fn split_ulp(line: &str) -> Option<(&str, &str, Option<&str>)> {
                     i += 1;
                 }
             }
-            c if SEPARATORS.contains(&c) => break i,
+            c if is_sep(c) => break i,
             _ => i += 1,
         }
     };
@@ -99,7 +109,7 @@ pub fn split_ulp(line: &str) -> Option<(&str, &str, Option<&str>)> {
     } else {
         rest
     };
-    let (login, password) = match rest.as_bytes().iter().position(|&c| c == sep) {
+    let (login, password) = match memchr::memchr(sep, rest.as_bytes()) {
         Some(j) => (&rest[..j], &rest[j + 1..]),
         None => (rest, ""),
     };
@@ -127,7 +137,7 @@ fn is_port(b: &[u8], i: usize) -> bool {
     match b.get(after) {
         None => false,
         Some(b'/' | b'?' | b'#') => true,
-        Some(&sep) if SEPARATORS.contains(&sep) => b[after + 1..].contains(&sep),
+        Some(&sep) if is_sep(sep) => memchr::memchr(sep, &b[after + 1..]).is_some(),
         Some(_) => false,
     }
 }

@@ -26,34 +26,57 @@ pub struct AccountRow {
 }
 
 const GENERATION: &str = "directory_generation";
+/// SQLite's page cache during an import (negative: KiB), and its default after.
+const IMPORT_CACHE_KIB: i64 = -512 * 1024;
+const DEFAULT_CACHE_KIB: i64 = -2000;
 
 impl Store {
     /// Replaces the directory in one transaction: accounts absent from `accounts` are
     /// deactivated (their findings stay, they stop matching), ids of accounts that remain
     /// are kept so their history stays attached. Returns the new directory generation.
     pub fn replace_directory(&mut self, accounts: &[DirectoryAccount]) -> Result<u64, StoreError> {
+        // Millions of rows go into two B-trees: in key order, each insert appends to the
+        // last page instead of touching a random one, and a large page cache holds the
+        // rest (measured: 1 M accounts took 37 s in file order with the default cache).
+        let mut order: Vec<&DirectoryAccount> = accounts.iter().collect();
+        order.sort_unstable_by(|a, b| a.email.cmp(&b.email));
+        self.conn
+            .pragma_update(None, "cache_size", IMPORT_CACHE_KIB)?;
+        let result = self.replace_directory_sorted(&order);
+        self.conn
+            .pragma_update(None, "cache_size", DEFAULT_CACHE_KIB)?;
+        result
+    }
+
+    fn replace_directory_sorted(
+        &mut self,
+        accounts: &[&DirectoryAccount],
+    ) -> Result<u64, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute("UPDATE accounts SET active = 0", [])?;
         tx.execute("DELETE FROM identity_keys", [])?;
+        let mut keys = Vec::with_capacity(accounts.len() * 2);
         {
             let mut upsert = tx.prepare(
                 "INSERT INTO accounts (email, username, name, lang, active) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT(email) DO UPDATE SET username = ?2, name = ?3, lang = ?4, active = 1
                  RETURNING id",
             )?;
-            let mut key = tx.prepare(
-                "INSERT INTO identity_keys (hash, account_id, kind) VALUES (?1, ?2, ?3)",
-            )?;
             for a in accounts {
                 let id: i64 = upsert
                     .query_row(params![a.email, a.username, a.name, a.lang.code()], |r| {
                         r.get(0)
                     })?;
-                for (h, kind) in &a.keys {
-                    key.execute(params![&h.0[..], id, kind.as_str()])?;
-                }
+                keys.extend(a.keys.iter().map(|(h, kind)| (*h, id, *kind)));
+            }
+            keys.sort_unstable_by_key(|k| k.0);
+            let mut key = tx.prepare(
+                "INSERT INTO identity_keys (hash, account_id, kind) VALUES (?1, ?2, ?3)",
+            )?;
+            for (h, id, kind) in &keys {
+                key.execute(params![&h.0[..], id, kind.as_str()])?;
             }
         }
         let generation: i64 = tx.query_row(

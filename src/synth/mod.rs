@@ -426,8 +426,19 @@ pub fn scenario_dumps(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// A directory of `n` accounts and a combo list of about `bytes` in which `plant` of them
-/// appear with a password, for the benchmarks. Returns the emails planted.
+/// The benchmark's data set, written into `dir`:
+///
+/// - `accounts.csv`: a directory of `n` accounts, four in five of them the public's
+///   personal addresses (as at an agency that serves the public);
+/// - `accounts.txt`: their addresses, one per line (for `rg -f`, the by-hand baseline);
+/// - `combo.txt`: about `bytes` of combo and ULP lines in every shape the noise generator
+///   knows (mixed separators, schemes, ports, `android://`, junk lines), with `plant`
+///   accounts spread through it, each planted once in a shape of its own: `address<sep>pw`
+///   with any separator and case, a ULP line with the address as login, or (staff) the
+///   username on the SSO host;
+/// - `planted.txt`: the planted accounts' addresses, sorted: what a run must find.
+///
+/// Returns the planted addresses.
 pub fn write_bench(
     dir: &Path,
     seed: u64,
@@ -438,22 +449,52 @@ pub fn write_bench(
     let mut rng = Rng::new(seed);
     std::fs::create_dir_all(dir)?;
     let accounts = directory(&mut rng, n, DEMO_ORG_DOMAIN);
-    let mut f =
-        io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dir.join("accounts.csv"))?);
+    let create = |name: &str| -> io::Result<io::BufWriter<std::fs::File>> {
+        Ok(io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(dir.join(name))?,
+        ))
+    };
+    let mut f = create("accounts.csv")?;
     write_directory_csv(&mut f, &accounts)?;
+    f.flush()?;
+    let mut f = create("accounts.txt")?;
+    for a in &accounts {
+        writeln!(f, "{}", a.email)?;
+    }
     f.flush()?;
     let planted_accounts: Vec<&SynthAccount> = (0..plant.min(n))
         .map(|i| &accounts[i * n / plant.max(1)])
         .collect();
     let lines: Vec<String> = planted_accounts
         .iter()
-        .map(|a| format!("{}:{}", a.email, password(&mut rng)))
+        .map(|a| planted_line(&mut rng, a))
         .collect();
-    let mut f =
-        io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dir.join("combo.txt"))?);
+    let mut f = create("combo.txt")?;
     write_combo(&mut f, &mut rng, bytes, &lines)?;
     f.flush()?;
-    Ok(planted_accounts.iter().map(|a| a.email.clone()).collect())
+    let mut emails: Vec<String> = planted_accounts.iter().map(|a| a.email.clone()).collect();
+    emails.sort();
+    emails.dedup();
+    std::fs::write(dir.join("planted.txt"), emails.join("\n") + "\n")?;
+    Ok(emails)
+}
+
+/// One planted line for `a`, in one of the shapes dumps use.
+fn planted_line(rng: &mut Rng, a: &SynthAccount) -> String {
+    let pw = password(rng);
+    let (local, domain) = a.email.split_once('@').unwrap_or((&a.email, ""));
+    match (rng.below(5), &a.username) {
+        (0, Some(user)) => format!("https://{DEMO_LOGIN_HOST}/auth/login|{user}|{pw}"),
+        (1, _) => format!(
+            "{local}@{}{}{pw}",
+            domain.to_uppercase(),
+            rng.pick(&[';', '|', '\t'])
+        ),
+        (2, _) => format!("{}:{}:{pw}", rng.pick::<&str>(SITES), a.email),
+        (3, _) => format!("{}:{pw}", a.email.to_uppercase()),
+        _ => format!("{}:{pw}", a.email),
+    }
 }
 
 #[cfg(test)]

@@ -8,3 +8,4 @@ mod pipeline;
 mod smtp;
 mod stealer;
 mod support;
+mod throughput;

@@ -1,0 +1,355 @@
+//! The fast path for combo and ULP lists: the parse → identity → filter stages run on
+//! several cores over large line-aligned chunks, and only the rare lines that may be ours
+//! come back to the reference path and the store.
+//!
+//! Why: a dump is billions of lines, and every identity in it must be hashed and looked up
+//! (the public's accounts are at any provider, so no domain prefilter can help). Doing that
+//! line by line through trait objects, one SHA-1 digest and one SipHash Bloom lookup at a
+//! time, ran at about 70 MB/s. Here:
+//!
+//! - the calling thread only reads: it cuts the input into chunks of whole lines (about
+//!   1 MiB) and hands them to `threads` workers, so a decompressor or a decrypting reader
+//!   runs beside the parsing, not before it;
+//! - a worker screens and parses its chunk with the reference parser's own functions
+//!   (`parse::parse_credential_line`), builds keys straight into SHA-1 blocks and tests
+//!   them in batches ([`chunk`]); nothing is allocated, locked or sent per line;
+//! - results come back once per chunk and are applied **in input order**: line numbers,
+//!   malformed-line reports and findings are exactly those of the reference path, which
+//!   the tests check line for line.
+//!
+//! Memory is bounded by `2 × threads` chunk buffers, whatever the input's size.
+
+mod chunk;
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::{mpsc, Mutex};
+
+use crate::filter::AccountFilter;
+use crate::identity::block::KeyBlocks;
+use crate::parse::{Malformed, ParseStats};
+
+use chunk::ChunkOut;
+
+/// Bytes of lines per chunk. Large enough that a chunk's hand-over costs nothing next to
+/// its parsing (about 2 ms), small enough to keep memory flat and cores evenly loaded.
+pub const CHUNK_BYTES: usize = 256 << 10;
+
+/// What the fast path needs: shared read-only by every worker.
+pub struct Setup<'a> {
+    pub filter: &'a AccountFilter,
+    pub keys: KeyBlocks<'a>,
+    pub max_line: usize,
+    /// Worker threads; 1 parses on the calling thread.
+    pub threads: usize,
+    /// Bytes per chunk: [`CHUNK_BYTES`] but in tests (raised to the line limit).
+    pub chunk_bytes: usize,
+}
+
+/// Where the lines the fast path did not settle go, in input order.
+pub trait ScanSink {
+    /// A line that may be ours, or that only the reference path can judge; `text` is
+    /// trimmed, valid UTF-8, and holds a record.
+    fn deferred(&mut self, line: u64, text: &str);
+    /// A malformed line. Only the first few of each reason per chunk are reported; all
+    /// are counted in the stats.
+    fn malformed(&mut self, line: u64, why: Malformed);
+    /// Bytes of the input consumed so far.
+    fn progress(&mut self, _bytes: u64) {}
+    /// Stops reading at the next chunk (shutdown, or a store failure).
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// Counters of one scanned stream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Lines, malformed lines, records and bytes, counted as the reference parser does.
+    pub parse: ParseStats,
+    /// Identities hashed and settled by the fast path (deferred ones are not counted here).
+    pub identities: u64,
+    /// Lines handed to the sink.
+    pub deferred: u64,
+}
+
+/// Scans a combo/ULP stream. `Err` only for an I/O error of `input`; every chunk read
+/// before it has been applied to `sink`.
+pub fn scan_lines(
+    input: &mut dyn Read,
+    setup: &Setup<'_>,
+    sink: &mut dyn ScanSink,
+) -> io::Result<ScanStats> {
+    let mut chunks = Chunker::new(input, setup.max_line, setup.chunk_bytes);
+    let mut apply = Apply::default();
+    if setup.threads <= 1 {
+        let mut buf = chunks.new_buffer();
+        while !sink.should_stop() {
+            let out = match chunks.next(&mut buf)? {
+                Piece::End => break,
+                Piece::TooLong(bytes) => too_long(bytes),
+                Piece::Lines(len, first) => {
+                    let mut out = ChunkOut {
+                        buf: std::mem::take(&mut buf),
+                        len,
+                        first,
+                        ..ChunkOut::default()
+                    };
+                    chunk::scan(setup, &mut out);
+                    out
+                }
+            };
+            if let Some(b) = apply.one(out, sink) {
+                buf = b;
+            }
+        }
+        return Ok(apply.finish());
+    }
+    let (job_tx, job_rx) = mpsc::sync_channel::<ChunkOut>(setup.threads);
+    let job_rx = Mutex::new(job_rx);
+    std::thread::scope(|scope| {
+        let (done_tx, done_rx) = mpsc::channel::<ChunkOut>();
+        for _ in 0..setup.threads {
+            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+            scope.spawn(move || loop {
+                let job = job_rx.lock().map(|rx| rx.recv());
+                let Ok(Ok(mut job)) = job else { return };
+                chunk::scan(setup, &mut job);
+                if done_tx.send(job).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        let mut free: Vec<Vec<u8>> = (0..setup.threads * 2)
+            .map(|_| chunks.new_buffer())
+            .collect();
+        let (mut seq, mut in_flight) = (0u64, 0usize);
+        let mut pending: BTreeMap<u64, ChunkOut> = BTreeMap::new();
+        let mut result = Ok(());
+        // Applies every finished chunk that is next in input order.
+        let mut settle = |out: ChunkOut,
+                          pending: &mut BTreeMap<u64, ChunkOut>,
+                          free: &mut Vec<Vec<u8>>,
+                          sink: &mut dyn ScanSink| {
+            pending.insert(out.seq, out);
+            while let Some(next) = pending.remove(&apply.next_seq) {
+                if let Some(b) = apply.one(next, sink) {
+                    free.push(b);
+                }
+            }
+        };
+        while !sink.should_stop() {
+            let Some(mut buf) = free.pop() else {
+                let out = done_rx.recv().expect("workers outlive the queue");
+                in_flight -= 1;
+                settle(out, &mut pending, &mut free, sink);
+                continue;
+            };
+            let piece = match chunks.next(&mut buf) {
+                Ok(p) => p,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            let out = match piece {
+                Piece::End => break,
+                Piece::TooLong(bytes) => {
+                    free.push(buf);
+                    ChunkOut {
+                        seq,
+                        ..too_long(bytes)
+                    }
+                }
+                Piece::Lines(len, first) => {
+                    job_tx
+                        .send(ChunkOut {
+                            seq,
+                            buf,
+                            len,
+                            first,
+                            ..ChunkOut::default()
+                        })
+                        .expect("workers outlive the queue");
+                    seq += 1;
+                    in_flight += 1;
+                    while let Ok(out) = done_rx.try_recv() {
+                        in_flight -= 1;
+                        settle(out, &mut pending, &mut free, sink);
+                    }
+                    continue;
+                }
+            };
+            seq += 1;
+            settle(out, &mut pending, &mut free, sink);
+        }
+        drop(job_tx);
+        // Whatever was read is applied, even after an error or a stop: findings in the
+        // chunks before it are not lost.
+        while in_flight > 0 {
+            let out = done_rx.recv().expect("workers outlive the queue");
+            in_flight -= 1;
+            settle(out, &mut pending, &mut free, sink);
+        }
+        result.map(|()| apply.finish())
+    })
+}
+
+/// The stand-in chunk for a dropped too-long line of `bytes` bytes.
+fn too_long(bytes: u64) -> ChunkOut {
+    ChunkOut {
+        len: bytes as usize,
+        lines: 1,
+        malformed: 1,
+        samples: vec![(1, Malformed::TooLong)],
+        ..ChunkOut::default()
+    }
+}
+
+/// Applies chunks in order to the sink and sums their counters.
+#[derive(Default)]
+struct Apply {
+    next_seq: u64,
+    stats: ScanStats,
+}
+
+impl Apply {
+    /// Applies the next chunk; gives its buffer back (none for a too-long line's stand-in).
+    fn one(&mut self, out: ChunkOut, sink: &mut dyn ScanSink) -> Option<Vec<u8>> {
+        self.next_seq += 1;
+        let base = self.stats.parse.lines;
+        let mut samples = out.samples.iter().peekable();
+        for &(line, start, end) in &out.deferred {
+            // Malformed reports and deferred lines interleaved, in line order.
+            while let Some(&&(m, why)) = samples.peek() {
+                if m > line {
+                    break;
+                }
+                sink.malformed(base + m, why);
+                samples.next();
+            }
+            // Screened by the worker: valid UTF-8.
+            let text = std::str::from_utf8(&out.buf[start..end])
+                .unwrap_or_default()
+                .trim();
+            sink.deferred(base + line, text);
+        }
+        for &(m, why) in samples {
+            sink.malformed(base + m, why);
+        }
+        let s = &mut self.stats;
+        s.parse.lines += out.lines;
+        s.parse.malformed += out.malformed;
+        s.parse.records += out.records;
+        s.parse.bytes += out.len as u64;
+        s.identities += out.identities;
+        s.deferred += out.deferred.len() as u64;
+        sink.progress(s.parse.bytes);
+        (!out.buf.is_empty()).then_some(out.buf)
+    }
+
+    fn finish(self) -> ScanStats {
+        self.stats
+    }
+}
+
+/// One cut of the input.
+enum Piece {
+    /// The buffer holds this many bytes of whole lines; `true` for the stream's first.
+    Lines(usize, bool),
+    /// A line longer than the limit, of this many bytes (newline included), was dropped.
+    TooLong(u64),
+    End,
+}
+
+/// Cuts a stream into chunks of whole lines, as `LineReader` would split them.
+struct Chunker<'r> {
+    input: &'r mut dyn Read,
+    max_line: usize,
+    chunk: usize,
+    /// Bytes read but not yet in a chunk: the start of a line whose end is not read yet,
+    /// or what followed a dropped too-long line.
+    carry: Vec<u8>,
+    eof: bool,
+    started: bool,
+}
+
+impl<'r> Chunker<'r> {
+    fn new(input: &'r mut dyn Read, max_line: usize, chunk: usize) -> Self {
+        Chunker {
+            input,
+            max_line,
+            chunk: chunk.max(max_line + 1),
+            carry: Vec::new(),
+            eof: false,
+            started: false,
+        }
+    }
+
+    /// A buffer that holds a carried line and a chunk, and 64 bytes more: the workers
+    /// read a line's first 64 bytes at once, even at the end of the data.
+    fn new_buffer(&self) -> Vec<u8> {
+        vec![0; self.chunk + self.max_line + 1 + 64]
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.input.read(buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(0);
+                }
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn next(&mut self, buf: &mut Vec<u8>) -> io::Result<Piece> {
+        if buf.len() < self.chunk + self.max_line + 1 + 64 {
+            *buf = self.new_buffer();
+        }
+        let mut len = self.carry.len();
+        buf[..len].copy_from_slice(&self.carry);
+        self.carry.clear();
+        while len < self.chunk && !self.eof {
+            let n = self.read(&mut buf[len..self.chunk + self.max_line + 1])?;
+            len += n;
+        }
+        if len == 0 {
+            return Ok(Piece::End);
+        }
+        let first = !std::mem::replace(&mut self.started, true);
+        if self.eof {
+            return Ok(Piece::Lines(len, first));
+        }
+        match memchr::memrchr(b'\n', &buf[..len]) {
+            Some(i) => {
+                self.carry.extend_from_slice(&buf[i + 1..len]);
+                Ok(Piece::Lines(i + 1, first))
+            }
+            // A chunk with no newline is part of one line longer than the limit.
+            None => self.skip_line(buf, len as u64),
+        }
+    }
+
+    /// Drops the rest of a too-long line of which `dropped` bytes are already gone.
+    fn skip_line(&mut self, buf: &mut [u8], mut dropped: u64) -> io::Result<Piece> {
+        loop {
+            let n = self.read(&mut buf[..self.chunk])?;
+            if n == 0 {
+                return Ok(Piece::TooLong(dropped));
+            }
+            if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
+                self.carry.extend_from_slice(&buf[i + 1..n]);
+                return Ok(Piece::TooLong(dropped + i as u64 + 1));
+            }
+            dropped += n as u64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
