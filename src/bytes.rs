@@ -6,6 +6,17 @@
 //! x86_64 CPU, so no detection is needed; other targets take the scalar loops, which give
 //! the same answers (tested).
 
+/// A table of the bytes in `set`, for one-load membership tests in the per-byte loops.
+pub const fn byte_set(set: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < set.len() {
+        t[set[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
 /// Bit `i` set when `data[i] == byte`, for the first 64 bytes of `data`.
 #[inline]
 pub fn eq_mask(data: &[u8], byte: u8) -> u64 {

@@ -513,6 +513,11 @@ admins = ["secops@agence-exemple.fr"]
                 "filter.false_positive_rate",
             ),
             (
+                "dir = \"/tmp/x\"",
+                "dir = \"/tmp/x\"\n[ingest]\nthreads = 1000",
+                "ingest.threads",
+            ),
+            (
                 "transport = \"file\"",
                 "transport = \"smtp\"",
                 "notify.smtp",

@@ -9,14 +9,7 @@
 //! `android://<hash>@<package>/`.
 
 /// The separators `:`, `|`, space and tab, as a table: this runs on every byte of every URL.
-static IS_SEP: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b':' as usize] = true;
-    t[b'|' as usize] = true;
-    t[b' ' as usize] = true;
-    t[b'\t' as usize] = true;
-    t
-};
+static IS_SEP: [bool; 256] = crate::bytes::byte_set(b":| \t");
 
 #[inline]
 fn is_sep(c: u8) -> bool {

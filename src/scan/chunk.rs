@@ -17,14 +17,7 @@ use crate::parse::{self, ulp, Format, Malformed, Record, Sink};
 use super::Setup;
 
 /// The separators of combo lines: `:`, `;`, `|`, tab.
-static COMBO_SEP: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b':' as usize] = true;
-    t[b';' as usize] = true;
-    t[b'|' as usize] = true;
-    t[b'\t' as usize] = true;
-    t
-};
+static COMBO_SEP: [bool; 256] = bytes::byte_set(b":;|\t");
 
 /// Keys hashed together: enough to keep SHA-1 and memory busy, small enough for L1.
 const BATCH: usize = 16;

@@ -8,10 +8,11 @@
 //! time, ran at about 70 MB/s. Here:
 //!
 //! - the calling thread only reads: it cuts the input into chunks of whole lines (about
-//!   1 MiB) and hands them to `threads` workers, so a decompressor or a decrypting reader
+//!   256 KiB) and hands them to `threads` workers, so a decompressor or a decrypting reader
 //!   runs beside the parsing, not before it;
-//! - a worker screens and parses its chunk with the reference parser's own functions
-//!   (`parse::parse_credential_line`), builds keys straight into SHA-1 blocks and tests
+//! - a worker screens its chunk as the reference does, settles the common line shapes in
+//!   one pass of bit masks (`parse::shape`) and the rest with the reference parser's own
+//!   functions (`parse::parse_credential_line`), builds keys straight into SHA-1 blocks and tests
 //!   them in batches ([`chunk`]); nothing is allocated, locked or sent per line;
 //! - results come back once per chunk and are applied **in input order**: line numbers,
 //!   malformed-line reports and findings are exactly those of the reference path, which
@@ -32,7 +33,8 @@ use crate::parse::{Malformed, ParseStats};
 use chunk::ChunkOut;
 
 /// Bytes of lines per chunk. Large enough that a chunk's hand-over costs nothing next to
-/// its parsing (about 2 ms), small enough to keep memory flat and cores evenly loaded.
+/// its parsing (about 0.5 ms), small enough to stay in a core's cache and keep memory flat
+/// (1 MiB, the size of this machine's L2, measured 5 % slower on two threads).
 pub const CHUNK_BYTES: usize = 256 << 10;
 
 /// What the fast path needs: shared read-only by every worker.
