@@ -21,6 +21,60 @@ pub fn parse_stream(data: &[u8]) {
     assert_eq!(stats.records, sink.records.len() as u64);
 }
 
+/// The fast path for combo/ULP lists against the reference on the same bytes: the same
+/// lines, malformed lines, records and identities, for a chunking and thread count drawn
+/// from the input.
+pub fn scan_lines(data: &[u8]) {
+    use crate::filter::AccountFilter;
+    use crate::identity::{block::KeyBlocks, Normalizer};
+    use crate::parse::{reader::LineReader, Malformed, Record, Sink};
+    use crate::scan::{self, ScanSink};
+
+    /// Counts records and identities as `Ingest` would.
+    struct Count<'n> {
+        norm: &'n Normalizer,
+        key: String,
+        identities: u64,
+    }
+    impl Sink for Count<'_> {
+        fn record(&mut self, r: &Record<'_>) {
+            if self.norm.key_of(r.login, r.url, &mut self.key).is_some() {
+                self.identities += 1;
+            }
+        }
+        fn malformed(&mut self, _: u64, _: Malformed) {}
+    }
+    impl ScanSink for Count<'_> {
+        fn deferred(&mut self, line: u64, text: &str) {
+            assert!(parse::parse_credential_line(text, line, self));
+        }
+        fn malformed(&mut self, _: u64, _: Malformed) {}
+    }
+
+    let norm = Normalizer::from_parts(&["agence-exemple.fr"], &["sso.agence-exemple.fr"]);
+    let filter = AccountFilter::build(std::iter::empty(), 1e-3, 0).expect("empty filter");
+    let count = || Count {
+        norm: &norm,
+        key: String::new(),
+        identities: 0,
+    };
+    let mut want = count();
+    let want_stats = parse::parse_lines(LineReader::new(data, 256), &mut want)
+        .expect("reading a slice cannot fail");
+    let pick = data.last().map_or(0, |&b| b as usize);
+    let setup = scan::Setup {
+        filter: &filter,
+        keys: KeyBlocks::new(&norm),
+        max_line: 256,
+        threads: 1 + pick % 3,
+        chunk_bytes: [257, 300, 4096][pick % 3],
+    };
+    let mut got = count();
+    let stats = scan::scan_lines(&mut &data[..], &setup, &mut got).expect("a slice");
+    assert_eq!(stats.parse, want_stats);
+    assert_eq!(stats.identities + got.identities, want.identities);
+}
+
 /// Device files, cookie lines and stealer file names.
 pub fn device_file(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
@@ -141,6 +195,55 @@ mod tests {
                 }
                 archive(&m);
             }
+        }
+    }
+
+    /// Random dump-shaped bytes through both paths: they must agree.
+    #[test]
+    fn fast_path_agrees_on_random_bytes() {
+        const PIECES: &[&[u8]] = &[
+            b":",
+            b";",
+            b"|",
+            b"\t",
+            b" ",
+            b"@",
+            b"://",
+            b"https",
+            b"sso.agence-exemple.fr",
+            b"Agence-Exemple.FR",
+            b"example.net",
+            b"/",
+            b"?",
+            b"#",
+            b"+",
+            b".",
+            b"..",
+            b"\n",
+            b"\r\n",
+            b"\xff",
+            b"\xc3\xa9",
+            b"\x00",
+            b"\xEF\xBB\xBF",
+            b"\"",
+            b"mailto:",
+            b"8443",
+            b"a",
+            b"Z9",
+            b"_-",
+            b"android://h==@app/",
+            b"\x0b",
+        ];
+        let mut rng = crate::synth::Rng::new(17);
+        for case in 0..2000 {
+            let mut input = Vec::new();
+            for _ in 0..rng.below(600) {
+                input.extend_from_slice(PIECES[rng.below(PIECES.len() as u64) as usize]);
+            }
+            if case % 50 == 0 {
+                input.extend(std::iter::repeat_n(b'x', 700));
+            }
+            scan_lines(&input);
         }
     }
 
