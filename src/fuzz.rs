@@ -236,10 +236,7 @@ mod tests {
         ];
         let mut rng = crate::synth::Rng::new(17);
         for case in 0..2000 {
-            let mut input = Vec::new();
-            for _ in 0..rng.below(600) {
-                input.extend_from_slice(PIECES[rng.below(PIECES.len() as u64) as usize]);
-            }
+            let mut input = crate::synth::pieces(&mut rng, PIECES, 600);
             if case % 50 == 0 {
                 input.extend(std::iter::repeat_n(b'x', 700));
             }

@@ -81,6 +81,30 @@ pub struct Record<'a> {
     pub format: Format,
 }
 
+impl<'a> Record<'a> {
+    /// A `login<sep>password` line's record.
+    pub fn combo(login: &'a str, password: Option<&'a str>, line: u64) -> Self {
+        Record {
+            login,
+            password,
+            url: None,
+            line,
+            format: Format::Combo,
+        }
+    }
+
+    /// A `url<sep>login<sep>password` line's record.
+    pub fn ulp(url: &'a str, login: &'a str, password: Option<&'a str>, line: u64) -> Self {
+        Record {
+            login,
+            password,
+            url: Some(url),
+            line,
+            format: Format::Ulp,
+        }
+    }
+}
+
 /// Why a line was skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Malformed {
@@ -192,26 +216,14 @@ pub fn parse_lines<R: Read>(reader: LineReader<R>, sink: &mut dyn Sink) -> io::R
 pub fn parse_credential_line(line: &str, no: u64, sink: &mut dyn Sink) -> bool {
     if ulp::looks_like_ulp(line) {
         if let Some((url, login, password)) = ulp::split_ulp(line) {
-            sink.record(&Record {
-                login,
-                password,
-                url: Some(url),
-                line: no,
-                format: Format::Ulp,
-            });
+            sink.record(&Record::ulp(url, login, password, no));
             return true;
         }
         return false;
     }
     match combo::split_combo(line) {
         Some((login, password)) => {
-            sink.record(&Record {
-                login,
-                password,
-                url: None,
-                line: no,
-                format: Format::Combo,
-            });
+            sink.record(&Record::combo(login, password, no));
             true
         }
         None => false,
@@ -401,10 +413,7 @@ mod tests {
         ];
         let mut rng = crate::synth::Rng::new(42);
         for case in 0..3000 {
-            let mut input = Vec::new();
-            for _ in 0..rng.below(400) {
-                input.extend_from_slice(PIECES[rng.below(PIECES.len() as u64) as usize]);
-            }
+            let mut input = crate::synth::pieces(&mut rng, PIECES, 400);
             if case % 100 == 0 {
                 input.extend(std::iter::repeat_n(b'x', 3000));
             }

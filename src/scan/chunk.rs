@@ -12,7 +12,7 @@ use crate::bytes;
 use crate::identity::block::{hash_blocks, Fast, KeyBlocks};
 use crate::identity::IdentityHash;
 use crate::parse::shape::{self, Shape};
-use crate::parse::{self, ulp, Format, Malformed, Record, Sink};
+use crate::parse::{self, ulp, Malformed, Record, Sink};
 
 use super::Setup;
 
@@ -211,68 +211,44 @@ impl LineSink<'_, '_> {
         let stop = ((!(classes.plain | classes.at)).trailing_zeros() as usize).min(b.len());
         let ats = classes.at & bytes::bits(0, stop);
         if stop < b.len() && ats != 0 && ats & (ats - 1) == 0 && COMBO_SEP[b[stop] as usize] {
-            self.out.records += 1;
-            let n = self.batch.n;
-            let at = ats.trailing_zeros() as usize;
-            let fast = self
-                .keys
-                .simple_email(&text[..stop], at, window, &mut self.batch.blocks[n]);
-            self.settle(fast);
+            self.simple(&text[..stop], ats.trailing_zeros() as usize, window);
             return true;
         }
         match shape::shape_with(text, &classes) {
             Shape::Combo {
                 login,
-                password: _,
                 simple_at: Some(at),
-            } => {
-                self.out.records += 1;
-                let n = self.batch.n;
-                let fast = self
-                    .keys
-                    .simple_email(login, at, window, &mut self.batch.blocks[n]);
-                self.settle(fast);
-                true
-            }
+                ..
+            } => self.simple(login, at, window),
             Shape::Combo {
                 login,
                 password,
                 simple_at: None,
-            } => {
-                self.record(&Record {
-                    login,
-                    password,
-                    url: None,
-                    line: no,
-                    format: Format::Combo,
-                });
-                true
-            }
+            } => self.record(&Record::combo(login, password, no)),
             Shape::Ulp { scheme } => {
                 bytes::classify_ulp(w, &mut classes);
                 let split = shape::split_ulp_with(text, &classes, scheme)
                     .unwrap_or_else(|| ulp::split_ulp(text));
-                self.ulp(split, no)
+                let Some((url, login, password)) = split else {
+                    return false;
+                };
+                self.record(&Record::ulp(url, login, password, no));
             }
-            Shape::Malformed => false,
-            Shape::Other => parse::parse_credential_line(text, no, self),
+            Shape::Malformed => return false,
+            Shape::Other => return parse::parse_credential_line(text, no, self),
         }
+        true
     }
 
-    /// A ULP line, split.
+    /// The record of a plain address (`shape::plain_at`), keyed without the general path.
     #[inline]
-    fn ulp(&mut self, split: Option<(&str, &str, Option<&str>)>, no: u64) -> bool {
-        let Some((url, login, password)) = split else {
-            return false;
-        };
-        self.record(&Record {
-            login,
-            password,
-            url: Some(url),
-            line: no,
-            format: Format::Ulp,
-        });
-        true
+    fn simple(&mut self, login: &str, at: usize, window: &[u8]) {
+        self.out.records += 1;
+        let n = self.batch.n;
+        let fast = self
+            .keys
+            .simple_email(login, at, window, &mut self.batch.blocks[n]);
+        self.settle(fast);
     }
 
     /// Queues a key for hashing, or defers the line.

@@ -38,6 +38,16 @@ impl Rng {
     }
 }
 
+/// Up to `max` pieces drawn from `pieces`, end to end: dump-shaped random bytes for the
+/// parsers' no-panic and agreement tests.
+pub fn pieces(rng: &mut Rng, pieces: &[&[u8]], max: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..rng.below(max) {
+        out.extend_from_slice(rng.pick::<&[u8]>(pieces));
+    }
+    out
+}
+
 const SYLLABLES: &[&str] = &[
     "ma", "lo", "ri", "da", "ne", "to", "sa", "vi", "ber", "mon", "tal", "cha", "lu", "ro", "ge",
     "pi", "na", "fa", "del", "cor", "mi", "ja", "ul", "be",
