@@ -4,12 +4,14 @@
 //! `en`, default `fr`) are optional, other columns are ignored. A bad row is reported by
 //! line number and skipped; the rest is imported. Each import replaces the directory.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
 use crate::config::{Config, Lang};
 use crate::filter::{AccountFilter, FilterError};
-use crate::identity::{IdentityHash, IdentityKind, Normalizer};
+use crate::identity::{IdentityHash, IdentityKind, Normalizer, LOGIN_KEY_PREFIX};
 use crate::store::{DirectoryAccount, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,16 +44,35 @@ pub struct ImportReport {
     pub filter_bytes: u64,
 }
 
+/// Hashes an `IdentityHash` by its first 8 bytes: a SHA-1 digest is already uniform, and
+/// SipHash over 20 bytes per row was the largest cost of checking duplicates.
+#[derive(Default)]
+struct FirstBytes(u64);
+
+impl std::hash::Hasher for FirstBytes {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(b);
+    }
+
+    fn write_usize(&mut self, _: usize) {}
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type DigestHasher = std::hash::BuildHasherDefault<FirstBytes>;
+
 /// Parses a directory CSV into accounts with their identity keys. Pure: no I/O but `input`.
 pub fn parse_directory<R: Read>(
     input: R,
     name: &str,
     norm: &Normalizer,
 ) -> Result<(Vec<DirectoryAccount>, Vec<RowError>), ImportError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(input);
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(input);
     let headers = rdr
         .headers()
         .map_err(|e| ImportError::Header {
@@ -60,88 +81,246 @@ pub fn parse_directory<R: Read>(
         })?
         .clone();
     let col = |n: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(n))
+        headers.iter().position(|h| {
+            h.trim_start_matches('\u{feff}')
+                .trim()
+                .eq_ignore_ascii_case(n)
+        })
     };
     let email_col = col("email").ok_or_else(|| ImportError::Header {
         path: name.into(),
         message: "the header has no `email` column".into(),
     })?;
-    let (user_col, name_col, lang_col) = (col("username"), col("name"), col("lang"));
+    let cols = Columns {
+        email: email_col,
+        user: col("username"),
+        name: col("name"),
+        lang: col("lang"),
+    };
 
-    let mut accounts = Vec::new();
-    let mut errors = Vec::new();
-    let mut seen = std::collections::HashMap::<IdentityHash, u64>::new();
-    let mut key = String::new();
-    let mut record = csv::StringRecord::new();
-    loop {
-        let line = rdr.position().line();
-        match rdr.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                errors.push(RowError {
-                    line,
-                    message: e.to_string(),
-                });
-                continue;
-            }
+    // Rows are read here, in order, and checked in batches by one worker per core: the
+    // checks (normalising, hashing) are most of an import's parsing and every row's are
+    // independent. Duplicates depend on the rows before, so they are settled here too,
+    // as the batches come back in order.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rows = Rows::default();
+    let (work, queue) = std::sync::mpsc::sync_channel::<(u64, Batch)>(workers);
+    let queue = std::sync::Mutex::new(queue);
+    let (done_tx, done) = std::sync::mpsc::channel::<(u64, Batch, Vec<Checked>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (queue, done_tx, cols) = (&queue, done_tx.clone(), &cols);
+            scope.spawn(move || {
+                let mut key = String::new();
+                loop {
+                    let job = queue.lock().map(|q| q.recv());
+                    let Ok(Ok((seq, batch))) = job else { break };
+                    let checked = batch
+                        .rows
+                        .iter()
+                        .map(|(line, r)| match r {
+                            Ok(record) => (*line, check_row(record, cols, norm, &mut key)),
+                            Err(e) => (*line, Err(e.clone())),
+                        })
+                        .collect();
+                    if done_tx.send((seq, batch, checked)).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-        let line = record.position().map_or(line, |p| p.line());
-        let field = |c: Option<usize>| c.and_then(|c| record.get(c)).filter(|v| !v.is_empty());
-        let mut fail = |message: String| errors.push(RowError { line, message });
-        let Some(raw_email) = field(Some(email_col)) else {
-            fail("no email".into());
-            continue;
-        };
-        if !norm.email_key(raw_email, &mut key) {
-            fail(format!("`{raw_email}` is not an email address"));
-            continue;
-        }
-        let email = key.clone();
-        let lang = match field(lang_col) {
-            None => Lang::Fr,
-            Some(l) => match Lang::parse(l) {
-                Some(l) => l,
-                None => {
-                    fail(format!("lang `{l}` is neither fr nor en"));
-                    continue;
-                }
-            },
-        };
-        let mut keys = vec![(IdentityHash::of(&email), IdentityKind::Email)];
-        let username = match field(user_col) {
-            None => None,
-            Some(u) => {
-                if !norm.login_key(u, &mut key) {
-                    fail(format!("username `{u}` is not a valid login"));
-                    continue;
-                }
-                if norm.has_login_hosts() {
-                    keys.push((IdentityHash::of(&key), IdentityKind::Login));
-                }
-                Some(key[crate::identity::LOGIN_KEY_PREFIX.len()..].to_string())
+        drop(done_tx);
+        let mut spare: Vec<Batch> = Vec::new();
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0u64;
+        let mut sent = 0u64;
+        let mut apply = |seq: u64, batch: Batch, checked: Vec<Checked>, spare: &mut Vec<Batch>| {
+            waiting.insert(seq, checked);
+            spare.push(batch);
+            while let Some(checked) = waiting.remove(&next) {
+                rows.apply(checked);
+                next += 1;
             }
         };
-        if let Some((_, first)) = keys.iter().find_map(|(h, k)| seen.get(h).map(|l| (k, *l))) {
-            fail(format!(
-                "email or username already used on line {first}; row skipped"
-            ));
-            continue;
+        let mut more = true;
+        while more {
+            let mut batch = spare.pop().unwrap_or_default();
+            more = batch.fill(&mut rdr);
+            if batch.len == 0 {
+                break;
+            }
+            batch.rows.truncate(batch.len);
+            while let Ok((seq, b, checked)) = done.try_recv() {
+                apply(seq, b, checked, &mut spare);
+            }
+            if work.send((sent, batch)).is_err() {
+                break;
+            }
+            sent += 1;
         }
-        for (h, _) in &keys {
-            seen.insert(*h, line);
+        drop(work);
+        for (seq, b, checked) in done.iter() {
+            apply(seq, b, checked, &mut spare);
         }
-        accounts.push(DirectoryAccount {
-            email,
-            username,
-            name: field(name_col).map(str::to_string),
-            lang,
-            keys,
-        });
+    });
+    Ok((rows.accounts, rows.errors))
+}
+
+/// Where the directory's columns are.
+struct Columns {
+    email: usize,
+    user: Option<usize>,
+    name: Option<usize>,
+    lang: Option<usize>,
+}
+
+/// A row as checked on its own: the account, or why the row is skipped.
+type Checked = (u64, Result<DirectoryAccount, String>);
+
+const BATCH_ROWS: usize = 4096;
+
+/// Rows read from the CSV, each with its line; the records are reused from batch to batch.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<(u64, Result<csv::StringRecord, String>)>,
+    len: usize,
+}
+
+impl Batch {
+    /// Reads up to `BATCH_ROWS` rows; false at the end of the input.
+    fn fill<R: Read>(&mut self, rdr: &mut csv::Reader<R>) -> bool {
+        self.len = 0;
+        while self.len < BATCH_ROWS {
+            if self.rows.len() == self.len {
+                self.rows.push((0, Ok(csv::StringRecord::new())));
+            }
+            let line = rdr.position().line();
+            let slot = &mut self.rows[self.len];
+            if slot.1.is_err() {
+                slot.1 = Ok(csv::StringRecord::new());
+            }
+            let Ok(record) = &mut slot.1 else {
+                unreachable!()
+            };
+            match rdr.read_record(record) {
+                Ok(false) => return false,
+                Ok(true) => slot.0 = record.position().map_or(line, |p| p.line()),
+                Err(e) => *slot = (line, Err(e.to_string())),
+            }
+            self.len += 1;
+        }
+        true
     }
-    Ok((accounts, errors))
+}
+
+/// Checks one row on its own (everything but duplicates).
+fn check_row(
+    record: &csv::StringRecord,
+    cols: &Columns,
+    norm: &Normalizer,
+    key: &mut String,
+) -> Result<DirectoryAccount, String> {
+    // Fields are trimmed here rather than by the reader, which would trim every column
+    // on the reading thread.
+    let field = |c: Option<usize>| {
+        c.and_then(|c| record.get(c))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let Some(raw_email) = field(Some(cols.email)) else {
+        return Err("no email".into());
+    };
+    if !norm.email_key(raw_email, key) {
+        return Err(format!("`{raw_email}` is not an email address"));
+    }
+    let email = key.clone();
+    let lang = match field(cols.lang) {
+        None => Lang::Fr,
+        Some(l) => Lang::parse(l).ok_or_else(|| format!("lang `{l}` is neither fr nor en"))?,
+    };
+    let username = match field(cols.user) {
+        None => None,
+        Some(u) => {
+            if !norm.login_key(u, key) {
+                return Err(format!("username `{u}` is not a valid login"));
+            }
+            Some(key[LOGIN_KEY_PREFIX.len()..].to_string())
+        }
+    };
+    let keys = account_keys(norm, &email, username.as_deref());
+    Ok(DirectoryAccount {
+        email,
+        username,
+        name: field(cols.name).map(str::to_string),
+        lang,
+        keys,
+    })
+}
+
+/// The accounts kept so far, in file order, and the rows skipped.
+#[derive(Default)]
+struct Rows {
+    accounts: Vec<DirectoryAccount>,
+    errors: Vec<RowError>,
+    /// Each key taken, with the line of the row that took it.
+    seen: HashMap<IdentityHash, u64, DigestHasher>,
+}
+
+impl Rows {
+    fn apply(&mut self, checked: Vec<Checked>) {
+        for (line, row) in checked {
+            match row {
+                Ok(account) => match self.claim(&account.keys, line) {
+                    None => self.accounts.push(account),
+                    Some(first) => self.errors.push(RowError {
+                        line,
+                        message: format!(
+                            "email or username already used on line {first}; row skipped"
+                        ),
+                    }),
+                },
+                Err(message) => self.errors.push(RowError { line, message }),
+            }
+        }
+    }
+
+    /// Takes the row's keys, or none of them if one is taken (returns by which line). One
+    /// probe per key: keys are claimed as they come and given back in the rare conflict.
+    fn claim(&mut self, keys: &[(IdentityHash, IdentityKind)], line: u64) -> Option<u64> {
+        for (i, (h, _)) in keys.iter().enumerate() {
+            match self.seen.entry(*h) {
+                Entry::Vacant(v) => {
+                    v.insert(line);
+                }
+                Entry::Occupied(o) => {
+                    let first = *o.get();
+                    for (h, _) in &keys[..i] {
+                        self.seen.remove(h);
+                    }
+                    return Some(first);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The identity keys of an account whose email and username are already normalised: the
+/// email, and the username as a login on the organisation's login hosts if it has any.
+/// The importer and the identity index's rebuild both use it, so they agree.
+pub fn account_keys(
+    norm: &Normalizer,
+    email: &str,
+    username: Option<&str>,
+) -> Vec<(IdentityHash, IdentityKind)> {
+    let mut keys = vec![(IdentityHash::of(email), IdentityKind::Email)];
+    if let Some(u) = username.filter(|_| norm.has_login_hosts()) {
+        keys.push((
+            IdentityHash::of(&format!("{LOGIN_KEY_PREFIX}{u}")),
+            IdentityKind::Login,
+        ));
+    }
+    keys
 }
 
 /// Imports a directory CSV file: replaces the directory in the store and rebuilds the filter.
@@ -156,9 +335,27 @@ pub fn import_file(
         source,
     })?;
     let norm = Normalizer::new(&cfg.organization);
+    let started = std::time::Instant::now();
     let (accounts, skipped) = parse_directory(std::io::BufReader::new(file), &name, &norm)?;
-    let generation = store.replace_directory(&accounts)?;
-    let filter = rebuild_filter(cfg, store, generation)?;
+    tracing::info!(
+        rows = accounts.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "directory parsed"
+    );
+    let started = std::time::Instant::now();
+    let rate = cfg.filter.false_positive_rate;
+    // The filter is built from the new keys while the database is written.
+    let (generation, filter) = store.replace_directory_with(&accounts, |keys, generation| {
+        let mut filter = AccountFilter::with_capacity(keys.len() as u64, rate, generation)?;
+        keys.iter().for_each(|(h, _, _)| filter.insert(h));
+        Ok::<_, FilterError>(filter)
+    })?;
+    let filter = filter?;
+    filter.save(&AccountFilter::path_in(cfg.state_dir()))?;
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "directory and filter stored"
+    );
     Ok(ImportReport {
         accounts: accounts.len() as u64,
         keys: accounts.iter().map(|a| a.keys.len() as u64).sum(),
@@ -181,10 +378,21 @@ pub fn rebuild_filter(
     Ok(filter)
 }
 
-/// Loads the saved filter, rebuilding it when missing or older than the directory.
-pub fn load_filter(cfg: &Config, store: &Store) -> Result<AccountFilter, ImportError> {
+/// Loads the saved filter, rebuilding it (and the identity index before it) when missing
+/// or older than the directory.
+pub fn load_filter(cfg: &Config, store: &mut Store) -> Result<AccountFilter, ImportError> {
     let generation = store.directory_generation()?;
     let started = std::time::Instant::now();
+    if !store.keys_fresh() {
+        let norm = Normalizer::new(&cfg.organization);
+        let keys = store.rebuild_keys(|email, username| account_keys(&norm, email, username))?;
+        tracing::info!(
+            keys,
+            ms = started.elapsed().as_millis() as u64,
+            "identity index rebuilt from the directory"
+        );
+        return rebuild_filter(cfg, store, generation);
+    }
     match AccountFilter::load(&AccountFilter::path_in(cfg.state_dir())) {
         Ok(f) if f.generation() == generation => {
             tracing::info!(
@@ -252,5 +460,152 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("d.csv") && err.contains("email"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+    use crate::store::KeyIndex;
+
+    fn config(state: &Path) -> Config {
+        let text = format!(
+            "[organization]\nname = \"T\"\ndomains = [\"agence-exemple.fr\"]\n\
+             login_hosts = [\"sso.agence-exemple.fr\"]\n[state]\ndir = {:?}\n\
+             [notify]\ntransport = \"file\"\nfrom = \"a@agence-exemple.fr\"\n\
+             admins = [\"s@agence-exemple.fr\"]\n",
+            state.display().to_string()
+        );
+        Config::parse(&text, Path::new("t.toml")).unwrap()
+    }
+
+    fn import(cfg: &Config, csv: &str) -> ImportReport {
+        let path = cfg.state_dir().with_extension("csv");
+        std::fs::write(&path, csv).unwrap();
+        let mut store = Store::open(cfg.state_dir()).unwrap();
+        import_file(cfg, &mut store, &path).unwrap()
+    }
+
+    const CSV: &str = "email,username\njean@agence-exemple.fr,jdupont\nmarie@gmail.example,\n";
+
+    fn login(u: &str) -> IdentityHash {
+        IdentityHash::of(&format!("{LOGIN_KEY_PREFIX}{u}"))
+    }
+
+    #[test]
+    fn a_stale_or_missing_index_is_rebuilt_from_the_accounts_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(&dir.path().join("state"));
+        import(&cfg, CSV);
+        let index = cfg.state_dir().join("identity-keys.idx");
+        let first = std::fs::read(&index).unwrap();
+        import(
+            &cfg,
+            "email,username\njean@agence-exemple.fr,jdupont\nnew@orange.example,\n",
+        );
+        // As if the process died after the second import's commit, before its index.
+        std::fs::write(&index, &first).unwrap();
+        let mut store = Store::open(cfg.state_dir()).unwrap();
+        assert!(!store.keys_fresh());
+        assert!(matches!(
+            store.confirm(&IdentityHash::of("new@orange.example")),
+            Err(StoreError::KeysStale { .. })
+        ));
+        let filter = load_filter(&cfg, &mut store).unwrap();
+        assert!(store.keys_fresh());
+        assert_eq!(filter.generation(), 2);
+        let new = IdentityHash::of("new@orange.example");
+        assert!(filter.may_contain(&new));
+        assert!(store.confirm(&new).unwrap().is_some());
+        assert!(store
+            .confirm(&IdentityHash::of("marie@gmail.example"))
+            .unwrap()
+            .is_none());
+        let jean = store.confirm(&login("jdupont")).unwrap().unwrap();
+        assert_eq!(jean.email, "jean@agence-exemple.fr");
+        assert_eq!(KeyIndex::open(&index).unwrap().len(), 3);
+
+        std::fs::remove_file(&index).unwrap();
+        let mut store = Store::open(cfg.state_dir()).unwrap();
+        load_filter(&cfg, &mut store).unwrap();
+        assert_eq!(
+            store.confirm(&login("jdupont")).unwrap().unwrap().id,
+            jean.id
+        );
+    }
+
+    #[test]
+    fn a_version_3_database_loses_its_key_table_and_keeps_matching() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(&dir.path().join("state"));
+        import(&cfg, CSV);
+        // Back to schema 3: the keys in a table, no index file.
+        std::fs::remove_file(cfg.state_dir().join("identity-keys.idx")).unwrap();
+        let conn = rusqlite::Connection::open(cfg.state_dir().join("leakwatch.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE identity_keys (hash BLOB PRIMARY KEY, account_id INTEGER NOT NULL,
+             kind TEXT NOT NULL) WITHOUT ROWID; PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(conn);
+        let mut store = Store::open(cfg.state_dir()).unwrap();
+        let conn = rusqlite::Connection::open(cfg.state_dir().join("leakwatch.db")).unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'identity_keys'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
+        load_filter(&cfg, &mut store).unwrap();
+        assert!(store
+            .confirm(&IdentityHash::of("marie@gmail.example"))
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn rows_across_batches_keep_their_lines_and_the_first_of_duplicates() {
+        let norm = Normalizer::from_parts(&["agence-exemple.fr"], &["sso.agence-exemple.fr"]);
+        let n = BATCH_ROWS * 3 + 17;
+        let mut csv = String::from("email,username,name\n");
+        for i in 0..n {
+            match i % 1000 {
+                // A duplicate of the row 500 before it, by email or by username.
+                700 => csv.push_str(&format!("u{}@x.example,,dup\n", i - 500)),
+                800 => csv.push_str(&format!("z{i}@x.example,login{},dup\n", i - 500)),
+                900 => csv.push_str("not-an-address,,bad\n"),
+                _ => csv.push_str(&format!("u{i}@x.example,login{i},User {i}\n")),
+            }
+        }
+        let (accounts, errors) = parse_directory(csv.as_bytes(), "d.csv", &norm).unwrap();
+        let bad: Vec<(u64, String)> = errors.iter().map(|e| (e.line, e.message.clone())).collect();
+        let mut expected = Vec::new();
+        for i in 0..n {
+            let line = i as u64 + 2;
+            match i % 1000 {
+                700 | 800 => expected.push((
+                    line,
+                    format!(
+                        "email or username already used on line {}; row skipped",
+                        line - 500
+                    ),
+                )),
+                900 => expected.push((line, "`not-an-address` is not an email address".into())),
+                _ => {}
+            }
+        }
+        assert_eq!(bad, expected);
+        assert_eq!(accounts.len(), n - expected.len());
+        let names: Vec<&str> = accounts
+            .iter()
+            .map(|a| a.name.as_deref().unwrap())
+            .collect();
+        let in_order: Vec<String> = (0..n)
+            .filter(|i| ![700, 800, 900].contains(&(i % 1000)))
+            .map(|i| format!("User {i}"))
+            .collect();
+        assert_eq!(names, in_order);
     }
 }

@@ -63,9 +63,9 @@ pub enum HitOutcome {
 
 impl<'c> Pipeline<'c> {
     pub fn open(cfg: &'c Config) -> Result<Pipeline<'c>, PipelineError> {
-        let store = Store::open(cfg.state_dir())?;
+        let mut store = Store::open(cfg.state_dir())?;
         let fingerprinter = Fingerprinter::open(cfg.state_dir())?;
-        let filter = accounts::load_filter(cfg, &store)?;
+        let filter = accounts::load_filter(cfg, &mut store)?;
         if filter.items() == 0 {
             tracing::warn!(
                 "the directory is empty: run `leakwatch accounts import FILE.csv` first"

@@ -5,6 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::{Store, StoreError};
+use crate::identity::IdentityKind;
 
 /// How a feed run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -316,20 +317,15 @@ impl Store {
     /// hashes, in order: what a k-anonymous range feed asks about. Emails only: a remote
     /// service knows nothing of our `login:` keys.
     pub fn email_prefixes(&self) -> Result<Vec<u32>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT hash FROM identity_keys WHERE kind = 'email'")?;
-        let mut rows = stmt.query([])?;
-        let mut out = std::collections::BTreeSet::new();
-        while let Some(r) = rows.next()? {
-            let h: Vec<u8> = r.get(0)?;
-            if h.len() >= 3 {
-                out.insert(
-                    (u32::from(h[0]) << 12) | (u32::from(h[1]) << 4) | (u32::from(h[2]) >> 4),
-                );
+        let mut out = Vec::new();
+        self.for_each_identity_key(|(h, _, kind)| {
+            let p = (u32::from(h.0[0]) << 12) | (u32::from(h.0[1]) << 4) | (u32::from(h.0[2]) >> 4);
+            // Keys come in hash order, so equal prefixes are neighbours.
+            if kind == IdentityKind::Email && out.last() != Some(&p) {
+                out.push(p);
             }
-        }
-        Ok(out.into_iter().collect())
+        })?;
+        Ok(out)
     }
 }
 

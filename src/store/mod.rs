@@ -15,6 +15,7 @@ mod devices;
 mod directory;
 mod feeds;
 mod findings;
+mod keys;
 mod outbox;
 
 use std::path::{Path, PathBuf};
@@ -27,10 +28,12 @@ pub use feeds::{DaemonRow, FeedRunRow, FeedRunStats, RunOutcome, SeenFile};
 pub use findings::{
     FindingKind, FindingView, Severity, Sighting, SightingOutcome, UnknownSighting, UnknownView,
 };
+pub use keys::{KeyEntry, KeyIndex, KeyIndexError};
 pub use outbox::{MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
 
 const DB_FILE: &str = "leakwatch.db";
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
+const KEYS_FILE: &str = "identity-keys.idx";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -48,11 +51,20 @@ pub enum StoreError {
     Version { path: PathBuf, found: i64 },
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Keys(#[from] KeyIndexError),
+    /// `confirm` before the identity index was brought up to date (`accounts::load_filter`
+    /// does it at every start).
+    #[error("identity index {path} is missing or older than the directory")]
+    KeysStale { path: PathBuf },
 }
 
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The directory's identity keys (see `keys`), when the file matches the directory.
+    keys: Option<KeyIndex>,
+    keys_path: PathBuf,
 }
 
 impl std::fmt::Debug for Store {
@@ -138,8 +150,14 @@ impl Store {
             .map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
-        let store = Store { conn, path };
+        let mut store = Store {
+            conn,
+            path,
+            keys: None,
+            keys_path: state_dir.join(KEYS_FILE),
+        };
         store.migrate()?;
+        store.open_keys()?;
         Ok(store)
     }
 
@@ -154,15 +172,22 @@ impl Store {
                 self.conn.execute_batch(SCHEMA)?;
                 self.conn.execute_batch(SCHEMA_2)?;
                 self.conn.execute_batch(SCHEMA_3)?;
+                self.conn.execute_batch(SCHEMA_4)?;
                 Ok(())
             }
             1 => {
                 self.conn.execute_batch(SCHEMA_2)?;
                 self.conn.execute_batch(SCHEMA_3)?;
+                self.conn.execute_batch(SCHEMA_4)?;
                 Ok(())
             }
             2 => {
                 self.conn.execute_batch(SCHEMA_3)?;
+                self.conn.execute_batch(SCHEMA_4)?;
+                Ok(())
+            }
+            3 => {
+                self.conn.execute_batch(SCHEMA_4)?;
                 Ok(())
             }
             SCHEMA_VERSION => Ok(()),
@@ -194,7 +219,7 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 -- The organisation's directory (its own data, not a dump's).
 CREATE TABLE accounts (
     id        INTEGER PRIMARY KEY,
-    email     TEXT NOT NULL UNIQUE,
+    email     TEXT NOT NULL,
     username  TEXT,
     name      TEXT,
     lang      TEXT NOT NULL,
@@ -342,6 +367,15 @@ ALTER TABLE findings ADD COLUMN severity TEXT NOT NULL DEFAULT 'high';
 ALTER TABLE findings ADD COLUMN device_id INTEGER REFERENCES devices(id);
 UPDATE findings SET severity = 'medium' WHERE kind = 'identity';
 PRAGMA user_version = 3;
+COMMIT;
+"#;
+
+const SCHEMA_4: &str = r#"
+BEGIN;
+-- Identity keys moved to a file derived from `accounts` (see store/keys.rs); it is built
+-- at the next start.
+DROP TABLE identity_keys;
+PRAGMA user_version = 4;
 COMMIT;
 "#;
 
