@@ -64,12 +64,7 @@ impl<'n> KeyBlocks<'n> {
         }
         let b = login.as_bytes();
         let Some(at) = memchr::memrchr(b'@', b) else {
-            // A username is an identity only on a login host: rare in dumps, and always
-            // worth the full path.
-            return match url.and_then(super::url_host) {
-                Some(host) if !host.is_ascii() || self.norm.is_login_host(host) => Fast::Defer,
-                _ => Fast::NoKey,
-            };
+            return self.username(url);
         };
         if !b.is_ascii() {
             return Fast::Defer;
@@ -106,6 +101,23 @@ impl<'n> KeyBlocks<'n> {
 }
 
 impl KeyBlocks<'_> {
+    /// [`KeyBlocks::key`] for a username (a login without `@`) seen on `url`. A username
+    /// is an identity only on a login host: rare in dumps, and always worth the full path.
+    #[inline]
+    pub fn username(&self, url: Option<&str>) -> Fast {
+        if !self.norm.has_login_hosts() {
+            // No host can match, but the reference decides what a Unicode one is.
+            return match url {
+                Some(u) if !u.is_ascii() => Fast::Defer,
+                _ => Fast::NoKey,
+            };
+        }
+        match url.and_then(super::url_host) {
+            Some(host) if !host.is_ascii() || self.norm.is_login_host(host) => Fast::Defer,
+            _ => Fast::NoKey,
+        }
+    }
+
     /// [`KeyBlocks::key`] for a login known to be plain bytes (letters, digits, `.`, `-`,
     /// `_`, `+`) around exactly one `@`, at `at` (`parse::shape::plain_at`): nothing to
     /// trim or decode, one pass over the domain.

@@ -7,6 +7,7 @@
 //! caller runs the reference on it: the answers cannot differ, and a test compares them
 //! on random lines.
 
+use super::ulp;
 use crate::bytes::{self, Classes};
 
 /// Bytes of a plain address or word: letters, digits, `.`, `-`, `_`, `+`.
@@ -166,8 +167,19 @@ pub fn split_ulp_with<'a>(
     let url_end = if first_path < first_sep {
         // A path: the URL ends at the first separator after its start.
         (seps & bytes::bits(first_path, 64)).trailing_zeros() as usize
-    } else if b.get(first_sep) == Some(&b':') && scheme.is_some() {
-        return None; // maybe a port: the reference knows
+    } else if b.get(first_sep) == Some(&b':') && scheme.is_some() && ulp::is_port(b, first_sep) {
+        // `host:8080`, then a path or a separator.
+        let digits = b[first_sep + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        let after = first_sep + 1 + digits;
+        match b[after] {
+            b'/' | b'?' | b'#' => (seps & bytes::bits(after, 64)).trailing_zeros() as usize,
+            // A second colon: maybe a second port, as the reference reads it.
+            b':' => return None,
+            _ => after,
+        }
     } else {
         first_sep
     };

@@ -121,7 +121,7 @@ pub fn split_ulp(line: &str) -> Option<(&str, &str, Option<&str>)> {
 /// Whether the `:` at `i` starts a port: 1 to 5 digits, then the path, or a separator with
 /// two more fields (login and password) after it. `https://host:12345:pw` is host, login
 /// `12345`, password `pw`: a port there would leave no room for a login.
-fn is_port(b: &[u8], i: usize) -> bool {
+pub(crate) fn is_port(b: &[u8], i: usize) -> bool {
     let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
     if !(1..=5).contains(&digits) {
         return false;

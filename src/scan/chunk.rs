@@ -58,6 +58,7 @@ pub(crate) fn scan(setup: &Setup<'_>, out: &mut ChunkOut) {
         out,
         cur: (0, 0, 0),
         batch: Batch::default(),
+        hashed: Hashed::default(),
         counts: [0; Malformed::ALL.len()],
     };
     let mut pos = 0;
@@ -101,6 +102,7 @@ pub(crate) fn scan(setup: &Setup<'_>, out: &mut ChunkOut) {
         pos = end + 1;
     }
     sink.flush();
+    sink.test_hashed();
     let out = sink.out;
     out.lines = no;
     out.deferred.sort_unstable();
@@ -168,11 +170,11 @@ fn text_of(line: &[u8], clean: bool) -> Result<&str, Malformed> {
     std::str::from_utf8(line).map_err(|_| Malformed::InvalidUtf8)
 }
 
+/// Keys being written into SHA-1 blocks.
 #[derive(Clone, Copy)]
 struct Batch {
     blocks: [[u8; 64]; BATCH],
     lines: [(u64, usize, usize); BATCH],
-    hashes: [IdentityHash; BATCH],
     n: usize,
 }
 
@@ -180,6 +182,24 @@ impl Default for Batch {
     fn default() -> Self {
         Batch {
             blocks: [[0; 64]; BATCH],
+            lines: [(0, 0, 0); BATCH],
+            n: 0,
+        }
+    }
+}
+
+/// A hashed batch whose filter blocks were prefetched, tested one batch later: by then
+/// they are in cache (tested at once, the filter's loads were a third of `flush`).
+#[derive(Clone, Copy)]
+struct Hashed {
+    lines: [(u64, usize, usize); BATCH],
+    hashes: [IdentityHash; BATCH],
+    n: usize,
+}
+
+impl Default for Hashed {
+    fn default() -> Self {
+        Hashed {
             lines: [(0, 0, 0); BATCH],
             hashes: [IdentityHash([0; 20]); BATCH],
             n: 0,
@@ -194,6 +214,7 @@ struct LineSink<'a, 's> {
     /// The line being parsed: (number, start, end).
     cur: (u64, usize, usize),
     batch: Batch,
+    hashed: Hashed,
     counts: [u8; Malformed::ALL.len()],
 }
 
@@ -220,6 +241,15 @@ impl LineSink<'_, '_> {
                 simple_at: Some(at),
                 ..
             } => self.simple(login, at, window),
+            // A first field of plain bytes without `@`: a username, and with no URL it is
+            // no identity (what `KeyBlocks::key` answers, without trimming and searching).
+            Shape::Combo {
+                login,
+                simple_at: None,
+                ..
+            } if classes.at & bytes::bits(0, login.len().min(64)) == 0 && login.len() < 64 => {
+                self.out.records += 1;
+            }
             Shape::Combo {
                 login,
                 password,
@@ -232,7 +262,9 @@ impl LineSink<'_, '_> {
                 let Some((url, login, password)) = split else {
                     return false;
                 };
-                self.record(&Record::ulp(url, login, password, no));
+                if !self.plain_ulp(text, url, login, &classes, window) {
+                    self.record(&Record::ulp(url, login, password, no));
+                }
             }
             Shape::Malformed => return false,
             Shape::Other => return parse::parse_credential_line(text, no, self),
@@ -249,6 +281,51 @@ impl LineSink<'_, '_> {
             .keys
             .simple_email(login, at, window, &mut self.batch.blocks[n]);
         self.settle(fast);
+    }
+
+    /// The record of a ULP line whose login lies in the classified window and is plain
+    /// bytes: an address (keyed as `simple`) or a username (a key only on a login host).
+    /// What [`KeyBlocks::key`] would do, without its trimming and searching. False when
+    /// the login is anything else: then the caller takes the general path.
+    #[inline]
+    fn plain_ulp(
+        &mut self,
+        text: &str,
+        url: &str,
+        login: &str,
+        c: &bytes::Classes,
+        window: &[u8],
+    ) -> bool {
+        let start = login.as_ptr() as usize - text.as_ptr() as usize;
+        let end = start + login.len();
+        // Past the line's first 64 bytes (a long URL), the login gets a window of its own.
+        let (mut copy, relative);
+        let (c, span) = if end <= 64 {
+            (*c, bytes::bits(start, end))
+        } else if login.len() <= 64 {
+            copy = [0u8; 64];
+            relative = bytes::classify(shape::window64(login, &window[start..], &mut copy));
+            (relative, bytes::bits(0, login.len()))
+        } else {
+            return false;
+        };
+        if (c.plain | c.at) & span != span {
+            return false;
+        }
+        let ats = c.at & span;
+        let fast = if ats == 0 {
+            self.keys.username(Some(url))
+        } else if ats & (ats - 1) == 0 {
+            let n = self.batch.n;
+            let at = ats.trailing_zeros() as usize - (span.trailing_zeros() as usize);
+            self.keys
+                .simple_email(login, at, &window[start..], &mut self.batch.blocks[n])
+        } else {
+            return false;
+        };
+        self.out.records += 1;
+        self.settle(fast);
+        true
     }
 
     /// Queues a key for hashing, or defers the line.
@@ -276,23 +353,34 @@ impl LineSink<'_, '_> {
         }
     }
 
-    /// Hashes the batch and tests it against the filter.
+    /// Hashes the batch and prefetches its filter blocks, then tests the batch hashed
+    /// before.
     fn flush(&mut self) {
         let b = &mut self.batch;
         let n = b.n;
-        hash_blocks(&b.blocks[..n], &mut b.hashes[..n]);
-        let filter = self.setup.filter;
-        for h in &b.hashes[..n] {
-            filter.prefetch(h);
+        let mut hashes = [IdentityHash([0; 20]); BATCH];
+        hash_blocks(&b.blocks[..n], &mut hashes[..n]);
+        for h in &hashes[..n] {
+            self.setup.filter.prefetch(h);
         }
-        for i in 0..n {
-            if filter.may_contain(&b.hashes[i]) {
-                self.out.deferred.push(b.lines[i]);
+        let lines = b.lines;
+        b.n = 0;
+        self.test_hashed();
+        self.hashed = Hashed { lines, hashes, n };
+    }
+
+    /// Tests the hashed batch against the filter: a hit defers its line.
+    fn test_hashed(&mut self) {
+        let h = &mut self.hashed;
+        let filter = self.setup.filter;
+        for i in 0..h.n {
+            if filter.may_contain(&h.hashes[i]) {
+                self.out.deferred.push(h.lines[i]);
             } else {
                 self.out.identities += 1;
             }
         }
-        b.n = 0;
+        h.n = 0;
     }
 }
 
