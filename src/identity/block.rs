@@ -190,11 +190,22 @@ fn pad(block: &mut [u8; 64], len: usize) {
     block[56..].copy_from_slice(&((len as u64) * 8).to_be_bytes());
 }
 
-/// SHA-1 of padded one-block messages. Independent compressions, one after the other:
-/// the CPU overlaps them, which is where the batch pays.
+/// SHA-1 of padded one-block messages: two at a time with the SHA extensions
+/// ([`super::sha_ni`]), else one after the other with the `sha1` crate's compression.
 #[inline]
 pub fn hash_blocks(blocks: &[[u8; 64]], out: &mut [IdentityHash]) {
-    for (block, out) in blocks.iter().zip(out.iter_mut()) {
+    let n = blocks.len().min(out.len());
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if super::sha_ni::available() {
+        for (pair, hashes) in blocks[..n].chunks_exact(2).zip(out.chunks_exact_mut(2)) {
+            let [a, b] = hashes else { unreachable!() };
+            // SAFETY: `available` checked the CPU's extensions.
+            unsafe { super::sha_ni::hash2([&pair[0], &pair[1]], [a, b]) };
+        }
+        done = n - n % 2;
+    }
+    for (block, out) in blocks[done..n].iter().zip(out[done..n].iter_mut()) {
         let mut state = H0;
         compress(&mut state, std::slice::from_ref(block));
         for (o, w) in out.0.chunks_exact_mut(4).zip(state) {
