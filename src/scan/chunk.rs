@@ -299,13 +299,12 @@ impl LineSink<'_, '_> {
         let start = login.as_ptr() as usize - text.as_ptr() as usize;
         let end = start + login.len();
         // Past the line's first 64 bytes (a long URL), the login gets a window of its own.
-        let (mut copy, relative);
         let (c, span) = if end <= 64 {
             (*c, bytes::bits(start, end))
         } else if login.len() <= 64 {
-            copy = [0u8; 64];
-            relative = bytes::classify(shape::window64(login, &window[start..], &mut copy));
-            (relative, bytes::bits(0, login.len()))
+            let mut copy = [0u8; 64];
+            let w = shape::window64(login, &window[start..], &mut copy);
+            (bytes::classify(w), bytes::bits(0, login.len()))
         } else {
             return false;
         };
