@@ -306,12 +306,8 @@ fn merge_sorted<'a, N, O>(
 
 /// A stored account as the merge compares it.
 struct Stored {
-    id: i64,
-    username: Option<String>,
-    name: Option<String>,
-    lang: String,
+    row: AccountRow,
     active: bool,
-    email: String,
 }
 
 /// The writes that make `accounts` the stored directory, and each account's id.
@@ -343,18 +339,14 @@ fn plan_accounts<'a>(
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(Stored {
-                id: r.get(0)?,
-                email: r.get(1)?,
-                username: r.get(2)?,
-                name: r.get(3)?,
-                lang: r.get(4)?,
+                row: account_row(r)?,
                 active: r.get(5)?,
             })
         })?;
         merge_sorted(
             accounts,
             rows.map(|r| r.map_err(StoreError::from)),
-            |a, o| a.email.as_str().cmp(o.email.as_str()),
+            |a, o| a.email.as_str().cmp(o.row.email.as_str()),
             |step| match step {
                 Step::New(a) => {
                     ids.push(next_id);
@@ -362,18 +354,18 @@ fn plan_accounts<'a>(
                     next_id += 1;
                 }
                 Step::Both(a, o) => {
-                    ids.push(o.id);
+                    ids.push(o.row.id);
                     let same = o.active
-                        && o.username == a.username
-                        && o.name == a.name
-                        && o.lang == a.lang.code();
+                        && o.row.username == a.username
+                        && o.row.name == a.name
+                        && o.row.lang == a.lang;
                     if !same {
-                        updates.push((*a, o.id));
+                        updates.push((*a, o.row.id));
                     }
                 }
                 Step::Old(o) => {
                     if o.active {
-                        leaving.push(o.id);
+                        leaving.push(o.row.id);
                     }
                 }
             },
@@ -475,5 +467,35 @@ mod tests {
         let mut n = 0;
         s.for_each_identity_hash(|_| n += 1).unwrap();
         assert_eq!(n, 1);
+        // b comes back with its old id; a's fields change in place; c is new, after both.
+        let mut a2 = acct("a@x.example", Some("a2"));
+        a2.lang = Lang::Fr;
+        a2.name = Some("A Two".into());
+        let b = s.account_by_email("b@x.example").unwrap().unwrap();
+        s.replace_directory(&[acct("c@x.example", None), a2, acct("b@x.example", None)])
+            .unwrap();
+        let a_now = s.confirm(&IdentityHash::of("login:a2")).unwrap().unwrap();
+        assert_eq!(
+            (
+                a_now.id,
+                a_now.username.as_deref(),
+                a_now.name.as_deref(),
+                a_now.lang
+            ),
+            (a.id, Some("a2"), Some("A Two"), Lang::Fr)
+        );
+        assert_eq!(
+            s.confirm(&IdentityHash::of("b@x.example"))
+                .unwrap()
+                .unwrap()
+                .id,
+            b.id
+        );
+        let c = s
+            .confirm(&IdentityHash::of("c@x.example"))
+            .unwrap()
+            .unwrap();
+        assert!(c.id > a.id.max(b.id));
+        assert_eq!(s.active_account_count().unwrap(), 3);
     }
 }
