@@ -12,6 +12,7 @@ use std::path::Path;
 use crate::config::{Config, Lang};
 use crate::filter::{AccountFilter, FilterError};
 use crate::identity::{IdentityHash, IdentityKind, Normalizer, LOGIN_KEY_PREFIX};
+use crate::progress::Progress;
 use crate::store::{DirectoryAccount, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -336,7 +337,16 @@ pub fn import_file(
     })?;
     let norm = Normalizer::new(&cfg.organization);
     let started = std::time::Instant::now();
-    let (accounts, skipped) = parse_directory(std::io::BufReader::new(file), &name, &norm)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut progress = Progress::of("import progress", size);
+    let reading = ProgressRead {
+        inner: file,
+        read: 0,
+        progress: &mut progress,
+    };
+    let parsed = parse_directory(std::io::BufReader::new(reading), &name, &norm);
+    progress.finish();
+    let (accounts, skipped) = parsed?;
     tracing::info!(
         rows = accounts.len(),
         ms = started.elapsed().as_millis() as u64,
@@ -363,6 +373,22 @@ pub fn import_file(
         generation,
         filter_bytes: filter.size_bytes(),
     })
+}
+
+/// A reader that moves a progress bar by the bytes it reads.
+struct ProgressRead<'p, R> {
+    inner: R,
+    read: u64,
+    progress: &'p mut Progress,
+}
+
+impl<R: Read> Read for ProgressRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.progress.set(self.read);
+        Ok(n)
+    }
 }
 
 /// Builds the filter from the store's hashes and saves it in the state dir.

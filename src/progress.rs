@@ -14,11 +14,18 @@ pub struct Progress {
     pos: u64,
     started: Instant,
     last_log: Instant,
+    /// What the periodic log line is about.
+    what: &'static str,
 }
 
 impl Progress {
     /// `total` is in bytes. The bar is drawn only when stderr is a terminal.
     pub fn new(total: u64) -> Progress {
+        Progress::of("ingest progress", total)
+    }
+
+    /// [`Progress::new`] for another job than an ingest: `what` names its log lines.
+    pub fn of(what: &'static str, total: u64) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(total);
             b.set_style(
@@ -36,6 +43,7 @@ impl Progress {
             pos: 0,
             started: now,
             last_log: now,
+            what,
         }
     }
 
@@ -64,7 +72,8 @@ impl Progress {
                 total = self.total,
                 percent = format_args!("{:.1}", pos as f64 * 100.0 / self.total.max(1) as f64),
                 mb_per_s = format_args!("{:.1}", pos as f64 / secs / 1e6),
-                "ingest progress"
+                "{}",
+                self.what
             );
         }
     }

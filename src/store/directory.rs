@@ -81,6 +81,12 @@ impl Store {
         )?;
         let generation = generation as u64;
         let plan = plan_accounts(&tx, accounts)?;
+        tracing::info!(
+            new = plan.inserts.len(),
+            changed = plan.updates.len(),
+            leaving = plan.leaving.len(),
+            "directory compared with the stored one; writing"
+        );
         let ids = &plan.ids;
         let (keys, derived, written) = std::thread::scope(|scope| {
             let side = scope.spawn(move || {
@@ -127,7 +133,7 @@ impl Store {
                 tracing::warn!(
                     index_generation = k.generation(),
                     directory_generation = generation,
-                    "identity index is stale"
+                    "identity index is stale; it is rebuilt at the next start"
                 );
                 None
             }
@@ -137,7 +143,7 @@ impl Store {
                 None
             }
             Err(e) => {
-                tracing::warn!(error = %e, "identity index unreadable");
+                tracing::warn!(error = %e, "identity index unreadable; it is rebuilt at the next start");
                 None
             }
         };

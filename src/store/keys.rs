@@ -80,6 +80,12 @@ impl KeyIndex {
             source,
         };
         debug_assert!(keys.windows(2).all(|w| w[0].0 < w[1].0));
+        if u32::try_from(keys.len()).is_err() {
+            return Err(KeyIndexError::Damaged {
+                path: path.to_path_buf(),
+                message: format!("{} keys: more than the format's 2^32", keys.len()),
+            });
+        }
         let tmp = path.with_extension("tmp");
         let file = File::create(&tmp).map_err(io)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
