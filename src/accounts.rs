@@ -119,9 +119,9 @@ pub fn parse_directory<R: Read>(
                     let checked = batch
                         .rows
                         .iter()
-                        .map(|(line, r)| match r {
-                            Ok(record) => (*line, check_row(record, cols, norm, &mut key)),
-                            Err(e) => (*line, Err(e.clone())),
+                        .map(|row| match &row.error {
+                            None => (row.line, check_row(&row.record, cols, norm, &mut key)),
+                            Some(e) => (row.line, Err(e.clone())),
                         })
                         .collect();
                     if done_tx.send((seq, batch, checked)).is_err() {
@@ -147,10 +147,9 @@ pub fn parse_directory<R: Read>(
         while more {
             let mut batch = spare.pop().unwrap_or_default();
             more = batch.fill(&mut rdr);
-            if batch.len == 0 {
+            if batch.rows.is_empty() {
                 break;
             }
-            batch.rows.truncate(batch.len);
             while let Ok((seq, b, checked)) = done.try_recv() {
                 apply(seq, b, checked, &mut spare);
             }
@@ -180,35 +179,42 @@ type Checked = (u64, Result<DirectoryAccount, String>);
 
 const BATCH_ROWS: usize = 4096;
 
-/// Rows read from the CSV, each with its line; the records are reused from batch to batch.
+/// Rows read from the CSV; the records are reused from batch to batch.
 #[derive(Default)]
 struct Batch {
-    rows: Vec<(u64, Result<csv::StringRecord, String>)>,
-    len: usize,
+    rows: Vec<Row>,
+}
+
+/// A CSV row with its line, or the reader's error for it.
+#[derive(Default)]
+struct Row {
+    line: u64,
+    record: csv::StringRecord,
+    error: Option<String>,
 }
 
 impl Batch {
     /// Reads up to `BATCH_ROWS` rows; false at the end of the input.
     fn fill<R: Read>(&mut self, rdr: &mut csv::Reader<R>) -> bool {
-        self.len = 0;
-        while self.len < BATCH_ROWS {
-            if self.rows.len() == self.len {
-                self.rows.push((0, Ok(csv::StringRecord::new())));
+        for n in 0..BATCH_ROWS {
+            if self.rows.len() == n {
+                self.rows.push(Row::default());
             }
-            let line = rdr.position().line();
-            let slot = &mut self.rows[self.len];
-            if slot.1.is_err() {
-                slot.1 = Ok(csv::StringRecord::new());
+            let row = &mut self.rows[n];
+            row.line = rdr.position().line();
+            row.error = None;
+            match rdr.read_record(&mut row.record) {
+                Ok(false) => {
+                    self.rows.truncate(n);
+                    return false;
+                }
+                Ok(true) => {
+                    if let Some(p) = row.record.position() {
+                        row.line = p.line();
+                    }
+                }
+                Err(e) => row.error = Some(e.to_string()),
             }
-            let Ok(record) = &mut slot.1 else {
-                unreachable!()
-            };
-            match rdr.read_record(record) {
-                Ok(false) => return false,
-                Ok(true) => slot.0 = record.position().map_or(line, |p| p.line()),
-                Err(e) => *slot = (line, Err(e.to_string())),
-            }
-            self.len += 1;
         }
         true
     }

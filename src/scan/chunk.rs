@@ -247,7 +247,7 @@ impl LineSink<'_, '_> {
                 login,
                 simple_at: None,
                 ..
-            } if classes.at & bytes::bits(0, login.len().min(64)) == 0 && login.len() < 64 => {
+            } if login.len() < 64 && classes.at & bytes::bits(0, login.len()) == 0 => {
                 self.out.records += 1;
             }
             Shape::Combo {

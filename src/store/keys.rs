@@ -196,12 +196,19 @@ impl KeyIndex {
         self.file
             .read_exact_at(&mut bucket, HEADER + FANOUT_BYTES + start * ENTRY as u64)
             .map_err(|e| self.io(e))?;
-        let entries: Vec<&[u8]> = bucket.chunks_exact(ENTRY).collect();
-        Ok(entries
-            .binary_search_by(|e| e[..20].cmp(&hash.0[..]))
-            .ok()
-            .and_then(|i| decode(entries[i]))
-            .map(|(_, id, kind)| (id, kind)))
+        let entry = |i: usize| &bucket[i * ENTRY..(i + 1) * ENTRY];
+        let (mut lo, mut hi) = (0, bucket.len() / ENTRY);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match entry(mid)[..20].cmp(&hash.0[..]) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    return Ok(decode(entry(mid)).map(|(_, id, kind)| (id, kind)))
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Calls `f` with every hash, in order, reading the file once.
