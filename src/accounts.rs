@@ -45,28 +45,6 @@ pub struct ImportReport {
     pub filter_bytes: u64,
 }
 
-/// Hashes an `IdentityHash` by its first 8 bytes: a SHA-1 digest is already uniform, and
-/// SipHash over 20 bytes per row was the largest cost of checking duplicates.
-#[derive(Default)]
-struct FirstBytes(u64);
-
-impl std::hash::Hasher for FirstBytes {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut b = [0u8; 8];
-        let n = bytes.len().min(8);
-        b[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(b);
-    }
-
-    fn write_usize(&mut self, _: usize) {}
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type DigestHasher = std::hash::BuildHasherDefault<FirstBytes>;
-
 /// Parses a directory CSV into accounts with their identity keys. Pure: no I/O but `input`.
 pub fn parse_directory<R: Read>(
     input: R,
@@ -163,7 +141,7 @@ pub fn parse_directory<R: Read>(
             apply(seq, b, checked, &mut spare);
         }
     });
-    Ok((rows.accounts, rows.errors))
+    Ok(rows.settle_duplicates())
 }
 
 /// Where the directory's columns are.
@@ -264,52 +242,105 @@ fn check_row(
     })
 }
 
-/// The accounts kept so far, in file order, and the rows skipped.
+/// The accounts read so far, in file order, with their lines, and the rows skipped.
 #[derive(Default)]
 struct Rows {
     accounts: Vec<DirectoryAccount>,
+    lines: Vec<u64>,
     errors: Vec<RowError>,
-    /// Each key taken, with the line of the row that took it.
-    seen: HashMap<IdentityHash, u64, DigestHasher>,
 }
 
 impl Rows {
     fn apply(&mut self, checked: Vec<Checked>) {
         for (line, row) in checked {
             match row {
-                Ok(account) => match self.claim(&account.keys, line) {
-                    None => self.accounts.push(account),
-                    Some(first) => self.errors.push(RowError {
-                        line,
-                        message: format!(
-                            "email or username already used on line {first}; row skipped"
-                        ),
-                    }),
-                },
+                Ok(account) => {
+                    self.accounts.push(account);
+                    self.lines.push(line);
+                }
                 Err(message) => self.errors.push(RowError { line, message }),
             }
         }
     }
 
-    /// Takes the row's keys, or none of them if one is taken (returns by which line). One
-    /// probe per key: keys are claimed as they come and given back in the rare conflict.
-    fn claim(&mut self, keys: &[(IdentityHash, IdentityKind)], line: u64) -> Option<u64> {
-        for (i, (h, _)) in keys.iter().enumerate() {
-            match self.seen.entry(*h) {
-                Entry::Vacant(v) => {
-                    v.insert(line);
-                }
-                Entry::Occupied(o) => {
-                    let first = *o.get();
-                    for (h, _) in &keys[..i] {
-                        self.seen.remove(h);
-                    }
-                    return Some(first);
-                }
+    /// Skips each row that uses a key (email or username) an earlier kept row took, as if
+    /// the rows were claimed one by one in file order.
+    ///
+    /// Claiming row by row in a hash map cost a cache miss per key, 4–5 s of CPU for 10 M
+    /// accounts. Instead the keys are sorted, which finds the keys that occur twice;
+    /// only the rows holding one of them can be skipped or cause a skip, and claiming just
+    /// those, in file order, decides exactly as claiming them all would: a key held by a
+    /// single row is never refused to it.
+    fn settle_duplicates(mut self) -> (Vec<DirectoryAccount>, Vec<RowError>) {
+        let hash =
+            |e: &(u64, u64)| &self.accounts[(e.1 >> 8) as usize].keys[(e.1 & 0xff) as usize].0;
+        let mut entries: Vec<(u64, u64)> = Vec::with_capacity(self.accounts.len() * 5 / 4);
+        for (row, a) in self.accounts.iter().enumerate() {
+            for (slot, (h, _)) in a.keys.iter().enumerate() {
+                let head = u64::from_be_bytes(h.0[..8].try_into().expect("8 bytes"));
+                entries.push((head, (row as u64) << 8 | slot as u64));
             }
         }
-        None
+        let entries = crate::sort::par_sorted(entries, |a, b| {
+            a.0.cmp(&b.0).then_with(|| hash(a).cmp(hash(b)))
+        });
+        let mut involved: Vec<usize> = entries
+            .chunk_by(|a, b| a.0 == b.0 && hash(a) == hash(b))
+            .filter(|same| same.len() > 1)
+            .flat_map(|same| same.iter().map(|e| (e.1 >> 8) as usize))
+            .collect();
+        drop(entries);
+        if involved.is_empty() {
+            return (self.accounts, self.errors);
+        }
+        involved.sort_unstable();
+        involved.dedup();
+        let mut taken: HashMap<IdentityHash, u64> = HashMap::new();
+        let mut skipped = Vec::new();
+        for &row in &involved {
+            let line = self.lines[row];
+            if let Some(first) = claim(&mut taken, &self.accounts[row].keys, line) {
+                skipped.push(row);
+                self.errors.push(RowError {
+                    line,
+                    message: format!("email or username already used on line {first}; row skipped"),
+                });
+            }
+        }
+        self.errors.sort_by_key(|e| e.line);
+        let mut skipped = skipped.into_iter().peekable();
+        let mut row = 0;
+        self.accounts.retain(|_| {
+            let skip = skipped.next_if_eq(&row).is_some();
+            row += 1;
+            !skip
+        });
+        (self.accounts, self.errors)
     }
+}
+
+/// Takes the row's keys, or none of them if one is taken (returns by which line). One
+/// probe per key: keys are claimed as they come and given back in the rare conflict.
+fn claim(
+    taken: &mut HashMap<IdentityHash, u64>,
+    keys: &[(IdentityHash, IdentityKind)],
+    line: u64,
+) -> Option<u64> {
+    for (i, (h, _)) in keys.iter().enumerate() {
+        match taken.entry(*h) {
+            Entry::Vacant(v) => {
+                v.insert(line);
+            }
+            Entry::Occupied(o) => {
+                let first = *o.get();
+                for (h, _) in &keys[..i] {
+                    taken.remove(h);
+                }
+                return Some(first);
+            }
+        }
+    }
+    None
 }
 
 /// The identity keys of an account whose email and username are already normalised: the
@@ -360,10 +391,10 @@ pub fn import_file(
     );
     let started = std::time::Instant::now();
     let rate = cfg.filter.false_positive_rate;
-    // The filter is built from the new keys while the database is written.
+    // The filter is built from the new keys while the directory is merged and written.
     let (generation, filter) = store.replace_directory_with(&accounts, |keys, generation| {
         let mut filter = AccountFilter::with_capacity(keys.len() as u64, rate, generation)?;
-        keys.iter().for_each(|(h, _, _)| filter.insert(h));
+        keys.hashes().for_each(|h| filter.insert(h));
         Ok::<_, FilterError>(filter)
     })?;
     let filter = filter?;
@@ -595,6 +626,57 @@ mod index_tests {
             .confirm(&IdentityHash::of("marie@gmail.example"))
             .unwrap()
             .is_some());
+    }
+
+    /// The sort-based settling against claiming every row in order, on rows drawn from
+    /// small pools so that duplicates chain: a row refused for its username gives its
+    /// email back, and a later row may take it.
+    #[test]
+    fn duplicates_are_settled_as_by_claiming_every_row_in_order() {
+        use rand::{Rng, SeedableRng};
+        let norm = Normalizer::from_parts(&["agence-exemple.fr"], &["sso.agence-exemple.fr"]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for round in 0..50 {
+            let mut rows = Rows::default();
+            let mut batch = Vec::new();
+            for i in 0..rng.random_range(1..300u64) {
+                let email = format!("p{}@x.example", rng.random_range(0..60));
+                let user = rng
+                    .random_bool(0.6)
+                    .then(|| format!("l{}", rng.random_range(0..40)));
+                let keys = account_keys(&norm, &email, user.as_deref());
+                let account = DirectoryAccount {
+                    email,
+                    username: user,
+                    name: None,
+                    lang: Lang::Fr,
+                    keys,
+                };
+                batch.push((i + 2, Ok(account)));
+            }
+            let mut taken = HashMap::new();
+            let mut want_kept = Vec::new();
+            let mut want_errors = Vec::new();
+            for (line, a) in &batch {
+                let a = a.as_ref().unwrap();
+                match claim(&mut taken, &a.keys, *line) {
+                    None => want_kept.push(a.email.clone()),
+                    Some(first) => want_errors.push((*line, first)),
+                }
+            }
+            rows.apply(batch);
+            let (kept, errors) = rows.settle_duplicates();
+            let kept: Vec<String> = kept.into_iter().map(|a| a.email).collect();
+            let errors: Vec<(u64, u64)> = errors
+                .iter()
+                .map(|e| {
+                    let first = e.message.split("line ").nth(1).unwrap();
+                    (e.line, first.split(';').next().unwrap().parse().unwrap())
+                })
+                .collect();
+            assert_eq!(kept, want_kept, "round {round}");
+            assert_eq!(errors, want_errors, "round {round}");
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub mod progress;
 pub mod scan;
 pub mod schedule;
 pub mod secret;
+pub mod sort;
 pub mod source;
 pub mod store;
 pub mod synth;

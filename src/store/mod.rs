@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 pub use devices::{DeviceRecord, DeviceView};
-pub use directory::{AccountRow, DirectoryAccount};
+pub use directory::{AccountRow, DirectoryAccount, NewKeys};
 pub use feeds::{DaemonRow, FeedRunRow, FeedRunStats, RunOutcome, SeenFile};
 pub use findings::{
     FindingKind, FindingView, Severity, Sighting, SightingOutcome, UnknownSighting, UnknownView,
@@ -53,11 +53,17 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error(transparent)]
     Keys(#[from] KeyIndexError),
+    /// Checked before anything is written: the identity index counts in 32 bits.
+    #[error("directory of {accounts} accounts with {keys} identity keys: the identity index holds at most 2^32 - 1")]
+    DirectoryTooLarge { accounts: usize, keys: usize },
     /// `confirm` before the identity index was brought up to date (`accounts::load_filter`
     /// does it at every start).
     #[error("identity index {path} is missing or older than the directory")]
     KeysStale { path: PathBuf },
 }
+
+/// How long a statement waits for another connection's lock before failing.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Store {
     conn: Connection,
@@ -148,8 +154,7 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         let mut store = Store {
             conn,
             path,
