@@ -118,6 +118,21 @@ impl KeyBlocks<'_> {
         }
     }
 
+    /// [`KeyBlocks::username`] when the URL's host is known and ASCII
+    /// (`shape::plain_url_host`); the URL itself is needed only when there is no login
+    /// host (a non-ASCII URL is then the reference's to judge).
+    #[inline]
+    pub fn username_on(&self, url: &str, host: &str) -> Fast {
+        if !self.norm.has_login_hosts() {
+            return self.username(Some(url));
+        }
+        if self.norm.is_login_host(host) {
+            Fast::Defer
+        } else {
+            Fast::NoKey
+        }
+    }
+
     /// [`KeyBlocks::key`] for a login known to be plain bytes (letters, digits, `.`, `-`,
     /// `_`, `+`) around exactly one `@`, at `at` (`parse::shape::plain_at`): nothing to
     /// trim or decode, one pass over the domain.

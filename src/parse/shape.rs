@@ -147,6 +147,40 @@ pub fn shape_with<'a>(line: &'a str, c: &Classes) -> Shape<'a> {
     }
 }
 
+/// `normalize::url_host` of a ULP line's `url` (which starts the line) from the line's
+/// classes, when the URL has a `scheme://` (`scheme` is where it ends) and its host is
+/// plain bytes inside the first 64: then nothing in the host needs the general reading
+/// (no port, space or non-ASCII byte). `None` when it cannot tell.
+#[inline]
+pub fn plain_url_host<'a>(url: &'a str, c: &Classes, scheme: Option<usize>) -> Option<&'a str> {
+    let start = scheme?;
+    let span = bytes::bits(start, url.len().min(64));
+    let end = match (c.path & span).trailing_zeros() as usize {
+        64 if url.len() > 64 => return None,
+        64 => url.len(),
+        end => end,
+    };
+    // User info (`android://<hash>@package/`): the host follows the last `@`, and the
+    // user info must hold no separator (`url_host` would stop at a space there).
+    let ats = c.at & bytes::bits(start, end);
+    let from = if ats == 0 {
+        start
+    } else {
+        let last = 63 - ats.leading_zeros() as usize;
+        if c.sep & bytes::bits(start, last) != 0 {
+            return None;
+        }
+        last + 1
+    };
+    let host = bytes::bits(from, end);
+    if c.plain & host != host {
+        return None;
+    }
+    let host = &url[from..end];
+    let host = host.strip_suffix('.').unwrap_or(host);
+    (!host.is_empty()).then_some(host)
+}
+
 /// `ulp::split_ulp` of a line [`shape_with`] found to be ULP, from its classes (with the
 /// ULP ones: `bytes::classify_ulp`), for a URL
 /// without a port within the first 64 bytes. `None` when it cannot tell: then ask the
@@ -191,7 +225,23 @@ pub fn split_ulp_with<'a>(
     if sep == b' ' {
         rest = rest.trim_start_matches(' ');
     }
-    let (login, password) = match memchr::memchr(sep, rest.as_bytes()) {
+    // The next `sep` from the separator bits of the first 64 bytes, then past them.
+    let from = b.len() - rest.len();
+    let mut seps = c.sep & bytes::bits(from, b.len().min(64));
+    let mut next = None;
+    while seps != 0 {
+        let i = seps.trailing_zeros() as usize;
+        if b[i] == sep {
+            next = Some(i - from);
+            break;
+        }
+        seps &= seps - 1;
+    }
+    if next.is_none() && b.len() > 64 {
+        let past = from.max(64);
+        next = memchr::memchr(sep, &b[past..]).map(|j| past + j - from);
+    }
+    let (login, password) = match next {
         Some(j) => (&rest[..j], &rest[j + 1..]),
         None => (rest, ""),
     };
@@ -261,6 +311,48 @@ fn looks_like_host(s: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::parse::{combo, ulp, CollectSink};
+
+    /// Wherever the classes give a URL's host, it is `url_host`'s; and they give it for
+    /// the common URLs.
+    #[test]
+    fn plain_url_host_agrees_with_url_host() {
+        use crate::identity::url_host;
+        let long = format!("https://{}.example/login", "a".repeat(70));
+        let urls = [
+            "https://sso.agence-exemple.fr/login",
+            "https://SSO.Agence-Exemple.FR./login?next=1",
+            "http://jeux.example:8080/connexion",
+            "android://aGFzaA==@com.example.social/",
+            "android://a@b@com.example.social/",
+            "android://a b@com.example.social/",
+            "android://@com.example.social/",
+            "android://hash@/",
+            "https://user:pw@host.example/",
+            "https://user@host.example:443/",
+            "https://host.example",
+            "https://host.example#frag",
+            "https:///path",
+            "https://./x",
+            "https://hôte.example/x",
+            "ftp://a b.example/",
+            "webmail.example/auth",
+            "https://a.example/r?u=http://b.example/",
+            long.as_str(),
+        ];
+        let mut known = 0;
+        for url in urls {
+            let line = format!("{url} user pass");
+            let c = classes_of(&line, line.as_bytes());
+            let Shape::Ulp { scheme } = shape_with(&line, &c) else {
+                continue;
+            };
+            if let Some(host) = plain_url_host(url, &c, scheme) {
+                known += 1;
+                assert_eq!(Some(host), url_host(url), "{url}");
+            }
+        }
+        assert!(known >= 7, "only {known} hosts read from the classes");
+    }
 
     /// Every line the fast pass settles, the reference settles the same way.
     #[test]

@@ -262,7 +262,7 @@ impl LineSink<'_, '_> {
                 let Some((url, login, password)) = split else {
                     return false;
                 };
-                if !self.plain_ulp(text, url, login, &classes, window) {
+                if !self.plain_ulp(text, (url, scheme), login, &classes, window) {
                     self.record(&Record::ulp(url, login, password, no));
                 }
             }
@@ -291,11 +291,12 @@ impl LineSink<'_, '_> {
     fn plain_ulp(
         &mut self,
         text: &str,
-        url: &str,
+        (url, scheme): (&str, Option<usize>),
         login: &str,
-        c: &bytes::Classes,
+        line: &bytes::Classes,
         window: &[u8],
     ) -> bool {
+        let c = line;
         let start = login.as_ptr() as usize - text.as_ptr() as usize;
         let end = start + login.len();
         // Past the line's first 64 bytes (a long URL), the login gets a window of its own.
@@ -313,7 +314,12 @@ impl LineSink<'_, '_> {
         }
         let ats = c.at & span;
         let fast = if ats == 0 {
-            self.keys.username(Some(url))
+            // The host from the line's classes: `url_host`'s searches were a fifth of the
+            // time of a ULP line.
+            match shape::plain_url_host(url, line, scheme) {
+                Some(host) => self.keys.username_on(url, host),
+                None => self.keys.username(Some(url)),
+            }
         } else if ats & (ats - 1) == 0 {
             let n = self.batch.n;
             let at = ats.trailing_zeros() as usize - (span.trailing_zeros() as usize);
