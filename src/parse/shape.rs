@@ -143,17 +143,38 @@ pub fn shape_with<'a>(line: &'a str, c: &Classes) -> Shape<'a> {
         {
             Shape::Ulp { scheme: None }
         }
-        _ => Shape::Other,
+        _ => other_or_junk(line),
+    }
+}
+
+/// A line without combo separators or `@` is a record only as a ULP line (`host login
+/// password`); otherwise the reference finds nothing in it. Banners and rulers
+/// (`# fresh combos`, `=====`) are settled here rather than by the reference's searches.
+fn other_or_junk(line: &str) -> Shape<'_> {
+    let combo = line
+        .bytes()
+        .any(|c| matches!(c, b':' | b';' | b'|' | b'\t' | b'@'));
+    if combo || ulp::looks_like_ulp(line) {
+        Shape::Other
+    } else {
+        Shape::Malformed
     }
 }
 
 /// `normalize::url_host` of a ULP line's `url` (which starts the line) from the line's
-/// classes, when the URL has a `scheme://` (`scheme` is where it ends) and its host is
-/// plain bytes inside the first 64: then nothing in the host needs the general reading
-/// (no port, space or non-ASCII byte). `None` when it cannot tell.
+/// classes (with the ULP ones), when the URL has a `scheme://` (`scheme` is where it
+/// ends) or no separator at all, and its host is plain bytes inside the first 64: then
+/// nothing in the host needs the general reading (no port, space or non-ASCII byte).
+/// `None` when it cannot tell.
 #[inline]
 pub fn plain_url_host<'a>(url: &'a str, c: &Classes, scheme: Option<usize>) -> Option<&'a str> {
-    let start = scheme?;
+    // Without a scheme, `url_host` reads from the start when no `://` follows: certainly
+    // so when the URL holds no `:` (nor any other separator) at all.
+    let start = match scheme {
+        Some(s) => s,
+        None if url.len() <= 64 && c.sep & bytes::bits(0, url.len()) == 0 => 0,
+        None => return None,
+    };
     let span = bytes::bits(start, url.len().min(64));
     let end = match (c.path & span).trailing_zeros() as usize {
         64 if url.len() > 64 => return None,
@@ -336,6 +357,9 @@ mod tests {
             "https://hôte.example/x",
             "ftp://a b.example/",
             "webmail.example/auth",
+            "webmail.example",
+            "webmail.example:8080/auth",
+            "a@webmail.example/auth",
             "https://a.example/r?u=http://b.example/",
             long.as_str(),
         ];
@@ -351,7 +375,7 @@ mod tests {
                 assert_eq!(Some(host), url_host(url), "{url}");
             }
         }
-        assert!(known >= 7, "only {known} hosts read from the classes");
+        assert!(known >= 9, "only {known} hosts read from the classes");
     }
 
     /// Every line the fast pass settles, the reference settles the same way.
@@ -480,7 +504,12 @@ mod tests {
             }
         );
         assert_eq!(shape("ab.:jd:pw"), Shape::Ulp { scheme: None });
-        assert_eq!(shape("====="), Shape::Other);
+        // Banners: nothing the reference could read, unless they hold a separator.
+        assert_eq!(shape("====="), Shape::Malformed);
+        assert_eq!(shape("# fresh combos 2025"), Shape::Malformed);
+        assert_eq!(shape("--- join our channel ---"), Shape::Malformed);
+        assert_eq!(shape("# mail: x"), Shape::Other);
+        assert_eq!(shape("--- x@y.example ---"), Shape::Other);
         assert_eq!(shape(":nologin"), Shape::Malformed);
         assert_eq!(shape("a@"), Shape::Malformed);
     }
