@@ -61,7 +61,7 @@ admins = ["secops@$domain"]
 TOML
 }
 config "$data"
-fresh() { rm -rf "$data/state"; "$bin" --config "$data/leakwatch.toml" accounts import "$data/accounts.csv" >/dev/null; }
+fresh() { rm -rf "$data/state"; RUST_LOG=leakwatch=warn "$bin" --config "$data/leakwatch.toml" accounts import "$data/accounts.csv" >/dev/null; }
 
 # Runs a command; prints "seconds max_rss_kib exit_status" (GNU time); output goes to $out.
 out=$(mktemp)

@@ -4,7 +4,7 @@
 //! to find duplicates. Each is a few seconds on one core for 10 M accounts; sorting two
 //! halves at once and merging them takes a little over half of that on this project's
 //! two-core reference machine. Callers sort small fixed-size entries that carry the
-//! deciding bytes inline (see `directory::by_email`), so the comparisons rarely chase a
+//! deciding bytes inline (see `store::directory`), so the comparisons rarely chase a
 //! pointer: that mattered more than the threads.
 
 use std::cmp::Ordering;

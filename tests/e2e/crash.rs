@@ -60,3 +60,71 @@ fn kill_9_during_ingest_loses_nothing_and_sends_nothing_twice() {
     let o = run(&cfg, &["mail", "list"]);
     assert_stdout(&o, "0 pending");
 }
+
+/// `kill -9` in the middle of a directory import (which writes through a rollback journal,
+/// not the WAL) leaves the old directory or the new one, never a mix: every later command
+/// opens the state, and once the import is run to its end the new directory matches.
+#[test]
+fn kill_9_during_accounts_import_leaves_one_directory_or_the_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = (tmp.path().join("old"), tmp.path().join("new"));
+    synth::write_bench(&old, 1, 100_000, 1 << 20, 30).unwrap();
+    // A debug build takes about 2 s to import it, the last second in its transaction.
+    let planted = synth::write_bench(&new, 2, 250_000, 2 << 20, 30).unwrap();
+    let cfg = write_config(tmp.path(), "file", "");
+    import(&cfg, &old.join("accounts.csv"));
+    let state = tmp.path().join("state");
+
+    for delay_ms in [300, 1200, 1500, 1800, 2100] {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["accounts", "import"])
+            .arg(new.join("accounts.csv"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The next run opens the state (rolling back a half-written import) and finds one
+        // whole directory: the old one's planted accounts, or the new one's.
+        let o = ingest(&cfg, &[&old.join("combo.txt"), &new.join("combo.txt")]);
+        expect_code(&o, 0);
+        let found = finding_emails(&cfg);
+        assert!(
+            found.len() >= 30 && found.len().is_multiple_of(30),
+            "after a kill at {delay_ms} ms: {} accounts found",
+            found.len()
+        );
+        assert!(
+            !state.join("leakwatch.db-journal").exists(),
+            "a rollback journal is left after a successful run"
+        );
+    }
+    import(&cfg, &new.join("accounts.csv"));
+    let o = ingest(&cfg, &[&new.join("combo.txt")]);
+    expect_code(&o, 0);
+    let found = finding_emails(&cfg);
+    let missing: Vec<&String> = planted.iter().filter(|e| !found.contains(e)).collect();
+    assert!(
+        missing.is_empty(),
+        "new directory's accounts not found: {missing:?}"
+    );
+}
+
+fn finding_emails(cfg: &std::path::Path) -> Vec<String> {
+    let o = run(cfg, &["findings", "list", "--json"]);
+    expect_code(&o, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut emails: Vec<String> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["email"].as_str().unwrap().to_string())
+        .collect();
+    emails.sort();
+    emails.dedup();
+    emails
+}
