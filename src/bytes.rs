@@ -17,6 +17,18 @@ pub const fn byte_set(set: &[u8]) -> [bool; 256] {
     t
 }
 
+/// `str::trim`, answered at once when both ends are ASCII and not whitespace (almost
+/// every field of a dump): the general trim decodes characters from both ends.
+#[inline]
+pub fn trim(s: &str) -> &str {
+    let b = s.as_bytes();
+    let solid = |c: u8| c < 0x80 && !matches!(c, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
+    match (b.first(), b.last()) {
+        (Some(&first), Some(&last)) if solid(first) && solid(last) => s,
+        _ => s.trim(),
+    }
+}
+
 /// Bit `i` set when `data[i] == byte`, for the first 64 bytes of `data`.
 #[inline]
 pub fn eq_mask(data: &[u8], byte: u8) -> u64 {
@@ -189,6 +201,28 @@ pub fn bits(from: usize, to: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn trim_is_str_trim() {
+        for s in [
+            "",
+            " ",
+            "a",
+            " a",
+            "a ",
+            "\u{b}a\u{c}",
+            "\u{a0}a",
+            "a\u{a0}",
+            "é",
+            " é ",
+            "a b",
+            "\u{2003}x\u{2003}",
+            "x\r",
+            "\tx",
+        ] {
+            assert_eq!(super::trim(s), s.trim(), "{s:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

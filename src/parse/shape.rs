@@ -164,7 +164,8 @@ fn other_or_junk(line: &str) -> Shape<'_> {
 /// `normalize::url_host` of a ULP line's `url` (which starts the line) from the line's
 /// classes (with the ULP ones), when the URL has a `scheme://` (`scheme` is where it
 /// ends) or no separator at all, and its host is plain bytes inside the first 64: then
-/// nothing in the host needs the general reading (no port, space or non-ASCII byte).
+/// nothing in the host needs the general reading (no space or non-ASCII byte; a port
+/// of digits is read).
 /// `None` when it cannot tell.
 #[inline]
 pub fn plain_url_host<'a>(url: &'a str, c: &Classes, scheme: Option<usize>) -> Option<&'a str> {
@@ -193,10 +194,20 @@ pub fn plain_url_host<'a>(url: &'a str, c: &Classes, scheme: Option<usize>) -> O
         }
         last + 1
     };
-    let host = bytes::bits(from, end);
-    if c.plain & host != host {
-        return None;
-    }
+    // Plain bytes, or plain bytes then a port (`:8080`, digits only, maybe none).
+    let other = !c.plain & bytes::bits(from, end);
+    let end = match other {
+        0 => end,
+        _ if other & (other - 1) == 0 => {
+            let colon = other.trailing_zeros() as usize;
+            let port = &url.as_bytes()[colon + 1..end];
+            if url.as_bytes()[colon] != b':' || !port.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            colon
+        }
+        _ => return None,
+    };
     let host = &url[from..end];
     let host = host.strip_suffix('.').unwrap_or(host);
     (!host.is_empty()).then_some(host)
@@ -266,7 +277,7 @@ pub fn split_ulp_with<'a>(
         Some(j) => (&rest[..j], &rest[j + 1..]),
         None => (rest, ""),
     };
-    let login = login.trim();
+    let login = bytes::trim(login);
     if login.is_empty() {
         return Some(None);
     }
@@ -343,6 +354,12 @@ mod tests {
             "https://sso.agence-exemple.fr/login",
             "https://SSO.Agence-Exemple.FR./login?next=1",
             "http://jeux.example:8080/connexion",
+            "http://jeux.example:/connexion",
+            "http://jeux.example:80a/connexion",
+            "http://jeux.example.:443",
+            "http://:443/",
+            "http://a:1:2/",
+            "http://[::1]:8080/",
             "android://aGFzaA==@com.example.social/",
             "android://a@b@com.example.social/",
             "android://a b@com.example.social/",
@@ -375,7 +392,7 @@ mod tests {
                 assert_eq!(Some(host), url_host(url), "{url}");
             }
         }
-        assert!(known >= 9, "only {known} hosts read from the classes");
+        assert!(known >= 12, "only {known} hosts read from the classes");
     }
 
     /// Every line the fast pass settles, the reference settles the same way.
