@@ -163,10 +163,9 @@ fn other_or_junk(line: &str) -> Shape<'_> {
 
 /// `normalize::url_host` of a ULP line's `url` (which starts the line) from the line's
 /// classes (with the ULP ones), when the URL has a `scheme://` (`scheme` is where it
-/// ends) or no separator at all, and its host is plain bytes inside the first 64: then
-/// nothing in the host needs the general reading (no space or non-ASCII byte; a port
-/// of digits is read).
-/// `None` when it cannot tell.
+/// ends) or no separator at all, and its host is plain bytes inside the first 64 (then a
+/// port of digits, maybe): nothing in it needs the general reading (no space, no
+/// non-ASCII byte). `None` when it cannot tell.
 #[inline]
 pub fn plain_url_host<'a>(url: &'a str, c: &Classes, scheme: Option<usize>) -> Option<&'a str> {
     // Without a scheme, `url_host` reads from the start when no `://` follows: certainly
@@ -214,9 +213,8 @@ pub fn plain_url_host<'a>(url: &'a str, c: &Classes, scheme: Option<usize>) -> O
 }
 
 /// `ulp::split_ulp` of a line [`shape_with`] found to be ULP, from its classes (with the
-/// ULP ones: `bytes::classify_ulp`), for a URL
-/// without a port within the first 64 bytes. `None` when it cannot tell: then ask the
-/// reference.
+/// ULP ones: `bytes::classify_ulp`), for a URL that ends within the first 64 bytes. `None`
+/// when it cannot tell: then ask the reference.
 #[inline]
 #[allow(clippy::type_complexity)]
 pub fn split_ulp_with<'a>(
