@@ -100,31 +100,15 @@ impl Store {
         // journaled and new ones are written once (1.9 s). The switch needs the database to
         // itself; when another connection is open it is refused and the import goes on in
         // WAL mode, just as safely.
-        self.set_journal_mode("DELETE");
+        let journal = super::set_journal_mode(&self.conn, "DELETE");
+        tracing::debug!(?journal, "rollback journal for the import");
         let result = self.merge_directory(accounts, &order, &fps, derive);
-        if !self.set_journal_mode("WAL") {
+        if !matches!(super::set_journal_mode(&self.conn, "WAL"), Ok(true)) {
             tracing::warn!("the database stays in rollback-journal mode until leakwatch restarts");
         }
         self.conn
             .pragma_update(None, "cache_size", DEFAULT_CACHE_KIB)?;
         result
-    }
-
-    /// Sets SQLite's journal mode; false when it did not change (another connection has
-    /// the database open). It does not wait for that connection to close.
-    fn set_journal_mode(&self, mode: &str) -> bool {
-        let now = self
-            .conn
-            .busy_timeout(std::time::Duration::ZERO)
-            .and_then(|()| {
-                self.conn
-                    .pragma_update_and_check(None, "journal_mode", mode, |r| r.get::<_, String>(0))
-            });
-        if let Err(e) = self.conn.busy_timeout(super::BUSY_TIMEOUT) {
-            tracing::warn!(error = %e, "could not restore the database's busy timeout");
-        }
-        tracing::debug!(?now, wanted = mode, "journal mode");
-        now.is_ok_and(|now| now.eq_ignore_ascii_case(mode))
     }
 
     fn merge_directory<T: Send>(
@@ -702,6 +686,31 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(journal_mode(&s), "wal");
         assert_eq!(s.active_account_count().unwrap(), 2);
+    }
+
+    /// A run that starts while an import holds the write lock in rollback-journal mode
+    /// opens the database (it cannot switch it back to WAL) and reads it.
+    #[test]
+    fn the_database_opens_during_an_import_in_rollback_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.replace_directory(&[acct("a@x.example", None)]).unwrap();
+        assert!(super::super::set_journal_mode(&s.conn, "DELETE").unwrap());
+        s.conn
+            .execute_batch("BEGIN IMMEDIATE; UPDATE accounts SET name = 'x';")
+            .unwrap();
+        let t = std::time::Instant::now();
+        let other = Store::open(dir.path()).unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "open waited"
+        );
+        assert_eq!(journal_mode(&other), "delete");
+        assert_eq!(other.active_account_count().unwrap(), 1);
+        drop(other);
+        s.conn.execute_batch("COMMIT").unwrap();
+        drop(s);
+        assert_eq!(journal_mode(&Store::open(dir.path()).unwrap()), "wal");
     }
 
     #[test]

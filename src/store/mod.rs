@@ -62,6 +62,26 @@ pub enum StoreError {
     KeysStale { path: PathBuf },
 }
 
+/// Sets SQLite's journal mode without waiting: false when another connection's lock
+/// refused it (it then stays as it was).
+fn set_journal_mode(conn: &Connection, mode: &str) -> rusqlite::Result<bool> {
+    conn.busy_timeout(std::time::Duration::ZERO)?;
+    let now = conn.pragma_update_and_check(None, "journal_mode", mode, |r| r.get::<_, String>(0));
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    match now {
+        Ok(now) => Ok(now.eq_ignore_ascii_case(mode)),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -148,8 +168,15 @@ impl Store {
         let conn = Connection::open(&path).map_err(open_err)?;
         // WAL + NORMAL: a commit survives a crash of the process (not necessarily of the
         // machine's power); busy_timeout lets `status` read while an ingest writes.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
+        // An import writes through a rollback journal (see `directory`): a run that opens
+        // the database meanwhile cannot switch it back, and goes on in rollback mode (as
+        // safe; readers and the writer wait on each other) rather than failing.
+        if !set_journal_mode(&conn, "WAL").map_err(open_err)? {
+            tracing::info!(
+                db = %path.display(),
+                "database busy (an import?): opened in rollback-journal mode"
+            );
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
