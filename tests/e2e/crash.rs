@@ -17,20 +17,13 @@ fn kill_9_during_ingest_loses_nothing_and_sends_nothing_twice() {
     let cfg = write_config(tmp.path(), "file", "");
     import(&cfg, &data.join("accounts.csv"));
 
+    let combo = data.join("combo.txt");
     for delay_ms in [150, 500, 1200, 2500] {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .args(["ingest", "--no-progress"])
-            .arg(data.join("combo.txt"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        // SIGKILL: no destructor, no flush, as after a crash or an OOM kill.
-        let _ = child.kill();
-        let _ = child.wait();
+        run_and_kill(
+            &cfg,
+            &["ingest", "--no-progress", combo.to_str().unwrap()],
+            delay_ms,
+        );
     }
     let o = ingest(&cfg, &[&data.join("combo.txt")]);
     expect_code(&o, 0);
@@ -76,18 +69,12 @@ fn kill_9_during_accounts_import_leaves_one_directory_or_the_other() {
     let state = tmp.path().join("state");
 
     for delay_ms in [300, 1200, 1500, 1800, 2100] {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .args(["accounts", "import"])
-            .arg(new.join("accounts.csv"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
+        let csv = new.join("accounts.csv");
+        run_and_kill(
+            &cfg,
+            &["accounts", "import", csv.to_str().unwrap()],
+            delay_ms,
+        );
         // The next run opens the state (rolling back a half-written import) and finds one
         // whole directory: the old one's planted accounts, or the new one's.
         let o = ingest(&cfg, &[&old.join("combo.txt"), &new.join("combo.txt")]);
@@ -127,4 +114,20 @@ fn finding_emails(cfg: &std::path::Path) -> Vec<String> {
     emails.sort();
     emails.dedup();
     emails
+}
+
+/// Starts leakwatch with `args` and kills it with SIGKILL after `delay_ms`: no destructor,
+/// no flush, as after a crash or an OOM kill.
+fn run_and_kill(cfg: &std::path::Path, args: &[&str], delay_ms: u64) {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    let _ = child.kill();
+    let _ = child.wait();
 }
