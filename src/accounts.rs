@@ -79,8 +79,8 @@ pub fn parse_directory<R: Read>(
 
     // Rows are read here, in order, and checked in batches by one worker per core: the
     // checks (normalising, hashing) are most of an import's parsing and every row's are
-    // independent. Duplicates depend on the rows before, so they are settled here too,
-    // as the batches come back in order.
+    // independent. The batches are put back in file order as they return; duplicates,
+    // which depend on the rows before, are settled once all are in (`settle_duplicates`).
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Rows::default();
     let (work, queue) = std::sync::mpsc::sync_channel::<(u64, Batch)>(workers);

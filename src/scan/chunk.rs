@@ -296,12 +296,11 @@ impl LineSink<'_, '_> {
         line: &bytes::Classes,
         window: &[u8],
     ) -> bool {
-        let c = line;
         let start = login.as_ptr() as usize - text.as_ptr() as usize;
         let end = start + login.len();
         // Past the line's first 64 bytes (a long URL), the login gets a window of its own.
         let (c, span) = if end <= 64 {
-            (*c, bytes::bits(start, end))
+            (*line, bytes::bits(start, end))
         } else if login.len() <= 64 {
             let mut copy = [0u8; 64];
             let w = shape::window64(login, &window[start..], &mut copy);

@@ -100,11 +100,11 @@ impl Store {
         // journaled and new ones are written once (1.9 s). The switch needs the database to
         // itself; when another connection is open it is refused and the import goes on in
         // WAL mode, just as safely.
-        let journal = super::set_journal_mode(&self.conn, "DELETE");
-        tracing::debug!(?journal, "rollback journal for the import");
+        let switched = matches!(super::set_journal_mode(&self.conn, "DELETE"), Ok(true));
+        tracing::debug!(switched, "rollback journal for the import");
         let result = self.merge_directory(accounts, &order, &fps, derive);
-        if !matches!(super::set_journal_mode(&self.conn, "WAL"), Ok(true)) {
-            tracing::warn!("the database stays in rollback-journal mode until leakwatch restarts");
+        if switched && !matches!(super::set_journal_mode(&self.conn, "WAL"), Ok(true)) {
+            tracing::warn!("the database stays in rollback-journal mode until it is next opened");
         }
         self.conn
             .pragma_update(None, "cache_size", DEFAULT_CACHE_KIB)?;
@@ -129,7 +129,7 @@ impl Store {
         )?;
         let generation = generation as u64;
         let t = std::time::Instant::now();
-        let (keys, derived, written) = std::thread::scope(|scope| {
+        let (mut keys, derived, written) = std::thread::scope(|scope| {
             // The keys are sorted and `derive` runs beside the merge and the writes: they
             // need only the new directory. Entries carry the account's position until
             // the merge has given it an id.
@@ -170,7 +170,6 @@ impl Store {
             (keys, derived, written)
         });
         let ids = written?;
-        let mut keys = keys;
         for key in &mut keys {
             key.1 = ids[key.1 as usize];
         }
