@@ -81,6 +81,29 @@ fn main() {
         }
     });
     black_box(state_out);
+    // The SHA extensions' paths by themselves: two chains and four chains side by side.
+    let (mut two, mut four) = (f64::NAN, f64::NAN);
+    #[cfg(target_arch = "x86_64")]
+    if leakwatch::identity::sha_ni::available() {
+        use leakwatch::identity::sha_ni::{hash2, hash4};
+        let [o0, o1, o2, o3] = &mut out[..4] else {
+            unreachable!()
+        };
+        two = ns_per(keys.len(), || {
+            for b in blocks.chunks_exact(2) {
+                // SAFETY: `available` said yes.
+                unsafe { hash2([&b[0], &b[1]], [o0, o1]) };
+                black_box(&o0);
+            }
+        });
+        four = ns_per(keys.len(), || {
+            for b in blocks.chunks_exact(4) {
+                // SAFETY: `available` said yes.
+                unsafe { hash4([&b[0], &b[1], &b[2], &b[3]], [o0, o1, o2, o3]) };
+                black_box(&o0);
+            }
+        });
+    }
     let mut check = [IdentityHash([0; 20])];
     hash_blocks(&blocks[..1], &mut check);
     assert_eq!(
@@ -129,6 +152,10 @@ fn main() {
     );
     println!(
         "| SHA-1, padded block, one at a time      | {single:5.1} |          |               |"
+    );
+    println!("| SHA-1, padded blocks, two chains (SHA-NI)| {two:5.1} |          |               |");
+    println!(
+        "| SHA-1, padded blocks, four chains        | {four:5.1} |          |               |"
     );
     println!(
         "| SHA-1, padded blocks, `hash_blocks`     | {block:5.1} |          |               |"

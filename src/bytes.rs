@@ -159,6 +159,49 @@ pub fn lower(w: &mut [u8; 64]) {
     }
 }
 
+/// The start of a one-block SHA-1 message in one pass over `src`: its first `len` bytes
+/// (`len` < 64) lower-cased into `dst`, byte `len` set to 0x80, the rest to 0 ([`lower`]
+/// then [`keep_and_mark`], without the copy and the second pass). Returns the masks of
+/// `.` and `+` in `src`, which the caller's checks of a domain need.
+#[inline]
+pub fn lower_marked(src: &[u8; 64], len: usize, dst: &mut [u8; 64]) -> (u64, u64) {
+    debug_assert!(len < 64);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86_64; loads and stores are within the arrays.
+        unsafe {
+            let set = |b: u8| _mm_set1_epi8(b as i8);
+            let n = set(len as u8);
+            let mut idx = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            let (mut dots, mut plus) = (0u64, 0u64);
+            for k in 0..4 {
+                let v = _mm_loadu_si128(src.as_ptr().add(16 * k).cast());
+                dots |= (_mm_movemask_epi8(_mm_cmpeq_epi8(v, set(b'.'))) as u16 as u64) << (16 * k);
+                plus |= (_mm_movemask_epi8(_mm_cmpeq_epi8(v, set(b'+'))) as u16 as u64) << (16 * k);
+                let d = _mm_sub_epi8(v, set(b'A'));
+                let upper = _mm_cmpeq_epi8(_mm_min_epu8(d, set(25)), d);
+                let v = _mm_or_si128(v, _mm_and_si128(upper, set(0x20)));
+                // Indices and `len` are below 128: signed compares are exact.
+                let keep = _mm_cmplt_epi8(idx, n);
+                let mark = _mm_and_si128(_mm_cmpeq_epi8(idx, n), set(0x80));
+                let out = _mm_or_si128(_mm_and_si128(v, keep), mark);
+                _mm_storeu_si128(dst.as_mut_ptr().add(16 * k).cast(), out);
+                idx = _mm_add_epi8(idx, set(16));
+            }
+            (dots, plus)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        dst[..len].copy_from_slice(&src[..len]);
+        dst[..len].make_ascii_lowercase();
+        dst[len] = 0x80;
+        dst[len + 1..].fill(0);
+        (eq_mask(src, b'.'), eq_mask(src, b'+'))
+    }
+}
+
 /// Keeps the first `len` bytes (`len` < 64), sets byte `len` to 0x80 and the rest to 0:
 /// the start of SHA-1's padding.
 #[inline]
@@ -250,6 +293,12 @@ mod tests {
             lower(&mut l);
             assert_eq!(l, w.map(|c| c.to_ascii_lowercase()));
             let len = rng.below(64) as usize;
+            let mut m = [0xAA; 64];
+            let (dots, plus) = lower_marked(&w, len, &mut m);
+            assert_eq!(m[..len], l[..len]);
+            assert_eq!(m[len], 0x80);
+            assert!(m[len + 1..].iter().all(|&c| c == 0));
+            assert_eq!((dots, plus), (eq_mask(&w, b'.'), eq_mask(&w, b'+')));
             let mut p = w;
             keep_and_mark(&mut p, len);
             assert_eq!(p[..len], w[..len]);

@@ -161,20 +161,20 @@ impl KeyBlocks<'_> {
         if len > MAX_BLOCK_KEY {
             return Fast::Defer;
         }
-        match window.first_chunk::<64>() {
-            Some(w) => block.copy_from_slice(w),
-            None => block[..len].copy_from_slice(&b[..len]),
-        }
-        bytes::lower(block);
+        let mut copy = [0u8; 64];
+        let src = match window.first_chunk::<64>() {
+            Some(w) => w,
+            None => {
+                copy[..len].copy_from_slice(&b[..len]);
+                &copy
+            }
+        };
+        let (dots, plus) = bytes::lower_marked(src, len, block);
         // `valid_ascii_domain` on plain bytes: no `+`, a dot, and no empty label.
         let domain = bytes::bits(at + 1, len);
-        let dots = bytes::eq_mask(block, b'.') & domain;
+        let dots = dots & domain;
         let ends = (1u64 << (at + 1)) | (1u64 << (len - 1));
-        if bytes::eq_mask(block, b'+') & domain != 0
-            || dots == 0
-            || dots & ends != 0
-            || dots & (dots >> 1) != 0
-        {
+        if plus & domain != 0 || dots == 0 || dots & ends != 0 || dots & (dots >> 1) != 0 {
             return Fast::NoKey;
         }
         let key_domain = &block[at + 1..len];
@@ -186,7 +186,7 @@ impl KeyBlocks<'_> {
         {
             return Fast::Defer;
         }
-        pad(block, len);
+        block[56..].copy_from_slice(&((len as u64) * 8).to_be_bytes());
         Fast::Key(len)
     }
 }
@@ -213,7 +213,17 @@ pub fn hash_blocks(blocks: &[[u8; 64]], out: &mut [IdentityHash]) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if super::sha_ni::available() {
-        for (pair, hashes) in blocks[..n].chunks_exact(2).zip(out.chunks_exact_mut(2)) {
+        let quads = blocks[..n].chunks_exact(4).zip(out.chunks_exact_mut(4));
+        for (four, hashes) in quads {
+            let [a, b, c, d] = hashes else { unreachable!() };
+            // SAFETY: `available` checked the CPU's extensions.
+            unsafe { super::sha_ni::hash4([&four[0], &four[1], &four[2], &four[3]], [a, b, c, d]) };
+        }
+        done = n - n % 4;
+        let pairs = blocks[done..n]
+            .chunks_exact(2)
+            .zip(out[done..].chunks_exact_mut(2));
+        for (pair, hashes) in pairs {
             let [a, b] = hashes else { unreachable!() };
             // SAFETY: `available` checked the CPU's extensions.
             unsafe { super::sha_ni::hash2([&pair[0], &pair[1]], [a, b]) };

@@ -11,7 +11,7 @@
 
 pub mod block;
 mod normalize;
-mod sha_ni;
+pub mod sha_ni;
 
 pub use normalize::{mask, mask_email, normalize_email, url_host, Normalizer};
 

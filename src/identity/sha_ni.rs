@@ -35,6 +35,25 @@ pub fn available() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 pub unsafe fn hash2(blocks: [&[u8; 64]; 2], out: [&mut IdentityHash; 2]) {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { hash_lanes(blocks, out) }
+}
+
+/// SHA-1 of four padded blocks, four chains side by side.
+///
+/// # Safety
+/// The CPU must have the SHA, SSSE3 and SSE4.1 extensions ([`available`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+pub unsafe fn hash4(blocks: [&[u8; 64]; 4], out: [&mut IdentityHash; 4]) {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { hash_lanes(blocks, out) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+#[inline]
+unsafe fn hash_lanes<const L: usize>(blocks: [&[u8; 64]; L], out: [&mut IdentityHash; L]) {
     // Big-endian words: reverse the bytes of each 16-byte load.
     let be = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0A0B_0C0D_0E0F);
     // The initial state, A in the high lane as `sha1rnds4` wants it, and E alone.
@@ -50,33 +69,33 @@ pub unsafe fn hash2(blocks: [&[u8; 64]; 2], out: [&mut IdentityHash; 2]) {
         unsafe { _mm_shuffle_epi8(_mm_loadu_si128(block.as_ptr().add(16 * i).cast()), be) }
     };
     // Per chain: the message schedule ring w[0..5] and the two round states.
-    let mut w = [[_mm_setzero_si128(); 5]; 2];
-    let mut h0 = [abcd; 2];
-    let mut h1 = [e; 2];
-    for l in 0..2 {
+    let mut w = [[_mm_setzero_si128(); 5]; L];
+    let mut h0 = [abcd; L];
+    let mut h1 = [e; L];
+    for l in 0..L {
         for (i, wi) in w[l].iter_mut().take(4).enumerate() {
             *wi = load(blocks[l], i);
         }
         h1[l] = _mm_add_epi32(e, w[l][0]);
     }
     // Rounds 0–15: the block's own words.
-    for l in 0..2 {
+    for l in 0..L {
         h1[l] = _mm_sha1rnds4_epu32(h0[l], h1[l], 0);
     }
-    for l in 0..2 {
+    for l in 0..L {
         h0[l] = _mm_sha1rnds4_epu32(h1[l], _mm_sha1nexte_epu32(h0[l], w[l][1]), 0);
     }
-    for l in 0..2 {
+    for l in 0..L {
         h1[l] = _mm_sha1rnds4_epu32(h0[l], _mm_sha1nexte_epu32(h1[l], w[l][2]), 0);
     }
-    for l in 0..2 {
+    for l in 0..L {
         h0[l] = _mm_sha1rnds4_epu32(h1[l], _mm_sha1nexte_epu32(h0[l], w[l][3]), 0);
     }
     // Rounds 16–79: sixteen steps of four, each extending the schedule by four words
     // into the ring slot that falls out. The round function changes every 20 rounds.
     macro_rules! step {
         ($s:expr, $f:expr) => {
-            for l in 0..2 {
+            for l in 0..L {
                 let r = &mut w[l];
                 let next = _mm_sha1msg2_epu32(
                     _mm_xor_si128(

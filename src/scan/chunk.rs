@@ -14,6 +14,7 @@ use crate::identity::IdentityHash;
 use crate::parse::shape::{self, Shape};
 use crate::parse::{self, ulp, Malformed, Record, Sink};
 
+use super::masks::Masks;
 use super::Setup;
 
 /// The separators of combo lines: `:`, `;`, `|`, tab.
@@ -46,10 +47,12 @@ pub(crate) struct ChunkOut {
     pub deferred: Vec<(u64, usize, usize)>,
 }
 
-/// Screens and parses every line of `out.buf[..out.len]`.
-pub(crate) fn scan(setup: &Setup<'_>, out: &mut ChunkOut) {
+/// Screens and parses every line of `out.buf[..out.len]`; `masks` is the worker's
+/// space for the chunk's byte classes.
+pub(crate) fn scan(setup: &Setup<'_>, out: &mut ChunkOut, masks: &mut Masks) {
     let buf = std::mem::take(&mut out.buf);
     let data = &buf[..out.len];
+    masks.classify(data);
     // One vectorised pass tells whether any line needs the NUL and UTF-8 checks.
     let clean = data.iter().fold(0u8, |a, &b| a | b) < 0x80 && memchr::memchr(0, data).is_none();
     let mut sink = LineSink {
@@ -63,7 +66,7 @@ pub(crate) fn scan(setup: &Setup<'_>, out: &mut ChunkOut) {
     };
     let mut pos = 0;
     let mut no = 0u64;
-    let mut newlines = Newlines::new(data);
+    let mut newlines = masks.newlines();
     while pos < data.len() {
         let end = newlines.next().unwrap_or(data.len());
         no += 1;
@@ -87,8 +90,8 @@ pub(crate) fn scan(setup: &Setup<'_>, out: &mut ChunkOut) {
                     let text = if clean { trim_ascii(text) } else { text.trim() };
                     sink.cur = (no, start, stop);
                     // The line's bytes in place, with the buffer's slack after them.
-                    let window = &buf[text.as_ptr() as usize - buf.as_ptr() as usize..];
-                    if text.is_empty() || sink.line(text, window, no) {
+                    let at = text.as_ptr() as usize - buf.as_ptr() as usize;
+                    if text.is_empty() || sink.line(text, &buf[at..], masks.classes_at(at), no) {
                         None
                     } else {
                         Some(Malformed::Unrecognised)
@@ -107,44 +110,6 @@ pub(crate) fn scan(setup: &Setup<'_>, out: &mut ChunkOut) {
     out.lines = no;
     out.deferred.sort_unstable();
     out.buf = buf;
-}
-
-/// Positions of the newlines of a chunk, found 64 bytes at a time: one compare per 16
-/// bytes instead of a `memchr` call per line (lines are short; the call's setup was 10 %
-/// of the time).
-struct Newlines<'a> {
-    data: &'a [u8],
-    /// Start of the 64-byte window `mask` describes.
-    base: usize,
-    mask: u64,
-}
-
-impl<'a> Newlines<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Newlines {
-            data,
-            base: 0,
-            mask: crate::bytes::eq_mask(data, b'\n'),
-        }
-    }
-}
-
-impl Iterator for Newlines<'_> {
-    type Item = usize;
-
-    #[inline]
-    fn next(&mut self) -> Option<usize> {
-        while self.mask == 0 {
-            self.base += 64;
-            if self.base >= self.data.len() {
-                return None;
-            }
-            self.mask = crate::bytes::eq_mask(&self.data[self.base..], b'\n');
-        }
-        let at = self.base + self.mask.trailing_zeros() as usize;
-        self.mask &= self.mask - 1;
-        Some(at)
-    }
 }
 
 /// `str::trim` of ASCII text: its whitespace there is these six bytes.
@@ -221,10 +186,7 @@ struct LineSink<'a, 's> {
 impl LineSink<'_, '_> {
     /// `parse::parse_credential_line`, with the common shapes settled by one pass.
     #[inline]
-    fn line(&mut self, text: &str, window: &[u8], no: u64) -> bool {
-        let mut copy = [0u8; 64];
-        let w = shape::window64(text, window, &mut copy);
-        let mut classes = bytes::classify(w);
+    fn line(&mut self, text: &str, window: &[u8], mut classes: bytes::Classes, no: u64) -> bool {
         // The most common line first, without going through `Shape` (whose matches cost a
         // mispredicted jump per line): one address, then a combo separator. `shape_with`
         // answers `Combo` with `simple_at` for exactly these lines.
@@ -256,7 +218,8 @@ impl LineSink<'_, '_> {
                 simple_at: None,
             } => self.record(&Record::combo(login, password, no)),
             Shape::Ulp { scheme } => {
-                bytes::classify_ulp(w, &mut classes);
+                let mut copy = [0u8; 64];
+                bytes::classify_ulp(shape::window64(text, window, &mut copy), &mut classes);
                 let split = shape::split_ulp_with(text, &classes, scheme)
                     .unwrap_or_else(|| ulp::split_ulp(text));
                 let Some((url, login, password)) = split else {

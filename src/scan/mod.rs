@@ -21,6 +21,7 @@
 //! Memory is bounded by `2 × threads` chunk buffers, whatever the input's size.
 
 mod chunk;
+mod masks;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -86,6 +87,7 @@ pub fn scan_lines(
     let mut apply = Apply::default();
     if setup.threads <= 1 {
         let mut buf = chunks.new_buffer();
+        let mut masks = masks::Masks::default();
         while !sink.should_stop() {
             let out = match chunks.next(&mut buf)? {
                 Piece::End => break,
@@ -97,7 +99,7 @@ pub fn scan_lines(
                         first,
                         ..ChunkOut::default()
                     };
-                    chunk::scan(setup, &mut out);
+                    chunk::scan(setup, &mut out, &mut masks);
                     out
                 }
             };
@@ -113,12 +115,15 @@ pub fn scan_lines(
         let (done_tx, done_rx) = mpsc::channel::<ChunkOut>();
         for _ in 0..setup.threads {
             let (job_rx, done_tx) = (&job_rx, done_tx.clone());
-            scope.spawn(move || loop {
-                let job = job_rx.lock().map(|rx| rx.recv());
-                let Ok(Ok(mut job)) = job else { return };
-                chunk::scan(setup, &mut job);
-                if done_tx.send(job).is_err() {
-                    return;
+            scope.spawn(move || {
+                let mut masks = masks::Masks::default();
+                loop {
+                    let job = job_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok(mut job)) = job else { return };
+                    chunk::scan(setup, &mut job, &mut masks);
+                    if done_tx.send(job).is_err() {
+                        return;
+                    }
                 }
             });
         }
