@@ -62,6 +62,8 @@ pub(crate) fn scan(setup: &Setup<'_>, out: &mut ChunkOut, masks: &mut Masks) {
         cur: (0, 0, 0),
         batch: Batch::default(),
         hashed: Hashed::default(),
+        lines: [[(0, 0, 0); BATCH]; 2],
+        side: 0,
         counts: [0; Malformed::ALL.len()],
     };
     let mut pos = 0;
@@ -135,11 +137,13 @@ fn text_of(line: &[u8], clean: bool) -> Result<&str, Malformed> {
     std::str::from_utf8(line).map_err(|_| Malformed::InvalidUtf8)
 }
 
+/// The lines of a batch: (number, start, end).
+type Lines = [(u64, usize, usize); BATCH];
+
 /// Keys being written into SHA-1 blocks.
 #[derive(Clone, Copy)]
 struct Batch {
     blocks: [[u8; 64]; BATCH],
-    lines: [(u64, usize, usize); BATCH],
     n: usize,
 }
 
@@ -147,7 +151,6 @@ impl Default for Batch {
     fn default() -> Self {
         Batch {
             blocks: [[0; 64]; BATCH],
-            lines: [(0, 0, 0); BATCH],
             n: 0,
         }
     }
@@ -157,7 +160,6 @@ impl Default for Batch {
 /// they are in cache (tested at once, the filter's loads were a third of `flush`).
 #[derive(Clone, Copy)]
 struct Hashed {
-    lines: [(u64, usize, usize); BATCH],
     hashes: [IdentityHash; BATCH],
     n: usize,
 }
@@ -165,7 +167,6 @@ struct Hashed {
 impl Default for Hashed {
     fn default() -> Self {
         Hashed {
-            lines: [(0, 0, 0); BATCH],
             hashes: [IdentityHash([0; 20]); BATCH],
             n: 0,
         }
@@ -180,6 +181,10 @@ struct LineSink<'a, 's> {
     cur: (u64, usize, usize),
     batch: Batch,
     hashed: Hashed,
+    /// The lines of `batch` (`lines[side]`) and of `hashed` (the other): the two trade
+    /// places at each flush without copying.
+    lines: [Lines; 2],
+    side: usize,
     counts: [u8; Malformed::ALL.len()],
 }
 
@@ -302,7 +307,7 @@ impl LineSink<'_, '_> {
             Fast::NoKey => {}
             Fast::Defer => self.out.deferred.push(self.cur),
             Fast::Key(_) => {
-                self.batch.lines[self.batch.n] = self.cur;
+                self.lines[self.side][self.batch.n] = self.cur;
                 self.batch.n += 1;
                 if self.batch.n == BATCH {
                     self.flush();
@@ -320,29 +325,29 @@ impl LineSink<'_, '_> {
         }
     }
 
-    /// Hashes the batch and prefetches its filter blocks, then tests the batch hashed
-    /// before.
+    /// Tests the batch hashed before, then hashes this one and prefetches its filter
+    /// blocks.
     fn flush(&mut self) {
-        let b = &mut self.batch;
-        let n = b.n;
-        let mut hashes = [IdentityHash([0; 20]); BATCH];
-        hash_blocks(&b.blocks[..n], &mut hashes[..n]);
-        for h in &hashes[..n] {
-            self.setup.filter.prefetch(h);
-        }
-        let lines = b.lines;
-        b.n = 0;
         self.test_hashed();
-        self.hashed = Hashed { lines, hashes, n };
+        let (b, h) = (&mut self.batch, &mut self.hashed);
+        let n = b.n;
+        hash_blocks(&b.blocks[..n], &mut h.hashes[..n]);
+        for hash in &h.hashes[..n] {
+            self.setup.filter.prefetch(hash);
+        }
+        h.n = n;
+        b.n = 0;
+        self.side ^= 1;
     }
 
     /// Tests the hashed batch against the filter: a hit defers its line.
     fn test_hashed(&mut self) {
         let h = &mut self.hashed;
+        let lines = &self.lines[self.side ^ 1];
         let filter = self.setup.filter;
         for i in 0..h.n {
             if filter.may_contain(&h.hashes[i]) {
-                self.out.deferred.push(h.lines[i]);
+                self.out.deferred.push(lines[i]);
             } else {
                 self.out.identities += 1;
             }
