@@ -345,9 +345,9 @@ impl LineSink<'_, '_> {
         let h = &mut self.hashed;
         let lines = &self.lines[self.side ^ 1];
         let filter = self.setup.filter;
-        for i in 0..h.n {
-            if filter.may_contain(&h.hashes[i]) {
-                self.out.deferred.push(lines[i]);
+        for (hash, &line) in h.hashes[..h.n].iter().zip(lines) {
+            if filter.may_contain(hash) {
+                self.out.deferred.push(line);
             } else {
                 self.out.identities += 1;
             }
