@@ -154,9 +154,7 @@ fn main() {
         "| SHA-1, padded block, one at a time      | {single:5.1} |          |               |"
     );
     println!("| SHA-1, SHA-NI, two chains               | {two:5.1} |          |               |");
-    println!(
-        "| SHA-1, SHA-NI, four chains              | {four:5.1} |          |               |"
-    );
+    println!("| SHA-1, SHA-NI, four chains              | {four:5.1} |          |               |");
     println!(
         "| SHA-1, padded blocks, `hash_blocks`     | {block:5.1} |          |               |"
     );

@@ -127,31 +127,16 @@ mod x86 {
 
     use super::Block;
 
+    /// Without AVX2: the per-window classes of [`crate::bytes`], and its newline mask.
     pub fn classify_sse2(data: &[u8], out: &mut [Block]) {
         for (bytes, block) in data.chunks_exact(64).zip(out.iter_mut()) {
-            let mut b = Block::default();
-            // SAFETY: SSE2 is part of x86_64; the loads are within the 64 bytes.
-            unsafe {
-                let set = |c: u8| _mm_set1_epi8(c as i8);
-                let eq = |v: __m128i, c: u8| _mm_cmpeq_epi8(v, set(c));
-                let or = |a: __m128i, b: __m128i| _mm_or_si128(a, b);
-                // x in [lo, lo + span] (unsigned): min(x - lo, span) == x - lo.
-                let range = |v: __m128i, lo: u8, span: u8| {
-                    let d = _mm_sub_epi8(v, set(lo));
-                    _mm_cmpeq_epi8(_mm_min_epu8(d, set(span)), d)
-                };
-                let bits = |m: __m128i, k: usize| (_mm_movemask_epi8(m) as u16 as u64) << (16 * k);
-                for k in 0..4 {
-                    let v = _mm_loadu_si128(bytes.as_ptr().add(16 * k).cast());
-                    let letter = range(or(v, set(0x20)), b'a', 25);
-                    let digit = range(v, b'0', 9);
-                    let punct = or(or(eq(v, b'.'), eq(v, b'-')), or(eq(v, b'_'), eq(v, b'+')));
-                    b.plain |= bits(or(or(letter, digit), punct), k);
-                    b.at |= bits(eq(v, b'@'), k);
-                    b.newline |= bits(eq(v, b'\n'), k);
-                }
-            }
-            *block = b;
+            let window: &[u8; 64] = bytes.try_into().expect("64 bytes");
+            let c = crate::bytes::classify(window);
+            *block = Block {
+                newline: crate::bytes::eq_mask(window, b'\n'),
+                plain: c.plain,
+                at: c.at,
+            };
         }
     }
 
