@@ -135,34 +135,10 @@ pub fn classify_ulp(w: &[u8; 64], c: &mut Classes) {
     }
 }
 
-/// ASCII lower case of all 64 bytes (other bytes unchanged).
-#[inline]
-pub fn lower(w: &mut [u8; 64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of x86_64; loads and stores are within the array.
-        unsafe {
-            for k in 0..4 {
-                let p = w.as_mut_ptr().add(16 * k).cast::<__m128i>();
-                let v = _mm_loadu_si128(p);
-                let d = _mm_sub_epi8(v, _mm_set1_epi8(b'A' as i8));
-                let upper = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(25)), d);
-                let v = _mm_or_si128(v, _mm_and_si128(upper, _mm_set1_epi8(0x20)));
-                _mm_storeu_si128(p, v);
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    for c in w.iter_mut() {
-        c.make_ascii_lowercase();
-    }
-}
-
 /// The start of a one-block SHA-1 message in one pass over `src`: its first `len` bytes
-/// (`len` < 64) lower-cased into `dst`, byte `len` set to 0x80, the rest to 0 ([`lower`]
-/// then [`keep_and_mark`], without the copy and the second pass). Returns the masks of
-/// `.` and `+` in `src`, which the caller's checks of a domain need.
+/// (`len` < 64) lower-cased (ASCII) into `dst`, byte `len` set to 0x80, the rest to 0
+/// (a copy, then [`keep_and_mark`] of the lower-cased bytes, in one pass). Returns the
+/// masks of `.` and `+` in `src`, which the caller's checks of a domain need.
 #[inline]
 pub fn lower_marked(src: &[u8; 64], len: usize, dst: &mut [u8; 64]) -> (u64, u64) {
     debug_assert!(len < 64);
@@ -289,9 +265,7 @@ mod tests {
                 assert_eq!(k.path >> i & 1 == 1, b"/?#".contains(&c));
                 assert_eq!(eq_mask(&w, b'\n') >> i & 1 == 1, c == b'\n');
             }
-            let mut l = w;
-            lower(&mut l);
-            assert_eq!(l, w.map(|c| c.to_ascii_lowercase()));
+            let l = w.map(|c| c.to_ascii_lowercase());
             let len = rng.below(64) as usize;
             let mut m = [0xAA; 64];
             let (dots, plus) = lower_marked(&w, len, &mut m);

@@ -186,7 +186,7 @@ impl KeyBlocks<'_> {
         {
             return Fast::Defer;
         }
-        block[56..].copy_from_slice(&((len as u64) * 8).to_be_bytes());
+        put_length(block, len);
         Fast::Key(len)
     }
 }
@@ -202,6 +202,12 @@ fn lower_into(out: &mut [u8], from: &[u8]) {
 #[inline(always)]
 fn pad(block: &mut [u8; 64], len: usize) {
     bytes::keep_and_mark(block, len);
+    put_length(block, len);
+}
+
+/// The end of SHA-1's padding: the message's length in bits, big-endian.
+#[inline(always)]
+fn put_length(block: &mut [u8; 64], len: usize) {
     block[56..].copy_from_slice(&((len as u64) * 8).to_be_bytes());
 }
 
