@@ -21,7 +21,7 @@ use crate::parse::reader::{LineReader, RawLine};
 use crate::parse::{self, Format, Malformed, ParseStats, Record, Sink};
 use crate::progress::Progress;
 use crate::scan::{self, ScanSink};
-use crate::source::{self, SourceError, StreamHandler, WalkOptions};
+use crate::source::{self, Mapped, SourceError, StreamHandler, WalkOptions};
 use crate::store::{
     DeviceRecord, FindingKind, Severity, Sighting, SightingOutcome, Store, StoreError,
     UnknownSighting,
@@ -156,8 +156,8 @@ impl<'a> Ingest<'a> {
         self
     }
 
-    /// Reads one input through the archive walker.
-    fn walk<R: Read + io::Seek>(&mut self, name: &str, input: R) {
+    /// Reads one input through the archive walker: `read` hands it to the walker.
+    fn walk(&mut self, name: &str, read: impl FnOnce(WalkOptions<'_>, &mut Self)) {
         let limits = self.cfg.limits.clone();
         let passwords = std::mem::take(&mut self.archive_passwords);
         let spool_dir = self.cfg.state_dir().join("spool");
@@ -170,7 +170,7 @@ impl<'a> Ingest<'a> {
             passwords: &passwords,
             spool_dir: &spool_dir,
         };
-        source::read_input(name, input, opts, self);
+        read(opts, self);
         self.archive_passwords = passwords;
         // The machines inside an archive cannot have files elsewhere: settle them now, so
         // that memory holds one archive's machines, not a whole run's.
@@ -200,7 +200,7 @@ impl<'a> Ingest<'a> {
             self.progress = Progress::new(size);
         }
         self.stats.files += 1;
-        self.walk(name, input);
+        self.walk(name, |opts, me| source::read_input(name, input, opts, me));
         self.progress.finish();
         self.finish()
     }
@@ -240,7 +240,10 @@ impl<'a> Ingest<'a> {
         for file in &files {
             self.stats.files += 1;
             match std::fs::File::open(&file.path) {
-                Ok(f) => self.walk(&file.path.display().to_string(), f),
+                Ok(f) => {
+                    let name = file.path.display().to_string();
+                    self.walk(&name, |opts, me| source::read_open_file(&name, f, opts, me));
+                }
                 Err(source) => self.error(SourceError::Io {
                     path: file.path.display().to_string(),
                     source,
@@ -599,9 +602,19 @@ impl StreamHandler for Ingest<'_> {
             Some(f) => self.redact_folder(name, f.root),
             None => name.to_string(),
         };
-        let result = self.parse_credentials(&shown, input);
+        let result = self.parse_credentials(&shown, input, None);
         self.current_device = None;
         result
+    }
+
+    /// A plain file on disk: a combo/ULP list is scanned in place by the fast path; a
+    /// stealer log's file (named by its folder) and other layouts are read as streams.
+    fn mapped(&mut self, name: &str, map: &Mapped) -> io::Result<()> {
+        if self.threads == 0 || device::classify(name).is_some() {
+            return self.stream(name, &mut map.bytes());
+        }
+        self.stats.streams += 1;
+        self.parse_credentials(name, &mut map.bytes(), Some(map))
     }
 
     fn error(&mut self, e: SourceError) {
@@ -616,7 +629,14 @@ impl StreamHandler for Ingest<'_> {
 }
 
 impl Ingest<'_> {
-    fn parse_credentials(&mut self, name: &str, input: &mut dyn Read) -> io::Result<()> {
+    /// Parses one stream of credentials; `map` is the same bytes mapped, when they are a
+    /// file on disk (the fast path then reads them in place).
+    fn parse_credentials(
+        &mut self,
+        name: &str,
+        input: &mut dyn Read,
+        map: Option<&Mapped>,
+    ) -> io::Result<()> {
         self.source_name.clear();
         self.source_name.push_str(name);
         let max_line = self.cfg.limits.max_line_bytes;
@@ -635,7 +655,7 @@ impl Ingest<'_> {
         let result = parse::sniff(&mut input, name).and_then(|(layout, sample)| {
             let input = io::Cursor::new(sample).chain(input);
             match layout {
-                Layout::Lines if logger.inner.threads > 0 => logger.scan(input, max_line),
+                Layout::Lines if logger.inner.threads > 0 => logger.scan(input, map, max_line),
                 _ => parse::parse_layout(layout, input, max_line, &mut logger),
             }
         });
@@ -663,9 +683,15 @@ impl Ingest<'_> {
 }
 
 impl MalformedLog<'_, '_> {
-    /// A combo/ULP list through the fast path: only the lines it defers reach
-    /// [`Sink::record`], in order, with their line numbers.
-    fn scan(&mut self, mut input: impl Read, max_line: usize) -> io::Result<ParseStats> {
+    /// A combo/ULP list through the fast path, read from `map` if there is one, else
+    /// from `input`: only the lines it defers reach [`Sink::record`], in order, with their
+    /// line numbers.
+    fn scan(
+        &mut self,
+        mut input: impl Read,
+        map: Option<&Mapped>,
+        max_line: usize,
+    ) -> io::Result<ParseStats> {
         let norm = self.inner.norm.clone();
         let setup = scan::Setup {
             filter: self.inner.filter,
@@ -674,7 +700,10 @@ impl MalformedLog<'_, '_> {
             threads: self.inner.threads,
             chunk_bytes: scan::CHUNK_BYTES,
         };
-        let stats = scan::scan_lines(&mut input, &setup, self)?;
+        let stats = match map {
+            Some(map) => scan::scan_mapped(map, &setup, self)?,
+            None => scan::scan_lines(&mut input, &setup, self)?,
+        };
         self.inner.stats.identities += stats.identities;
         Ok(stats.parse)
     }

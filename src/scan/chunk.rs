@@ -29,10 +29,13 @@ const SAMPLES_PER_REASON: u8 = 5;
 #[derive(Debug, Default)]
 pub(crate) struct ChunkOut {
     pub seq: u64,
-    /// The chunk's bytes (given back to the reader for reuse).
+    /// The chunk's bytes (given back to the reader for reuse); empty when they are
+    /// read in place from a mapped file.
     pub buf: Vec<u8>,
-    /// Bytes of input the chunk stands for: its lines at the start of `buf`, or a
-    /// too-long line that was dropped (then `buf` is empty).
+    /// Where the chunk starts in the mapped file, if it is read there.
+    pub at: Option<usize>,
+    /// Bytes of input the chunk stands for: its lines at the start of `buf` (or at `at`
+    /// in the mapped file), or a too-long line that was dropped (then `buf` is empty).
     pub len: usize,
     /// The chunk starts the stream (its first line may begin with a byte-order mark).
     pub first: bool,
@@ -47,10 +50,22 @@ pub(crate) struct ChunkOut {
     pub deferred: Vec<(u64, usize, usize)>,
 }
 
-/// Screens and parses every line of `out.buf[..out.len]`; `masks` is the worker's
-/// space for the chunk's byte classes.
-pub(crate) fn scan(setup: &Setup<'_>, out: &mut ChunkOut, masks: &mut Masks) {
-    let buf = std::mem::take(&mut out.buf);
+/// Screens and parses every line of the chunk, in its buffer or at its place in
+/// `mapped`; `masks` is the worker's space for the chunk's byte classes.
+pub(crate) fn scan_in(setup: &Setup<'_>, out: &mut ChunkOut, masks: &mut Masks, mapped: &[u8]) {
+    match out.at {
+        Some(at) => scan(setup, out, masks, &mapped[at..]),
+        None => {
+            let buf = std::mem::take(&mut out.buf);
+            scan(setup, out, masks, &buf);
+            out.buf = buf;
+        }
+    }
+}
+
+/// Screens and parses every line of `buf[..out.len]`; at least 64 bytes follow them in
+/// `buf`.
+fn scan(setup: &Setup<'_>, out: &mut ChunkOut, masks: &mut Masks, buf: &[u8]) {
     let data = &buf[..out.len];
     masks.classify(data);
     // One vectorised pass tells whether any line needs the NUL and UTF-8 checks.
@@ -111,7 +126,6 @@ pub(crate) fn scan(setup: &Setup<'_>, out: &mut ChunkOut, masks: &mut Masks) {
     let out = sink.out;
     out.lines = no;
     out.deferred.sort_unstable();
-    out.buf = buf;
 }
 
 /// `str::trim` of ASCII text: its whitespace there is these six bytes.

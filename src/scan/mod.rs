@@ -30,6 +30,7 @@ use std::sync::{mpsc, Mutex};
 use crate::filter::AccountFilter;
 use crate::identity::block::KeyBlocks;
 use crate::parse::{Malformed, ParseStats};
+use crate::source::Mapped;
 
 use chunk::ChunkOut;
 
@@ -84,7 +85,38 @@ pub fn scan_lines(
     sink: &mut dyn ScanSink,
 ) -> io::Result<ScanStats> {
     let mut chunks = Chunker::new(input, setup.max_line, setup.chunk_bytes);
-    let mut apply = Apply::default();
+    run(&mut chunks, None, setup, sink)
+}
+
+/// Scans a mapped combo/ULP file in place: as [`scan_lines`], without copying its bytes.
+/// `Err` when the file shrank while it was read; the chunks read before are applied.
+pub fn scan_mapped(
+    map: &Mapped,
+    setup: &Setup<'_>,
+    sink: &mut dyn ScanSink,
+) -> io::Result<ScanStats> {
+    let mut chunks = MapChunker {
+        map,
+        data: map.bytes(),
+        pos: 0,
+        max_line: setup.max_line,
+        chunk: setup.chunk_bytes.max(setup.max_line + 1),
+    };
+    run(&mut chunks, Some(map), setup, sink)
+}
+
+/// The read-parse-apply loop over a source of chunks.
+fn run(
+    chunks: &mut dyn Cut,
+    map: Option<&Mapped>,
+    setup: &Setup<'_>,
+    sink: &mut dyn ScanSink,
+) -> io::Result<ScanStats> {
+    let mapped = map.map_or(&[][..], Mapped::bytes);
+    let mut apply = Apply {
+        map,
+        ..Apply::default()
+    };
     if setup.threads <= 1 {
         let mut buf = chunks.new_buffer();
         let mut masks = masks::Masks::default();
@@ -92,22 +124,27 @@ pub fn scan_lines(
             let out = match chunks.next(&mut buf)? {
                 Piece::End => break,
                 Piece::TooLong(bytes) => too_long(bytes),
-                Piece::Lines(len, first) => {
+                Piece::Lines { at, len, first } => {
                     let mut out = ChunkOut {
-                        buf: std::mem::take(&mut buf),
+                        buf: if at.is_none() {
+                            std::mem::take(&mut buf)
+                        } else {
+                            Vec::new()
+                        },
+                        at,
                         len,
                         first,
                         ..ChunkOut::default()
                     };
-                    chunk::scan(setup, &mut out, &mut masks);
+                    chunk::scan_in(setup, &mut out, &mut masks, mapped);
                     out
                 }
             };
-            if let Some(b) = apply.one(out, sink) {
+            if let Some(b) = apply.one(out, sink)? {
                 buf = b;
             }
         }
-        return Ok(apply.finish());
+        return apply.finish();
     }
     let (job_tx, job_rx) = mpsc::sync_channel::<ChunkOut>(setup.threads);
     let job_rx = Mutex::new(job_rx);
@@ -120,7 +157,7 @@ pub fn scan_lines(
                 loop {
                     let job = job_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok(mut job)) = job else { return };
-                    chunk::scan(setup, &mut job, &mut masks);
+                    chunk::scan_in(setup, &mut job, &mut masks, mapped);
                     if done_tx.send(job).is_err() {
                         return;
                     }
@@ -138,19 +175,26 @@ pub fn scan_lines(
         let mut settle = |out: ChunkOut,
                           pending: &mut BTreeMap<u64, ChunkOut>,
                           free: &mut Vec<Vec<u8>>,
+                          result: &mut io::Result<()>,
                           sink: &mut dyn ScanSink| {
             pending.insert(out.seq, out);
             while let Some(next) = pending.remove(&apply.next_seq) {
-                if let Some(b) = apply.one(next, sink) {
-                    free.push(b);
+                match apply.one(next, sink) {
+                    Ok(Some(b)) => free.push(b),
+                    Ok(None) => {}
+                    Err(e) => {
+                        if result.is_ok() {
+                            *result = Err(e);
+                        }
+                    }
                 }
             }
         };
-        while !sink.should_stop() {
+        while !sink.should_stop() && result.is_ok() {
             let Some(mut buf) = free.pop() else {
                 let out = done_rx.recv().expect("workers outlive the queue");
                 in_flight -= 1;
-                settle(out, &mut pending, &mut free, sink);
+                settle(out, &mut pending, &mut free, &mut result, sink);
                 continue;
             };
             let piece = match chunks.next(&mut buf) {
@@ -169,11 +213,15 @@ pub fn scan_lines(
                         ..too_long(bytes)
                     }
                 }
-                Piece::Lines(len, first) => {
+                Piece::Lines { at, len, first } => {
+                    if at.is_some() {
+                        free.push(std::mem::take(&mut buf));
+                    }
                     job_tx
                         .send(ChunkOut {
                             seq,
                             buf,
+                            at,
                             len,
                             first,
                             ..ChunkOut::default()
@@ -183,13 +231,13 @@ pub fn scan_lines(
                     in_flight += 1;
                     while let Ok(out) = done_rx.try_recv() {
                         in_flight -= 1;
-                        settle(out, &mut pending, &mut free, sink);
+                        settle(out, &mut pending, &mut free, &mut result, sink);
                     }
                     continue;
                 }
             };
             seq += 1;
-            settle(out, &mut pending, &mut free, sink);
+            settle(out, &mut pending, &mut free, &mut result, sink);
         }
         drop(job_tx);
         // Whatever was read is applied, even after an error or a stop: findings in the
@@ -197,9 +245,9 @@ pub fn scan_lines(
         while in_flight > 0 {
             let out = done_rx.recv().expect("workers outlive the queue");
             in_flight -= 1;
-            settle(out, &mut pending, &mut free, sink);
+            settle(out, &mut pending, &mut free, &mut result, sink);
         }
-        result.map(|()| apply.finish())
+        result.and_then(|()| apply.finish())
     })
 }
 
@@ -216,16 +264,27 @@ fn too_long(bytes: u64) -> ChunkOut {
 
 /// Applies chunks in order to the sink and sums their counters.
 #[derive(Default)]
-struct Apply {
+struct Apply<'m> {
     next_seq: u64,
     stats: ScanStats,
+    /// The mapped file the chunks are read from, if they are.
+    map: Option<&'m Mapped>,
 }
 
-impl Apply {
-    /// Applies the next chunk; gives its buffer back (none for a too-long line's stand-in).
-    fn one(&mut self, out: ChunkOut, sink: &mut dyn ScanSink) -> Option<Vec<u8>> {
+impl Apply<'_> {
+    /// Applies the next chunk; gives its buffer back (none for a too-long line's stand-in
+    /// or a chunk of the mapped file). `Err`, and nothing applied, once the mapped file
+    /// has shrunk: its bytes may have been read as zeros.
+    fn one(&mut self, out: ChunkOut, sink: &mut dyn ScanSink) -> io::Result<Option<Vec<u8>>> {
+        if self.map.is_some_and(Mapped::shrunk) {
+            return Err(shrunk(self.stats.parse.lines));
+        }
         self.next_seq += 1;
         let base = self.stats.parse.lines;
+        let bytes = match (out.at, self.map) {
+            (Some(at), Some(map)) => &map.bytes()[at..at + out.len],
+            _ => &out.buf[..],
+        };
         let mut samples = out.samples.iter().peekable();
         for &(line, start, end) in &out.deferred {
             // Malformed reports and deferred lines interleaved, in line order.
@@ -237,7 +296,7 @@ impl Apply {
                 samples.next();
             }
             // Screened by the worker: valid UTF-8.
-            let text = std::str::from_utf8(&out.buf[start..end])
+            let text = std::str::from_utf8(&bytes[start..end])
                 .unwrap_or_default()
                 .trim();
             sink.deferred(base + line, text);
@@ -253,21 +312,103 @@ impl Apply {
         s.identities += out.identities;
         s.deferred += out.deferred.len() as u64;
         sink.progress(s.parse.bytes);
-        (!out.buf.is_empty()).then_some(out.buf)
+        if let (Some(at), Some(map)) = (out.at, self.map) {
+            map.release(at + out.len);
+        }
+        Ok((!out.buf.is_empty()).then_some(out.buf))
     }
 
-    fn finish(self) -> ScanStats {
-        self.stats
+    /// The counters, or an error if the mapped file shrank after the last chunk.
+    fn finish(self) -> io::Result<ScanStats> {
+        if self.map.is_some_and(Mapped::shrunk) {
+            return Err(shrunk(self.stats.parse.lines));
+        }
+        Ok(self.stats)
     }
+}
+
+fn shrunk(lines: u64) -> io::Error {
+    io::Error::other(format!(
+        "the file shrank while it was read (truncated or rewritten by another program); \
+         stopped after line {lines}"
+    ))
 }
 
 /// One cut of the input.
 enum Piece {
-    /// The buffer holds this many bytes of whole lines; `true` for the stream's first.
-    Lines(usize, bool),
+    /// `len` bytes of whole lines, at `at` in the mapped file, or else at the start of the
+    /// buffer; `first` for the stream's first chunk.
+    Lines {
+        at: Option<usize>,
+        len: usize,
+        first: bool,
+    },
     /// A line longer than the limit, of this many bytes (newline included), was dropped.
     TooLong(u64),
     End,
+}
+
+/// A source of chunks: a stream read into buffers, or a mapped file.
+trait Cut {
+    /// A buffer for [`Cut::next`]: a carried line, a chunk and 64 bytes more (the workers
+    /// read a line's first 64 bytes at once, even at the end of the data).
+    fn new_buffer(&self) -> Vec<u8>;
+    fn next(&mut self, buf: &mut Vec<u8>) -> io::Result<Piece>;
+}
+
+/// Cuts a mapped file into chunks of whole lines, as [`Chunker`] does a stream, without
+/// copying them, but for the last one: it is copied into a buffer, whose slack the
+/// workers may read past the data (past the map's end would fault).
+struct MapChunker<'m> {
+    map: &'m Mapped,
+    data: &'m [u8],
+    pos: usize,
+    max_line: usize,
+    chunk: usize,
+}
+
+impl Cut for MapChunker<'_> {
+    fn new_buffer(&self) -> Vec<u8> {
+        vec![0; self.chunk + self.max_line + 1 + 64]
+    }
+
+    fn next(&mut self, buf: &mut Vec<u8>) -> io::Result<Piece> {
+        let (pos, rest) = (self.pos, &self.data[self.pos..]);
+        let first = pos == 0;
+        if rest.is_empty() {
+            return Ok(Piece::End);
+        }
+        if rest.len() <= self.chunk + 64 {
+            if buf.len() < self.chunk + self.max_line + 1 + 64 {
+                *buf = self.new_buffer();
+            }
+            buf[..rest.len()].copy_from_slice(rest);
+            self.pos = self.data.len();
+            return Ok(Piece::Lines {
+                at: None,
+                len: rest.len(),
+                first,
+            });
+        }
+        self.map.populate(pos, pos + self.chunk + 64);
+        match memchr::memrchr(b'\n', &rest[..self.chunk]) {
+            Some(i) => {
+                self.pos += i + 1;
+                Ok(Piece::Lines {
+                    at: Some(pos),
+                    len: i + 1,
+                    first,
+                })
+            }
+            // No newline in a chunk (longer than the line limit): a too-long line.
+            None => {
+                let len = memchr::memchr(b'\n', &rest[self.chunk..])
+                    .map_or(rest.len(), |i| self.chunk + i + 1);
+                self.pos += len;
+                Ok(Piece::TooLong(len as u64))
+            }
+        }
+    }
 }
 
 /// Cuts a stream into chunks of whole lines, as `LineReader` would split them.
@@ -294,12 +435,6 @@ impl<'r> Chunker<'r> {
         }
     }
 
-    /// A buffer that holds a carried line and a chunk, and 64 bytes more: the workers
-    /// read a line's first 64 bytes at once, even at the end of the data.
-    fn new_buffer(&self) -> Vec<u8> {
-        vec![0; self.chunk + self.max_line + 1 + 64]
-    }
-
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.input.read(buf) {
@@ -312,6 +447,27 @@ impl<'r> Chunker<'r> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Drops the rest of a too-long line of which `dropped` bytes are already gone.
+    fn skip_line(&mut self, buf: &mut [u8], mut dropped: u64) -> io::Result<Piece> {
+        loop {
+            let n = self.read(&mut buf[..self.chunk])?;
+            if n == 0 {
+                return Ok(Piece::TooLong(dropped));
+            }
+            if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
+                self.carry.extend_from_slice(&buf[i + 1..n]);
+                return Ok(Piece::TooLong(dropped + i as u64 + 1));
+            }
+            dropped += n as u64;
+        }
+    }
+}
+
+impl Cut for Chunker<'_> {
+    fn new_buffer(&self) -> Vec<u8> {
+        vec![0; self.chunk + self.max_line + 1 + 64]
     }
 
     fn next(&mut self, buf: &mut Vec<u8>) -> io::Result<Piece> {
@@ -330,30 +486,23 @@ impl<'r> Chunker<'r> {
         }
         let first = !std::mem::replace(&mut self.started, true);
         if self.eof {
-            return Ok(Piece::Lines(len, first));
+            return Ok(Piece::Lines {
+                at: None,
+                len,
+                first,
+            });
         }
         match memchr::memrchr(b'\n', &buf[..len]) {
             Some(i) => {
                 self.carry.extend_from_slice(&buf[i + 1..len]);
-                Ok(Piece::Lines(i + 1, first))
+                Ok(Piece::Lines {
+                    at: None,
+                    len: i + 1,
+                    first,
+                })
             }
             // A chunk with no newline is part of one line longer than the limit.
             None => self.skip_line(buf, len as u64),
-        }
-    }
-
-    /// Drops the rest of a too-long line of which `dropped` bytes are already gone.
-    fn skip_line(&mut self, buf: &mut [u8], mut dropped: u64) -> io::Result<Piece> {
-        loop {
-            let n = self.read(&mut buf[..self.chunk])?;
-            if n == 0 {
-                return Ok(Piece::TooLong(dropped));
-            }
-            if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
-                self.carry.extend_from_slice(&buf[i + 1..n]);
-                return Ok(Piece::TooLong(dropped + i as u64 + 1));
-            }
-            dropped += n as u64;
         }
     }
 }

@@ -116,6 +116,40 @@ fn fast(
     (stats, got.seen)
 }
 
+/// The fast path on `input` written to a file and mapped ([`scan_mapped`]); `shrink_to`
+/// truncates the file once it is mapped.
+fn fast_mapped(
+    input: &[u8],
+    norm: &Normalizer,
+    filter: &AccountFilter,
+    chunk_bytes: usize,
+    threads: usize,
+    shrink_to: Option<u64>,
+) -> (io::Result<ScanStats>, Seen) {
+    use std::io::Write;
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(input).unwrap();
+    file.flush().unwrap();
+    let map = Mapped::open(file.as_file(), input.len() as u64).unwrap();
+    if let Some(len) = shrink_to {
+        file.as_file().set_len(len).unwrap();
+    }
+    let setup = Setup {
+        filter,
+        keys: KeyBlocks::new(norm),
+        max_line: MAX_LINE,
+        threads,
+        chunk_bytes,
+    };
+    let mut got = Reference {
+        norm,
+        filter,
+        seen: Seen::default(),
+    };
+    let stats = scan_mapped(&map, &setup, &mut got);
+    (stats, got.seen)
+}
+
 fn reference(input: &[u8], norm: &Normalizer, filter: &AccountFilter) -> (Seen, ParseStats) {
     let mut r = Reference {
         norm,
@@ -157,32 +191,38 @@ fn fast_path_equals_the_reference_for_every_chunking_and_thread_count() {
         (CHUNK_BYTES, 1),
         (CHUNK_BYTES, 4),
     ] {
-        let (result, got) = fast(&mut &input[..], &norm, &filter, chunk_bytes, threads);
-        let stats = result.unwrap();
-        let ctx = format!("chunk {chunk_bytes}, {threads} threads");
-        assert_eq!(stats.parse, want_stats, "{ctx}");
-        assert_eq!(got.needs_store, want.needs_store, "{ctx}");
-        assert_eq!(stats.identities + got.identities, want.identities, "{ctx}");
-        assert_eq!(stats.deferred, got.deferred, "{ctx}");
-        // Most lines are settled by the fast path, or it is not one.
-        assert!(stats.deferred * 4 < want_stats.records, "{ctx}: {stats:?}");
-        // Malformed lines: the first of each reason is reported with its line number,
-        // and every report is the reference's.
-        let reported: HashSet<_> = got.malformed.iter().collect();
-        assert!(
-            got.malformed.iter().all(|m| want.malformed.contains(m)),
-            "{ctx}"
-        );
-        for why in Malformed::ALL {
-            if let Some(first) = want.malformed.iter().find(|(_, w)| *w == why) {
-                assert!(reported.contains(first), "{ctx}: {first:?}");
+        for mapped in [false, true] {
+            let (result, got) = if mapped {
+                fast_mapped(&input, &norm, &filter, chunk_bytes, threads, None)
+            } else {
+                fast(&mut &input[..], &norm, &filter, chunk_bytes, threads)
+            };
+            let stats = result.unwrap();
+            let ctx = format!("chunk {chunk_bytes}, {threads} threads, mapped {mapped}");
+            assert_eq!(stats.parse, want_stats, "{ctx}");
+            assert_eq!(got.needs_store, want.needs_store, "{ctx}");
+            assert_eq!(stats.identities + got.identities, want.identities, "{ctx}");
+            assert_eq!(stats.deferred, got.deferred, "{ctx}");
+            // Most lines are settled by the fast path, or it is not one.
+            assert!(stats.deferred * 4 < want_stats.records, "{ctx}: {stats:?}");
+            // Malformed lines: the first of each reason is reported with its line number,
+            // and every report is the reference's.
+            let reported: HashSet<_> = got.malformed.iter().collect();
+            assert!(
+                got.malformed.iter().all(|m| want.malformed.contains(m)),
+                "{ctx}"
+            );
+            for why in Malformed::ALL {
+                if let Some(first) = want.malformed.iter().find(|(_, w)| *w == why) {
+                    assert!(reported.contains(first), "{ctx}: {first:?}");
+                }
             }
+            let lines: Vec<u64> = got.malformed.iter().map(|m| m.0).collect();
+            assert!(
+                lines.windows(2).all(|w| w[0] < w[1]),
+                "{ctx}: reports out of order"
+            );
         }
-        let lines: Vec<u64> = got.malformed.iter().map(|m| m.0).collect();
-        assert!(
-            lines.windows(2).all(|w| w[0] < w[1]),
-            "{ctx}: reports out of order"
-        );
     }
 }
 
@@ -204,11 +244,19 @@ fn edges_of_the_stream() {
     ];
     for input in cases {
         let (want, want_stats) = reference(&input, &norm, &filter);
-        for (chunk_bytes, threads) in [(257, 1), (300, 2), (CHUNK_BYTES, 2)] {
-            let (result, got) = fast(&mut &input[..], &norm, &filter, chunk_bytes, threads);
+        let cases = [(257, 1, false), (300, 2, false), (CHUNK_BYTES, 2, false)];
+        // A mapped file is never empty: the walker reads an empty file as a stream.
+        let mapped = [(257, 1, true), (300, 2, true), (CHUNK_BYTES, 1, true)];
+        let n = if input.is_empty() { 0 } else { mapped.len() };
+        for (chunk_bytes, threads, mapped) in cases.into_iter().chain(mapped.into_iter().take(n)) {
+            let (result, got) = if mapped {
+                fast_mapped(&input, &norm, &filter, chunk_bytes, threads, None)
+            } else {
+                fast(&mut &input[..], &norm, &filter, chunk_bytes, threads)
+            };
             let stats = result.unwrap();
             let ctx = format!(
-                "{:?}, chunk {chunk_bytes}",
+                "{:?}, chunk {chunk_bytes}, mapped {mapped}",
                 String::from_utf8_lossy(&input[..input.len().min(20)])
             );
             assert_eq!(stats.parse, want_stats, "{ctx}");
@@ -245,5 +293,28 @@ fn read_error_keeps_what_was_read() {
         let n = got.needs_store.len();
         assert!(n > want.needs_store.len() / 2, "{threads}: {n}");
         assert_eq!(got.needs_store[..], want.needs_store[..n]);
+    }
+}
+
+/// A mapped file that shrinks while it is read ends the scan with an error instead of the
+/// process (SIGBUS); what was read before is applied, and nothing read as zeros is.
+#[test]
+fn a_mapped_file_that_shrinks_is_an_error_not_a_crash() {
+    let norm = norm();
+    let input = dump(7, 20_000);
+    let filter = filter_for(&input, &norm);
+    let (want, _) = reference(&input, &norm, &filter);
+    for threads in [1, 2] {
+        let cut = (input.len() as u64 * 2 / 5) & !4095;
+        let (result, got) = fast_mapped(&input, &norm, &filter, 4096, threads, Some(cut));
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("shrank"), "{err}");
+        let n = got.needs_store.len();
+        assert!(n > 0 && n < want.needs_store.len(), "{threads}: {n}");
+        assert_eq!(got.needs_store[..], want.needs_store[..n]);
+        assert!(got
+            .malformed
+            .iter()
+            .all(|m| m.1 != Malformed::NulByte || want.malformed.contains(m)));
     }
 }

@@ -8,6 +8,7 @@
 //! A file or entry that fails is reported with its name and the walk goes on.
 
 mod budget;
+mod mapped;
 mod sevenz;
 mod tarball;
 mod walk;
@@ -18,6 +19,7 @@ use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 pub use budget::LimitHit;
+pub use mapped::Mapped;
 pub use walk::{Container, WalkOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,11 @@ pub trait StreamHandler {
     fn should_stop(&self) -> bool {
         false
     }
+    /// A plain file on disk, mapped: handlers that can parse it in place do; by default it
+    /// is read as a stream. The walker reports an error if the file shrank meanwhile.
+    fn mapped(&mut self, name: &str, map: &Mapped) -> io::Result<()> {
+        self.stream(name, &mut map.bytes())
+    }
     /// Called after the last stream of one top-level input (a file, a download).
     fn input_done(&mut self, _name: &str) {}
 }
@@ -122,9 +129,16 @@ pub trait StreamHandler {
 pub fn read_file(file: &InputFile, opts: WalkOptions<'_>, handler: &mut dyn StreamHandler) {
     let name = file.path.display().to_string();
     match File::open(&file.path) {
-        Ok(f) => read_input(&name, f, opts, handler),
+        Ok(f) => read_open_file(&name, f, opts, handler),
         Err(source) => handler.error(SourceError::Io { path: name, source }),
     }
+}
+
+/// Reads one file opened by the caller: a plain one in place ([`Mapped`]), an archive
+/// entry by entry.
+pub fn read_open_file(name: &str, f: File, opts: WalkOptions<'_>, handler: &mut dyn StreamHandler) {
+    walk::Walker::new(opts, handler).file(name, f);
+    handler.input_done(name);
 }
 
 /// Reads one named input that can be re-read (a file, a download's spool): as an

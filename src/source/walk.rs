@@ -7,11 +7,12 @@
 //! `../../etc/passwd` is only a label; it is still reported, because an archive built
 //! that way was built to attack someone.
 
+use std::fs::File;
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use super::budget::{Counter, LeafReader, LimitHit};
-use super::{clean_name, read_up_to, SourceError, StreamHandler};
+use super::{clean_name, read_up_to, Mapped, SourceError, StreamHandler};
 use crate::config::Limits;
 use crate::feed::spool::Spool;
 
@@ -142,6 +143,49 @@ impl<'a, 'h> Walker<'a, 'h> {
             return false;
         }
         true
+    }
+
+    /// A file on disk: a plain one is mapped and handed over in place ([`Mapped`]), the
+    /// rest read as [`Walker::seekable`] inputs.
+    pub fn file(&mut self, name: &str, f: File) -> Flow {
+        match self.mapped(name, &f) {
+            Some(flow) => flow,
+            None => self.seekable(name, f, 0),
+        }
+    }
+
+    /// Maps a plain file within the limits; `None` when it is not one or cannot be mapped
+    /// (then it is read as a stream, which enforces the limits as it reads).
+    fn mapped(&mut self, name: &str, f: &File) -> Option<Flow> {
+        let meta = f.metadata().ok().filter(|m| m.is_file())?;
+        let size = meta.len();
+        let limits = self.limits();
+        let total = self.total.get() + size;
+        if size == 0 || size > limits.max_entry_bytes || total > limits.max_archive_bytes {
+            return None;
+        }
+        let map = Mapped::open(f, size).ok()?;
+        let head = &map.bytes()[..HEAD.min(map.bytes().len())];
+        if Container::sniff(head) != Container::Plain {
+            return None;
+        }
+        self.total.set(total);
+        let result = self
+            .handler
+            .mapped(name, &map)
+            .and_then(|()| match map.shrunk() {
+                true => Err(io::Error::other(
+                    "the file shrank while it was read (truncated or rewritten by another program)",
+                )),
+                false => Ok(()),
+            });
+        Some(match result {
+            Ok(()) => Flow::Done,
+            Err(e) => {
+                self.io_failed(name, e);
+                Flow::Failed
+            }
+        })
     }
 
     /// An input that can be re-read (a file, a spool): zip and 7z are read in place.
