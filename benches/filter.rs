@@ -82,7 +82,7 @@ fn main() {
     });
     black_box(state_out);
     // The SHA extensions' paths by themselves: two chains and four chains side by side.
-    let (mut two, mut four) = (f64::NAN, f64::NAN);
+    let (mut two, mut four, mut sixteen) = (f64::NAN, f64::NAN, f64::NAN);
     #[cfg(target_arch = "x86_64")]
     if leakwatch::identity::sha_ni::available() {
         use leakwatch::identity::sha_ni::{hash2, hash4};
@@ -101,6 +101,17 @@ fn main() {
                 // SAFETY: `available` said yes.
                 unsafe { hash4([&b[0], &b[1], &b[2], &b[3]], [o0, o1, o2, o3]) };
                 black_box(&o0);
+            }
+        });
+    }
+    #[cfg(target_arch = "x86_64")]
+    if leakwatch::identity::sha_x16::available() {
+        sixteen = ns_per(keys.len(), || {
+            for b in blocks.chunks_exact(16) {
+                let b: &[[u8; 64]; 16] = b.try_into().expect("16");
+                // SAFETY: `available` said yes.
+                unsafe { leakwatch::identity::sha_x16::hash16(b, &mut out) };
+                black_box(&out);
             }
         });
     }
@@ -155,6 +166,9 @@ fn main() {
     );
     println!("| SHA-1, SHA-NI, two chains               | {two:5.1} |          |               |");
     println!("| SHA-1, SHA-NI, four chains              | {four:5.1} |          |               |");
+    println!(
+        "| SHA-1, AVX-512, sixteen lanes           | {sixteen:5.1} |          |               |"
+    );
     println!(
         "| SHA-1, padded blocks, `hash_blocks`     | {block:5.1} |          |               |"
     );

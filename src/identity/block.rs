@@ -218,8 +218,19 @@ pub fn hash_blocks(blocks: &[[u8; 64]], out: &mut [IdentityHash]) {
     let n = blocks.len().min(out.len());
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
+    if n >= 16 && super::sha_x16::available() {
+        for (sixteen, hashes) in blocks[..n].chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+            let sixteen: &[[u8; 64]; 16] = sixteen.try_into().expect("sixteen blocks");
+            // SAFETY: `available` checked the CPU's extensions.
+            unsafe { super::sha_x16::hash16(sixteen, hashes) };
+        }
+        done = n - n % 16;
+    }
+    #[cfg(target_arch = "x86_64")]
     if super::sha_ni::available() {
-        let quads = blocks[..n].chunks_exact(4).zip(out.chunks_exact_mut(4));
+        let quads = blocks[done..n]
+            .chunks_exact(4)
+            .zip(out[done..].chunks_exact_mut(4));
         for (four, hashes) in quads {
             let [a, b, c, d] = hashes else { unreachable!() };
             // SAFETY: `available` checked the CPU's extensions.

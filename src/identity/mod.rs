@@ -12,6 +12,7 @@
 pub mod block;
 mod normalize;
 pub mod sha_ni;
+pub mod sha_x16;
 
 pub use normalize::{mask, mask_email, normalize_email, url_host, Normalizer};
 
