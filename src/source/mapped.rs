@@ -1,9 +1,9 @@
 //! A plain file on disk read through a memory map, so that the fast path parses the page
 //! cache in place instead of having the kernel copy every byte into a buffer first.
 //!
-//! Why: that copy was about a tenth of a warm single-core run (`perf`: the kernel's
-//! `copy_user` beside the parser), and on two cores it took a share of the second core
-//! from the workers. Only the fast path of combo/ULP lists uses the map
+//! Why: that copy was 7 % of a warm single-core run (`perf`: the kernel's
+//! `_copy_to_iter`), and on two cores the reading thread took that share of a core from
+//! the workers. Mapped, the list's 2-thread run was 10–15 % faster (in alternation). Only the fast path of combo/ULP lists uses the map
 //! (`scan::scan_mapped`); archives, downloads (spooled encrypted) and small files are read
 //! as streams as before.
 //!
