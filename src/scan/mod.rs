@@ -9,7 +9,8 @@
 //!
 //! - the calling thread only reads: it cuts the input into chunks of whole lines (about
 //!   256 KiB) and hands them to `threads` workers, so a decompressor or a decrypting reader
-//!   runs beside the parsing, not before it;
+//!   runs beside the parsing, not before it; a plain file on disk is cut where it is
+//!   mapped ([`scan_mapped`]), without a copy;
 //! - a worker screens its chunk as the reference does, settles the common line shapes in
 //!   one pass of bit masks (`parse::shape`) and the rest with the reference parser's own
 //!   functions (`parse::parse_credential_line`), builds keys straight into SHA-1 blocks and tests
@@ -18,7 +19,9 @@
 //!   malformed-line reports and findings are exactly those of the reference path, which
 //!   the tests check line for line.
 //!
-//! Memory is bounded by `2 × threads` chunk buffers, whatever the input's size.
+//! Memory is bounded by `2 × threads` chunk buffers, and for a mapped file the pages not
+//! yet released (at most 8 MiB past the last chunk applied, and the chunks in flight),
+//! whatever the input's size.
 
 mod chunk;
 mod masks;
