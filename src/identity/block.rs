@@ -36,7 +36,8 @@ pub enum Fast {
 /// Longest key that fits one SHA-1 block with its padding.
 pub const MAX_BLOCK_KEY: usize = 55;
 
-const H0: [u32; 5] = [
+/// SHA-1's initial state.
+pub(super) const H0: [u32; 5] = [
     0x6745_2301,
     0xEFCD_AB89,
     0x98BA_DCFE,
@@ -211,8 +212,20 @@ fn put_length(block: &mut [u8; 64], len: usize) {
     block[56..].copy_from_slice(&((len as u64) * 8).to_be_bytes());
 }
 
-/// SHA-1 of padded one-block messages: two at a time with the SHA extensions
-/// ([`super::sha_ni`]), else one after the other with the `sha1` crate's compression.
+/// A message of at most [`MAX_BLOCK_KEY`] bytes padded into one block (for the hashers'
+/// tests).
+#[cfg(test)]
+pub(super) fn padded(msg: &[u8]) -> [u8; 64] {
+    let mut b = [0u8; 64];
+    b[..msg.len()].copy_from_slice(msg);
+    b[msg.len()] = 0x80;
+    put_length(&mut b, msg.len());
+    b
+}
+
+/// SHA-1 of padded one-block messages: sixteen at a time in AVX-512 lanes
+/// ([`super::sha_x16`]), four or two with the SHA extensions ([`super::sha_ni`]), else one
+/// after the other with the `sha1` crate's compression.
 #[inline]
 pub fn hash_blocks(blocks: &[[u8; 64]], out: &mut [IdentityHash]) {
     let n = blocks.len().min(out.len());

@@ -146,16 +146,8 @@ unsafe fn hash_lanes<const L: usize>(blocks: [&[u8; 64]; L], out: [&mut Identity
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
+    use crate::identity::block::padded;
     use sha1::Digest;
-
-    /// A message of `len` bytes (at most 55) padded into one block.
-    fn padded(msg: &[u8]) -> [u8; 64] {
-        let mut b = [0u8; 64];
-        b[..msg.len()].copy_from_slice(msg);
-        b[msg.len()] = 0x80;
-        b[56..].copy_from_slice(&((msg.len() as u64) * 8).to_be_bytes());
-        b
-    }
 
     #[test]
     fn two_and_four_chains_give_sha1_of_each() {

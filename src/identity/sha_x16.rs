@@ -14,6 +14,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use super::block::H0;
 use super::IdentityHash;
 
 /// Whether this CPU has what [`hash16`] needs (checked once, then cached by `std`).
@@ -27,13 +28,6 @@ pub fn available() -> bool {
     false
 }
 
-const H0: [u32; 5] = [
-    0x6745_2301,
-    0xEFCD_AB89,
-    0x98BA_DCFE,
-    0x1032_5476,
-    0xC3D2_E1F0,
-];
 const K: [u32; 4] = [0x5A82_7999, 0x6ED9_EBA1, 0x8F1B_BCDC, 0xCA62_C1D6];
 
 /// SHA-1 of sixteen padded blocks (each a whole message).
@@ -150,16 +144,8 @@ fn transpose(rows: &mut [__m512i; 16]) {
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
+    use crate::identity::block::padded;
     use sha1::{Digest, Sha1};
-
-    /// A message of `len` bytes padded into one block, as `block.rs` pads keys.
-    fn padded(msg: &[u8]) -> [u8; 64] {
-        let mut b = [0u8; 64];
-        b[..msg.len()].copy_from_slice(msg);
-        b[msg.len()] = 0x80;
-        b[56..].copy_from_slice(&((msg.len() as u64) * 8).to_be_bytes());
-        b
-    }
 
     #[test]
     fn sixteen_lanes_give_the_crate_digests() {

@@ -92,48 +92,22 @@ fn dump(seed: u64, lines: usize) -> Vec<u8> {
     out
 }
 
-/// The fast path on `input`, with what its deferred lines give through the reference.
-fn fast(
-    input: &mut dyn Read,
-    norm: &Normalizer,
-    filter: &AccountFilter,
-    chunk_bytes: usize,
-    threads: usize,
-) -> (io::Result<ScanStats>, Seen) {
-    let setup = Setup {
-        filter,
-        keys: KeyBlocks::new(norm),
-        max_line: MAX_LINE,
-        threads,
-        chunk_bytes,
-    };
-    let mut got = Reference {
-        norm,
-        filter,
-        seen: Seen::default(),
-    };
-    let stats = scan_lines(input, &setup, &mut got);
-    (stats, got.seen)
+/// How the fast path is given its input.
+enum Input<'a> {
+    Stream(&'a mut dyn Read),
+    /// Written to a file and mapped ([`scan_mapped`]); the file is then truncated to the
+    /// given length, if any.
+    Mapped(&'a [u8], Option<u64>),
 }
 
-/// The fast path on `input` written to a file and mapped ([`scan_mapped`]); `shrink_to`
-/// truncates the file once it is mapped.
-fn fast_mapped(
-    input: &[u8],
+/// The fast path on `input`, with what its deferred lines give through the reference.
+fn fast(
+    input: Input<'_>,
     norm: &Normalizer,
     filter: &AccountFilter,
     chunk_bytes: usize,
     threads: usize,
-    shrink_to: Option<u64>,
 ) -> (io::Result<ScanStats>, Seen) {
-    use std::io::Write;
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(input).unwrap();
-    file.flush().unwrap();
-    let map = Mapped::open(file.as_file(), input.len() as u64).unwrap();
-    if let Some(len) = shrink_to {
-        file.as_file().set_len(len).unwrap();
-    }
     let setup = Setup {
         filter,
         keys: KeyBlocks::new(norm),
@@ -146,7 +120,20 @@ fn fast_mapped(
         filter,
         seen: Seen::default(),
     };
-    let stats = scan_mapped(&map, &setup, &mut got);
+    let stats = match input {
+        Input::Stream(r) => scan_lines(r, &setup, &mut got),
+        Input::Mapped(bytes, shrink_to) => {
+            use std::io::Write;
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            file.write_all(bytes).unwrap();
+            file.flush().unwrap();
+            let map = Mapped::open(file.as_file(), bytes.len() as u64).unwrap();
+            if let Some(len) = shrink_to {
+                file.as_file().set_len(len).unwrap();
+            }
+            scan_mapped(&map, &setup, &mut got)
+        }
+    };
     (stats, got.seen)
 }
 
@@ -193,9 +180,21 @@ fn fast_path_equals_the_reference_for_every_chunking_and_thread_count() {
     ] {
         for mapped in [false, true] {
             let (result, got) = if mapped {
-                fast_mapped(&input, &norm, &filter, chunk_bytes, threads, None)
+                fast(
+                    Input::Mapped(&input, None),
+                    &norm,
+                    &filter,
+                    chunk_bytes,
+                    threads,
+                )
             } else {
-                fast(&mut &input[..], &norm, &filter, chunk_bytes, threads)
+                fast(
+                    Input::Stream(&mut &input[..]),
+                    &norm,
+                    &filter,
+                    chunk_bytes,
+                    threads,
+                )
             };
             let stats = result.unwrap();
             let ctx = format!("chunk {chunk_bytes}, {threads} threads, mapped {mapped}");
@@ -250,9 +249,21 @@ fn edges_of_the_stream() {
         let n = if input.is_empty() { 0 } else { mapped.len() };
         for (chunk_bytes, threads, mapped) in cases.into_iter().chain(mapped.into_iter().take(n)) {
             let (result, got) = if mapped {
-                fast_mapped(&input, &norm, &filter, chunk_bytes, threads, None)
+                fast(
+                    Input::Mapped(&input, None),
+                    &norm,
+                    &filter,
+                    chunk_bytes,
+                    threads,
+                )
             } else {
-                fast(&mut &input[..], &norm, &filter, chunk_bytes, threads)
+                fast(
+                    Input::Stream(&mut &input[..]),
+                    &norm,
+                    &filter,
+                    chunk_bytes,
+                    threads,
+                )
             };
             let stats = result.unwrap();
             let ctx = format!(
@@ -286,7 +297,13 @@ fn read_error_keeps_what_was_read() {
     let filter = filter_for(&input, &norm);
     let (want, _) = reference(&input, &norm, &filter);
     for threads in [1, 2] {
-        let (result, got) = fast(&mut Failing(&input), &norm, &filter, 1000, threads);
+        let (result, got) = fast(
+            Input::Stream(&mut Failing(&input)),
+            &norm,
+            &filter,
+            1000,
+            threads,
+        );
         let err = result.unwrap_err();
         assert_eq!(err.to_string(), "disk on fire");
         // Everything but the last partial chunk was applied, in order.
@@ -306,7 +323,13 @@ fn a_mapped_file_that_shrinks_is_an_error_not_a_crash() {
     let (want, _) = reference(&input, &norm, &filter);
     for threads in [1, 2] {
         let cut = (input.len() as u64 * 2 / 5) & !4095;
-        let (result, got) = fast_mapped(&input, &norm, &filter, 4096, threads, Some(cut));
+        let (result, got) = fast(
+            Input::Mapped(&input, Some(cut)),
+            &norm,
+            &filter,
+            4096,
+            threads,
+        );
         let err = result.unwrap_err();
         assert!(err.to_string().contains("shrank"), "{err}");
         let n = got.needs_store.len();

@@ -3,9 +3,10 @@
 //!
 //! Why: that copy was 7 % of a warm single-core run (`perf`: the kernel's
 //! `_copy_to_iter`), and on two cores the reading thread took that share of a core from
-//! the workers. Mapped, the list's 2-thread run was 10–15 % faster (in alternation). Only the fast path of combo/ULP lists uses the map
-//! (`scan::scan_mapped`); archives, downloads (spooled encrypted) and small files are read
-//! as streams as before.
+//! the workers. Mapped, the list's 2-thread run was 10–15 % faster (in alternation).
+//! Only the fast path of combo/ULP lists reads the map in place (`scan::scan_mapped`);
+//! other layouts read it as a stream, and archives and downloads (spooled encrypted) are
+//! not mapped.
 //!
 //! The risk of a map is a file that shrinks under it: touching a page past the new end
 //! raises `SIGBUS`, which kills the process by default, and "one bad file never stops a
