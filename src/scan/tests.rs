@@ -95,6 +95,8 @@ fn dump(seed: u64, lines: usize) -> Vec<u8> {
 /// How the fast path is given its input.
 enum Input<'a> {
     Stream(&'a mut dyn Read),
+    /// Read as a stream.
+    Bytes(&'a [u8]),
     /// Written to a file and mapped ([`scan_mapped`]); the file is then truncated to the
     /// given length, if any.
     Mapped(&'a [u8], Option<u64>),
@@ -122,6 +124,7 @@ fn fast(
     };
     let stats = match input {
         Input::Stream(r) => scan_lines(r, &setup, &mut got),
+        Input::Bytes(mut b) => scan_lines(&mut b, &setup, &mut got),
         Input::Mapped(bytes, shrink_to) => {
             use std::io::Write;
             let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -179,23 +182,12 @@ fn fast_path_equals_the_reference_for_every_chunking_and_thread_count() {
         (CHUNK_BYTES, 4),
     ] {
         for mapped in [false, true] {
-            let (result, got) = if mapped {
-                fast(
-                    Input::Mapped(&input, None),
-                    &norm,
-                    &filter,
-                    chunk_bytes,
-                    threads,
-                )
+            let source = if mapped {
+                Input::Mapped(&input, None)
             } else {
-                fast(
-                    Input::Stream(&mut &input[..]),
-                    &norm,
-                    &filter,
-                    chunk_bytes,
-                    threads,
-                )
+                Input::Bytes(&input)
             };
+            let (result, got) = fast(source, &norm, &filter, chunk_bytes, threads);
             let stats = result.unwrap();
             let ctx = format!("chunk {chunk_bytes}, {threads} threads, mapped {mapped}");
             assert_eq!(stats.parse, want_stats, "{ctx}");
@@ -248,23 +240,12 @@ fn edges_of_the_stream() {
         let mapped = [(257, 1, true), (300, 2, true), (CHUNK_BYTES, 1, true)];
         let n = if input.is_empty() { 0 } else { mapped.len() };
         for (chunk_bytes, threads, mapped) in cases.into_iter().chain(mapped.into_iter().take(n)) {
-            let (result, got) = if mapped {
-                fast(
-                    Input::Mapped(&input, None),
-                    &norm,
-                    &filter,
-                    chunk_bytes,
-                    threads,
-                )
+            let source = if mapped {
+                Input::Mapped(&input, None)
             } else {
-                fast(
-                    Input::Stream(&mut &input[..]),
-                    &norm,
-                    &filter,
-                    chunk_bytes,
-                    threads,
-                )
+                Input::Bytes(&input)
             };
+            let (result, got) = fast(source, &norm, &filter, chunk_bytes, threads);
             let stats = result.unwrap();
             let ctx = format!(
                 "{:?}, chunk {chunk_bytes}, mapped {mapped}",
