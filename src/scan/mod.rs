@@ -33,7 +33,7 @@ use std::sync::{mpsc, Mutex};
 use crate::filter::AccountFilter;
 use crate::identity::block::KeyBlocks;
 use crate::parse::{Malformed, ParseStats};
-use crate::source::Mapped;
+use crate::source::{Mapped, SHRUNK};
 
 use chunk::ChunkOut;
 
@@ -101,7 +101,6 @@ pub fn scan_mapped(
 ) -> io::Result<ScanStats> {
     let mut chunks = MapChunker {
         map,
-        data: map.bytes(),
         pos: 0,
         max_line: setup.max_line,
         chunk: setup.chunk_bytes.max(setup.max_line + 1),
@@ -332,10 +331,8 @@ impl Apply<'_> {
 }
 
 fn shrunk(lines: u64) -> io::Error {
-    io::Error::other(format!(
-        "the file shrank while it was read (truncated or rewritten by another program); \
-         stopped after line {lines}"
-    ))
+    let why = SHRUNK;
+    io::Error::other(format!("{why}; stopped after line {lines}"))
 }
 
 /// One cut of the input.
@@ -365,7 +362,6 @@ trait Cut {
 /// workers may read past the data (past the map's end would fault).
 struct MapChunker<'m> {
     map: &'m Mapped,
-    data: &'m [u8],
     pos: usize,
     max_line: usize,
     chunk: usize,
@@ -377,7 +373,8 @@ impl Cut for MapChunker<'_> {
     }
 
     fn next(&mut self, buf: &mut Vec<u8>) -> io::Result<Piece> {
-        let (pos, rest) = (self.pos, &self.data[self.pos..]);
+        let data = self.map.bytes();
+        let (pos, rest) = (self.pos, &data[self.pos..]);
         let first = pos == 0;
         if rest.is_empty() {
             return Ok(Piece::End);
@@ -387,7 +384,7 @@ impl Cut for MapChunker<'_> {
                 *buf = self.new_buffer();
             }
             buf[..rest.len()].copy_from_slice(rest);
-            self.pos = self.data.len();
+            self.pos = data.len();
             return Ok(Piece::Lines {
                 at: None,
                 len: rest.len(),

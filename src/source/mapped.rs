@@ -27,9 +27,10 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Once;
 
-/// Maps live at once (one per file being scanned; a run scans one file at a time). When
-/// all are taken, [`Mapped::open`] fails and the caller reads the file as a stream.
-const SLOTS: usize = 8;
+/// Maps live at once (one per file being scanned; a run scans one file at a time, tests
+/// several). When all are taken, [`Mapped::open`] fails and the caller reads the file as
+/// a stream. The handler looks through them only on a `SIGBUS`.
+const SLOTS: usize = 64;
 
 struct Slot {
     taken: AtomicBool,
@@ -56,6 +57,10 @@ struct Previous(std::cell::UnsafeCell<Option<libc::sigaction>>);
 // SAFETY: written once inside `INSTALL`, before our handler is installed; only read after.
 unsafe impl Sync for Previous {}
 static PREVIOUS: Previous = Previous(std::cell::UnsafeCell::new(None));
+
+/// Why a read of a mapped file stopped when [`Mapped::shrunk`].
+pub const SHRUNK: &str =
+    "the file shrank while it was read (truncated or rewritten by another program)";
 
 /// A read-only map of a whole file, registered with the `SIGBUS` handler.
 pub struct Mapped {

@@ -19,7 +19,7 @@ use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 pub use budget::LimitHit;
-pub use mapped::Mapped;
+pub use mapped::{Mapped, SHRUNK};
 pub use walk::{Container, WalkOptions};
 
 #[derive(Debug, thiserror::Error)]

@@ -170,15 +170,10 @@ impl<'a, 'h> Walker<'a, 'h> {
             return None;
         }
         self.total.set(total);
-        let result = self
-            .handler
-            .mapped(name, &map)
-            .and_then(|()| match map.shrunk() {
-                true => Err(io::Error::other(
-                    "the file shrank while it was read (truncated or rewritten by another program)",
-                )),
-                false => Ok(()),
-            });
+        let mut result = self.handler.mapped(name, &map);
+        if result.is_ok() && map.shrunk() {
+            result = Err(io::Error::other(super::SHRUNK));
+        }
         Some(match result {
             Ok(()) => Flow::Done,
             Err(e) => {
