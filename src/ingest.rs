@@ -652,12 +652,20 @@ impl Ingest<'_> {
             name,
             logged: [0; Malformed::ALL.len()],
         };
-        let result = parse::sniff(&mut input, name).and_then(|(layout, sample)| {
-            let input = io::Cursor::new(sample).chain(input);
-            match layout {
-                Layout::Lines if logger.inner.threads > 0 => logger.scan(input, map, max_line),
-                _ => parse::parse_layout(layout, input, max_line, &mut logger),
+        let result = parse::open(&mut input, name).and_then(|opened| {
+            // A UTF-16 file is read through its decoder, not in place.
+            let map = map.filter(|_| opened.encoding == parse::decode::Encoding::Utf8);
+            let raw = opened.raw_bytes.clone();
+            let mut stats = match opened.layout {
+                Layout::Lines if logger.inner.threads > 0 => {
+                    logger.scan(opened.input, map, max_line)
+                }
+                layout => parse::parse_layout(layout, opened.input, max_line, &mut logger),
+            }?;
+            if let Some(raw) = raw {
+                stats.bytes = raw.get();
             }
+            Ok(stats)
         });
         let logged: u64 = logger.logged.iter().sum();
         if cancel.as_ref().is_some_and(Cancel::is_cancelled) {

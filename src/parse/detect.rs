@@ -14,13 +14,25 @@ const SAMPLE_LINES: usize = 50;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
+    /// Combo and ULP lines, and the grep floor for any other text: the catch-all.
     Lines,
     Table(TableLayout),
     Stealer,
+    Sql,
+    Json,
 }
 
+/// Every reader, in order of confidence: the first whose test passes reads the stream.
+/// The line reader comes last and takes everything else, so that nothing unclaimed is
+/// ever unread (its grep floor finds the addresses in any text).
 pub fn detect(sample: &[u8], name: &str) -> Layout {
     let sample = sample.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(sample);
+    if super::sql::sniff(sample) {
+        return Layout::Sql;
+    }
+    if super::json::sniff(sample) {
+        return Layout::Json;
+    }
     // Invalid UTF-8 in the sample (a cut multi-byte character, a Latin-1 line) must not
     // blind detection: judge the lines that are valid.
     let lines: Vec<&str> = sample
@@ -36,7 +48,7 @@ pub fn detect(sample: &[u8], name: &str) -> Layout {
     if key_lines >= 2 && (named_passwords || key_lines * 3 >= lines.len()) {
         return Layout::Stealer;
     }
-    if let Some(t) = TableLayout::sniff(&lines) {
+    if let Some(t) = TableLayout::sniff(sample) {
         return Layout::Table(t);
     }
     Layout::Lines
@@ -62,12 +74,17 @@ mod tests {
             ),
             (b"\xFF\xFE garbage\na@example.net:pw\n", "x", "lines"),
             (b"", "empty", "lines"),
+            (b"-- MySQL dump\nINSERT INTO t VALUES (1,'a@example.net');\n", "x", "sql"),
+            (b"[{\"email\": \"a@example.net\"}]", "x.txt", "json"),
+            (b"{\"email\": \"a@example.net\"}\n", "x.ndjson", "json"),
         ];
         for (sample, name, want) in cases {
             let got = match detect(sample, name) {
                 Layout::Lines => "lines",
                 Layout::Table(_) => "table",
                 Layout::Stealer => "stealer",
+                Layout::Sql => "sql",
+                Layout::Json => "json",
             };
             assert_eq!(got, *want, "{name}: {:?}", String::from_utf8_lossy(sample));
         }

@@ -8,13 +8,19 @@
 //! Bad input is never fatal: invalid UTF-8, NUL bytes, over-long lines and lines of no known
 //! shape are reported to the sink as [`Malformed`] with their line number, and parsing goes on.
 
+pub mod columns;
 pub mod combo;
+pub mod cursor;
+pub mod decode;
 pub mod detect;
 pub mod device;
+pub mod json;
 pub mod reader;
 pub mod shape;
+pub mod sql;
 pub mod stealer;
 pub mod table;
+pub mod text;
 pub mod ulp;
 
 use std::io::{self, Read};
@@ -38,6 +44,12 @@ pub enum Format {
     Hibp,
     /// A stealer log's Netscape cookie files.
     Cookies,
+    /// An address found in free text by the grep floor (`text`): no password.
+    Text,
+    /// A row of a SQL dump (`INSERT … VALUES`, `COPY … FROM stdin`).
+    Sql,
+    /// An object of a JSON or NDJSON export.
+    Json,
 }
 
 impl Format {
@@ -50,6 +62,9 @@ impl Format {
             Format::Range => "range",
             Format::Hibp => "hibp",
             Format::Cookies => "cookies",
+            Format::Text => "text",
+            Format::Sql => "sql",
+            Format::Json => "json",
         }
     }
 
@@ -62,6 +77,9 @@ impl Format {
             "range" => Format::Range,
             "hibp" => Format::Hibp,
             "cookies" => Format::Cookies,
+            "text" => Format::Text,
+            "sql" => Format::Sql,
+            "json" => Format::Json,
             _ => return None,
         })
     }
@@ -113,15 +131,21 @@ pub enum Malformed {
     TooLong,
     /// Not empty, but of no shape any parser knows.
     Unrecognised,
+    /// A quoted value or a structure the input ended inside of.
+    Unterminated,
+    /// Not valid in its format (a JSON syntax error).
+    Syntax,
 }
 
 impl Malformed {
     /// Every reason, in discriminant order (`why as usize` indexes per-reason counters).
-    pub const ALL: [Malformed; 4] = [
+    pub const ALL: [Malformed; 6] = [
         Malformed::InvalidUtf8,
         Malformed::NulByte,
         Malformed::TooLong,
         Malformed::Unrecognised,
+        Malformed::Unterminated,
+        Malformed::Syntax,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -130,6 +154,8 @@ impl Malformed {
             Malformed::NulByte => "NUL byte",
             Malformed::TooLong => "line too long",
             Malformed::Unrecognised => "unrecognised line",
+            Malformed::Unterminated => "unterminated value",
+            Malformed::Syntax => "syntax error",
         }
     }
 }
@@ -155,23 +181,59 @@ pub struct ParseStats {
 /// `Err` only for an I/O error of the reader; everything the content can do wrong is
 /// reported to the sink instead.
 pub fn parse_stream<R: Read>(
-    mut input: R,
+    input: R,
     name: &str,
     max_line: usize,
     sink: &mut dyn Sink,
 ) -> io::Result<ParseStats> {
-    let (layout, sample) = sniff(&mut input, name)?;
-    parse_layout(layout, io::Cursor::new(sample).chain(input), max_line, sink)
+    let opened = open(input, name)?;
+    let raw = opened.raw_bytes.clone();
+    let mut stats = parse_layout(opened.layout, opened.input, max_line, sink)?;
+    if let Some(raw) = raw {
+        stats.bytes = raw.get();
+    }
+    Ok(stats)
 }
 
-/// Reads the first bytes of `input` and tells its layout from them and its `name`.
-/// Returns the bytes read: they must be read again, before the rest of `input`.
-pub fn sniff<R: Read>(input: &mut R, name: &str) -> io::Result<(detect::Layout, Vec<u8>)> {
+/// A stream ready for the readers: decoded to UTF-8, its layout told.
+pub struct Opened<'a> {
+    pub layout: detect::Layout,
+    /// The whole stream from its first byte, as UTF-8 (but for Windows-1252 lines, which
+    /// the line readers decode one by one).
+    pub input: Box<dyn Read + 'a>,
+    /// The stream's encoding before decoding: a UTF-16 stream is no longer the bytes of
+    /// the file it came from.
+    pub encoding: decode::Encoding,
+    /// For a decoded stream, the bytes of the original read so far: the stream's size as
+    /// reported (the readers count the decoded bytes).
+    pub raw_bytes: Option<std::rc::Rc<std::cell::Cell<u64>>>,
+}
+
+/// Reads the first bytes of `input`, settles its encoding (`decode`), and tells its
+/// layout from the decoded bytes and its `name`.
+pub fn open<'a, R: Read + 'a>(mut input: R, name: &str) -> io::Result<Opened<'a>> {
+    let sample_bytes = detect::SAMPLE_BYTES as u64;
+    let mut raw = Vec::with_capacity(detect::SAMPLE_BYTES);
+    (&mut input).take(sample_bytes).read_to_end(&mut raw)?;
+    let encoding = decode::sniff(&raw);
+    if encoding == decode::Encoding::Utf8 {
+        return Ok(Opened {
+            layout: detect::detect(&raw, name),
+            input: Box::new(io::Cursor::new(raw).chain(input)),
+            encoding,
+            raw_bytes: None,
+        });
+    }
+    let mut decoded = decode::Utf16Reader::new(io::Cursor::new(raw).chain(input), encoding);
+    let raw_bytes = Some(decoded.raw_bytes());
     let mut sample = Vec::with_capacity(detect::SAMPLE_BYTES);
-    input
-        .take(detect::SAMPLE_BYTES as u64)
-        .read_to_end(&mut sample)?;
-    Ok((detect::detect(&sample, name), sample))
+    (&mut decoded).take(sample_bytes).read_to_end(&mut sample)?;
+    Ok(Opened {
+        layout: detect::detect(&sample, name),
+        input: Box::new(io::Cursor::new(sample).chain(decoded)),
+        encoding,
+        raw_bytes,
+    })
 }
 
 /// Parses a whole stream (its sniffed sample first) in a known layout.
@@ -181,22 +243,14 @@ pub fn parse_layout<R: Read>(
     max_line: usize,
     sink: &mut dyn Sink,
 ) -> io::Result<ParseStats> {
-    let reader = LineReader::new(input, max_line);
     match layout {
-        detect::Layout::Lines => parse_lines(reader, sink),
-        detect::Layout::Table(t) => {
-            let mut header_done = false;
-            run_lines(reader, sink, |line, no, sink| {
-                if !header_done {
-                    header_done = true;
-                    return true;
-                }
-                t.parse_row(line, no, sink)
-            })
-        }
+        detect::Layout::Sql => sql::parse(input, max_line, sink),
+        detect::Layout::Json => json::parse(input, max_line, sink),
+        detect::Layout::Lines => parse_lines(LineReader::new(input, max_line), sink),
+        detect::Layout::Table(t) => t.parse(input, max_line, sink),
         detect::Layout::Stealer => {
             let mut block = stealer::BlockParser::default();
-            let stats = run_lines(reader, sink, |line, no, sink| {
+            let stats = run_lines(LineReader::new(input, max_line), sink, |line, no, sink| {
                 block.line(line, no, sink);
                 true
             })?;
@@ -212,22 +266,24 @@ pub fn parse_lines<R: Read>(reader: LineReader<R>, sink: &mut dyn Sink) -> io::R
     run_lines(reader, sink, parse_credential_line)
 }
 
-/// One line of a combo/ULP list: dispatches on its shape. Returns false if unrecognised.
+/// One line of a combo/ULP list: dispatches on its shape, then reads the addresses after
+/// the login (the grep floor, `text`). Returns false if it found nothing.
 pub fn parse_credential_line(line: &str, no: u64, sink: &mut dyn Sink) -> bool {
-    if ulp::looks_like_ulp(line) {
-        if let Some((url, login, password)) = ulp::split_ulp(line) {
+    let claimed = if ulp::looks_like_ulp(line) {
+        ulp::split_ulp(line).map(|(url, login, password)| {
+            let end = login.as_ptr() as usize - line.as_ptr() as usize + login.len();
+            let login = combo::address_in(login);
             sink.record(&Record::ulp(url, login, password, no));
-            return true;
-        }
-        return false;
-    }
-    match combo::split_combo(line) {
-        Some((login, password)) => {
-            sink.record(&Record::combo(login, password, no));
-            true
-        }
-        None => false,
-    }
+            end
+        })
+    } else {
+        combo::split_variant(line).map(|c| {
+            sink.record(&Record::combo(c.login, c.password.as_deref(), no));
+            c.claimed
+        })
+    };
+    let found = text::floor(line, claimed.unwrap_or(0), no, sink);
+    claimed.is_some() || found > 0
 }
 
 /// Drives a line reader: screens out bad lines, hands good UTF-8 lines to `each`.
@@ -251,16 +307,12 @@ fn run_lines<R: Read>(
                 if memchr::memchr(0, bytes).is_some() {
                     Some(Malformed::NulByte)
                 } else {
-                    match std::str::from_utf8(bytes) {
-                        Err(_) => Some(Malformed::InvalidUtf8),
-                        Ok(text) => {
-                            let text = text.trim();
-                            if text.is_empty() || each(text, no, &mut counting) {
-                                None
-                            } else {
-                                Some(Malformed::Unrecognised)
-                            }
-                        }
+                    let text = decode::line_text(bytes);
+                    let text = text.trim();
+                    if text.is_empty() || each(text, no, &mut counting) {
+                        None
+                    } else {
+                        Some(Malformed::Unrecognised)
                     }
                 }
             }
@@ -357,21 +409,22 @@ mod tests {
             vec![
                 ("alice@agence-exemple.fr", Some("pa:ss"), 1, Format::Combo),
                 ("jdupont", Some("x|y"), 2, Format::Ulp),
+                // Not UTF-8: read as Windows-1252.
+                ("badÿþutf8@example.net", Some("pw"), 3, Format::Combo),
                 ("last@example.net", Some("pw"), 8, Format::Combo),
             ]
         );
         assert_eq!(
             sink.malformed,
             vec![
-                (3, Malformed::InvalidUtf8),
                 (4, Malformed::NulByte),
                 (5, Malformed::Unrecognised),
                 (7, Malformed::TooLong),
             ]
         );
         assert_eq!(stats.lines, 8);
-        assert_eq!(stats.malformed, 4);
-        assert_eq!(stats.records, 3);
+        assert_eq!(stats.malformed, 3);
+        assert_eq!(stats.records, 4);
         assert_eq!(stats.bytes, input.len() as u64);
     }
 
@@ -410,10 +463,32 @@ mod tests {
             b".",
             b"8443",
             b"/",
+            b"INSERT INTO t VALUES (",
+            b"),(",
+            b"NULL",
+            b"\\",
+            b"COPY t (email) FROM stdin;\n",
+            b"\\.",
+            b"{\"email\": ",
+            b"\"pass\":",
+            b"[",
+            b"]",
+            b"{",
+            b"}",
+            b"\\u00e9",
+            b"\\ud800",
+            b"-- ",
+            b"/*",
+            b"*/",
+            b"a@b.example",
         ];
+        // Prefixes that make the sample read as SQL or JSON, so that their readers meet
+        // the same random bytes.
+        const PREFIXES: &[&[u8]] = &[b"", b"", b"", b"INSERT INTO t VALUES (", b"[{"];
         let mut rng = crate::synth::Rng::new(42);
-        for case in 0..3000 {
-            let mut input = crate::synth::pieces(&mut rng, PIECES, 400);
+        for case in 0..5000 {
+            let mut input = PREFIXES[case % PREFIXES.len()].to_vec();
+            input.extend(crate::synth::pieces(&mut rng, PIECES, 400));
             if case % 100 == 0 {
                 input.extend(std::iter::repeat_n(b'x', 3000));
             }

@@ -99,8 +99,10 @@ pub fn shape_with<'a>(line: &'a str, c: &Classes) -> Shape<'a> {
     let first = &b[..i];
     let Some(&stop) = b.get(i) else {
         // No separator at all: a bare address, if the `@` is neither first nor last.
-        return if ats == 0 || first_at == 0 || first_at + 1 == b.len() {
+        return if ats == 0 || (ats == 1 && (first_at == 0 || first_at + 1 == b.len())) {
             Shape::Malformed
+        } else if first_at == 0 {
+            Shape::Other // `@a@b.example`: no login, but an address for the grep floor
         } else {
             Shape::Combo {
                 login: line,
@@ -122,7 +124,15 @@ pub fn shape_with<'a>(line: &'a str, c: &Classes) -> Shape<'a> {
                 return Shape::Ulp { scheme: None };
             }
             if i == 0 {
-                return Shape::Malformed; // `:nologin`
+                // `:nologin`; `:a@b.example` holds an address for the grep floor.
+                return if memchr::memchr(b'@', b).is_some() {
+                    Shape::Other
+                } else {
+                    Shape::Malformed
+                };
+            }
+            if i == 6 && stop == b':' && first.eq_ignore_ascii_case(b"mailto") {
+                return Shape::Other; // `mailto:addr:pass`: the variant reader's
             }
             let password = &line[i + 1..];
             Shape::Combo {

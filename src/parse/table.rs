@@ -1,164 +1,261 @@
-//! Tables with a header row: the CSV/TSV/`;` dumps that leak sites publish.
+//! Tables: the CSV/TSV/`;`/`|` exports leak sites publish, with a header row or without.
 //!
-//! The email column is found by its header name (`email`, `courriel`, `mail`, …) or, failing
-//! that, by content (the column whose sample values look like addresses). A password column
-//! is used when its header names one. Every other column (names, phone numbers, addresses)
-//! is never read, so personal data from the dump goes no further than the line buffer.
+//! Fields follow RFC 4180 as spreadsheets write it: a field that starts with `"` is quoted,
+//! may hold the delimiter and line breaks, and writes a quote as `""`; a quote inside an
+//! unquoted field is data. Records are read from a bounded [`Cursor`], so a quoted field
+//! that never closes costs at most `max_field` bytes: the record is then reported as
+//! malformed and reading resumes at the next line.
+//!
+//! The login and password columns are found by the header's names ([`columns`]: French
+//! and English, `courriel`, `adresse e-mail`, `mot de passe`, `mdp`, …) or, in a table
+//! without a header (`id,name,email,phone`), the login by content. Every other field is
+//! read by the grep floor only.
 
-use super::{Format, Record, Sink};
+use std::io::{self, Read};
 
-/// Header names (lower case, spaces/dashes/underscores removed) of an email column.
-const EMAIL_HEADERS: &[&str] = &[
-    "email",
-    "mail",
-    "emailaddress",
-    "adressemail",
-    "adresseemail",
-    "adressemel",
-    "courriel",
-    "useremail",
-    "loginemail",
-    "mel",
-];
-const PASSWORD_HEADERS: &[&str] = &[
-    "password",
-    "pass",
-    "passwd",
-    "pwd",
-    "motdepasse",
-    "mdp",
-    "userpassword",
-];
+use super::columns::{self, Columns};
+use super::cursor::{Cursor, Stop};
+use super::{decode, Format, Malformed, ParseStats, Sink};
+
 const DELIMITERS: &[u8] = b",;\t|";
+/// Records of the sample judged.
+const SAMPLE_RECORDS: usize = 50;
+/// Fields kept per record; more are read and dropped.
+const MAX_FIELDS: usize = 1024;
+const PROGRESS_EVERY: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableLayout {
     pub delimiter: u8,
-    pub email_col: usize,
-    pub password_col: Option<usize>,
+    pub columns: Columns,
+    /// The first record is a header (not data).
+    pub header: bool,
 }
 
 impl TableLayout {
-    /// Recognises a table from its first lines (header first). `None` if it is not one.
-    pub fn sniff(lines: &[&str]) -> Option<TableLayout> {
-        let (header, rows) = lines.split_first()?;
-        if header.contains('@') || rows.is_empty() {
-            return None;
-        }
-        // The delimiter: present in the header, and giving every sample row the header's
-        // field count (rows may be cut by the sample's end, so the last one is not judged).
-        let judged = &rows[..rows.len().saturating_sub(1).max(1)];
-        let delimiter = *DELIMITERS.iter().find(|&&d| {
-            let n = count_fields(header, d);
-            n >= 2 && judged.iter().all(|r| count_fields(r, d) == n)
-        })?;
-        let headers: Vec<String> = fields(header, delimiter).map(header_key).collect();
-        let by_name = |names: &[&str]| headers.iter().position(|h| names.contains(&h.as_str()));
-        let email_col = by_name(EMAIL_HEADERS).or_else(|| {
-            // By content: the column where most sample rows hold an address.
-            (0..headers.len())
-                .map(|c| {
-                    let hits = judged
+    /// Recognises a table from the first bytes of a stream. `None` if it is not one.
+    ///
+    /// A delimiter must give the sample's records (all but a last one the sample may
+    /// cut) one field count of two or more. With a header (a first record without `@`),
+    /// the login column is found by name or by content; without one, by content, and
+    /// then the table needs three fields or more when the delimiter is not a comma, so
+    /// that a combo list (`addr;password`) stays a combo list.
+    pub fn sniff(sample: &[u8]) -> Option<TableLayout> {
+        let sample = sample.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(sample);
+        DELIMITERS.iter().find_map(|&d| Self::sniff_with(sample, d))
+    }
+
+    fn sniff_with(sample: &[u8], d: u8) -> Option<TableLayout> {
+        let mut c = Cursor::new(sample);
+        let mut records = Vec::new();
+        let mut fields = Vec::new();
+        while records.len() < SAMPLE_RECORDS {
+            match read_record(&mut c, d, &mut fields, 1024).ok()? {
+                // The sample's end may cut a quoted field: judge what came before.
+                Record::End | Record::Cut => break,
+                Record::Blank => continue,
+                Record::Fields(n) => records.push(
+                    fields[..n]
                         .iter()
-                        .filter(|r| field(r, delimiter, c).is_some_and(looks_like_email))
-                        .count();
-                    (hits, c)
-                })
-                .filter(|&(hits, _)| hits * 2 > judged.len())
-                .max()
-                .map(|(_, c)| c)
-        })?;
-        Some(TableLayout {
-            delimiter,
-            email_col,
-            password_col: by_name(PASSWORD_HEADERS),
-        })
-    }
-
-    /// Reads one data row. Returns false when the row has no email column.
-    pub fn parse_row(&self, line: &str, no: u64, sink: &mut dyn Sink) -> bool {
-        let Some(email) = field(line, self.delimiter, self.email_col) else {
-            return false;
-        };
-        if email.is_empty() {
-            // A row without an address is a well-formed row of no interest.
-            return true;
+                        .map(|f: &Vec<u8>| decode::line_text(f).trim().to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            }
         }
-        let password = self
-            .password_col
-            .and_then(|c| field(line, self.delimiter, c))
-            .filter(|p| !p.is_empty());
-        sink.record(&Record {
-            login: email,
-            password,
-            url: None,
-            line: no,
-            format: Format::Table,
-        });
-        true
-    }
-}
-
-fn header_key(h: &str) -> String {
-    h.chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '_' | '.' | '"' | '\''))
-        .flat_map(char::to_lowercase)
-        .map(|c| match c {
-            'é' | 'è' | 'ê' => 'e',
-            c => c,
-        })
-        .collect()
-}
-
-fn looks_like_email(s: &str) -> bool {
-    match s.find('@') {
-        Some(at) => at > 0 && s[at + 1..].contains('.') && !s.contains(' '),
-        None => false,
-    }
-}
-
-fn count_fields(line: &str, d: u8) -> usize {
-    fields(line, d).count()
-}
-
-/// The `k`-th field, unquoted and trimmed.
-pub fn field(line: &str, d: u8, k: usize) -> Option<&str> {
-    fields(line, d).nth(k)
-}
-
-/// Fields of one line, honouring double quotes (a delimiter inside quotes is data).
-pub fn fields(line: &str, d: u8) -> impl Iterator<Item = &str> {
-    let b = line.as_bytes();
-    let mut pos = 0usize;
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
+        // The last record may be cut by the sample's end: judge it only if it is alone.
+        let judged = if records.len() > 2 && c.bytes_read() as usize >= sample.len() {
+            &records[..records.len() - 1]
+        } else {
+            &records[..]
+        };
+        let (first, rest) = judged.split_first()?;
+        let n = first.len();
+        if n < 2 || rest.is_empty() || !rest.iter().all(|r| r.len() == n) {
             return None;
         }
-        let start = pos;
-        let mut in_quotes = false;
-        while pos < b.len() {
-            let c = b[pos];
-            if c == b'"' {
-                in_quotes = !in_quotes;
-            } else if c == d && !in_quotes {
+        let by_content = |rows: &[Vec<String>]| {
+            (0..n)
+                .map(|c| {
+                    let hits = rows
+                        .iter()
+                        .filter(|r| columns::looks_like_email(&r[c]))
+                        .count();
+                    (hits, std::cmp::Reverse(c))
+                })
+                .filter(|&(hits, _)| hits * 2 > rows.len())
+                .max()
+                .map(|(_, std::cmp::Reverse(c))| c)
+        };
+        if !first.iter().any(|f| f.contains('@')) {
+            let mut cols = Columns::from_names(first.iter().map(String::as_str));
+            if cols.email.is_none() {
+                cols.email = by_content(rest);
+            }
+            cols.email?;
+            return Some(TableLayout {
+                delimiter: d,
+                columns: cols,
+                header: true,
+            });
+        }
+        if d != b',' && n < 3 {
+            return None;
+        }
+        let email = by_content(judged)?;
+        Some(TableLayout {
+            delimiter: d,
+            columns: Columns {
+                email: Some(email),
+                password: None,
+            },
+            header: false,
+        })
+    }
+
+    /// Reads the whole table.
+    pub fn parse<R: Read>(
+        &self,
+        input: R,
+        max_field: usize,
+        sink: &mut dyn Sink,
+    ) -> io::Result<ParseStats> {
+        let mut c = Cursor::new(input);
+        let mut stats = ParseStats::default();
+        let mut fields: Vec<Vec<u8>> = Vec::new();
+        let mut header = self.header;
+        let mut next_progress = PROGRESS_EVERY;
+        loop {
+            let start = c.line();
+            match read_record(&mut c, self.delimiter, &mut fields, max_field)? {
+                Record::End => break,
+                Record::Blank => {}
+                Record::Cut => {
+                    stats.malformed += 1;
+                    sink.malformed(start, Malformed::TooLong);
+                }
+                Record::Fields(_) if header => header = false,
+                Record::Fields(n) => {
+                    let texts: Vec<_> = fields[..n].iter().map(|f| decode::line_text(f)).collect();
+                    let refs: Vec<Option<&str>> = texts.iter().map(|t| Some(&**t)).collect();
+                    let line = c.lines();
+                    stats.records +=
+                        columns::emit_row(&refs, self.columns, line, Format::Table, sink);
+                }
+            }
+            let read = c.bytes_read();
+            if read >= next_progress {
+                next_progress = read + PROGRESS_EVERY;
+                sink.progress(read);
+            }
+        }
+        stats.lines = c.lines();
+        stats.bytes = c.bytes_read();
+        Ok(stats)
+    }
+}
+
+/// What [`read_record`] found.
+enum Record {
+    /// The end of the input.
+    End,
+    /// An empty line.
+    Blank,
+    /// A field longer than the bound (a quote that never closed, most often); the rest
+    /// of its line was skipped.
+    Cut,
+    /// A record of this many fields, in `fields[..n]`.
+    Fields(usize),
+}
+
+/// Reads one record through its line end into `fields` (reused; each field's bytes,
+/// unquoted).
+fn read_record<R: Read>(
+    c: &mut Cursor<R>,
+    d: u8,
+    fields: &mut Vec<Vec<u8>>,
+    max_field: usize,
+) -> io::Result<Record> {
+    if c.peek()?.is_none() {
+        return Ok(Record::End);
+    }
+    let mut n = 0;
+    let mut dropped = Vec::new();
+    loop {
+        let f = if n < MAX_FIELDS {
+            if n == fields.len() {
+                fields.push(Vec::new());
+            }
+            let f = &mut fields[n];
+            f.clear();
+            n += 1;
+            f
+        } else {
+            dropped.clear();
+            &mut dropped
+        };
+        // Spaces before an opening quote are layout.
+        while c.peek()? == Some(b' ') {
+            c.bump()?;
+            f.push(b' ');
+        }
+        let stop = if c.peek()? == Some(b'"') {
+            f.clear();
+            c.bump()?;
+            loop {
+                if c.push_upto(b"\"", f, max_field)? != Stop::Byte(b'"') {
+                    // A quote that does not close within the bound: resume at the next
+                    // line after the bound, not at the end of the input.
+                    return skip_line(c);
+                }
+                c.bump()?;
+                if c.peek()? == Some(b'"') {
+                    c.bump()?;
+                    f.push(b'"');
+                    continue;
+                }
                 break;
             }
-            pos += 1;
-        }
-        let f = &line[start..pos];
-        if pos >= b.len() {
-            done = true;
+            // What follows the closing quote, to the delimiter, is kept as data.
+            let (stop, cut) = c.push_bounded(&[d, b'\n'], f, max_field)?;
+            if cut {
+                return skip_line(c);
+            }
+            stop
         } else {
-            pos += 1;
+            let (stop, cut) = c.push_bounded(&[d, b'\n'], f, max_field)?;
+            if cut {
+                return skip_line(c);
+            }
+            stop
+        };
+        match stop {
+            Some(b) if b == d => {
+                c.bump()?;
+            }
+            other => {
+                if other.is_some() {
+                    c.bump()?; // the newline
+                }
+                if let Some(last) = fields.get_mut(n - 1) {
+                    if last.last() == Some(&b'\r') {
+                        last.pop();
+                    }
+                }
+                if n == 1 && fields[0].iter().all(u8::is_ascii_whitespace) {
+                    return Ok(Record::Blank);
+                }
+                return Ok(Record::Fields(n));
+            }
         }
-        let f = f.trim();
-        let f = f
-            .strip_prefix('"')
-            .and_then(|f| f.strip_suffix('"'))
-            .unwrap_or(f);
-        Some(f.trim())
-    })
+    }
+}
+
+/// A field over the bound: the rest of its line is skipped, the record reported cut.
+fn skip_line<R: Read>(c: &mut Cursor<R>) -> io::Result<Record> {
+    let mut skip = Vec::new();
+    c.push_bounded(b"\n", &mut skip, 0)?;
+    c.bump()?;
+    Ok(Record::Cut)
 }
 
 #[cfg(test)]
@@ -168,65 +265,66 @@ mod tests {
 
     #[test]
     fn sniff_table() {
-        type Want = Option<(u8, usize, Option<usize>)>;
-        let cases: &[(&[&str], Want)] = &[
+        type Want = Option<(u8, Option<usize>, Option<usize>, bool)>;
+        let cases: &[(&[u8], Want)] = &[
             (
-                &[
-                    "id,Email,Mot de passe",
-                    "1,a@example.net,pw",
-                    "2,b@example.net,pw2",
-                ],
-                Some((b',', 1, Some(2))),
+                b"id,Email,Mot de passe\n1,a@example.net,pw\n2,b@example.net,pw2\n",
+                Some((b',', Some(1), Some(2), true)),
             ),
             (
-                &[
-                    "nom;prénom;Courriel",
-                    "Dupont;Jean;j@example.net",
-                    "X;Y;z@example.net",
-                ],
-                Some((b';', 2, None)),
+                "nom;prénom;Courriel\nDupont;Jean;j@example.net\nX;Y;z@example.net\n".as_bytes(),
+                Some((b';', Some(2), None, true)),
             ),
             (
-                &[
-                    "id\tcontact\tcity",
-                    "1\tj@example.net\tParis",
-                    "2\tk@example.net\tLyon",
-                ],
-                Some((b'\t', 1, None)),
+                b"id\tcontact\tcity\n1\tj@example.net\tParis\n2\tk@example.net\tLyon\n",
+                Some((b'\t', Some(1), None, true)),
             ),
             (
-                &[
-                    "\"id\",\"E-Mail\"",
-                    "\"1\",\"a,b@example.net\"",
-                    "\"2\",\"c@example.net\"",
-                ],
-                Some((b',', 1, None)),
+                b"\"id\",\"E-Mail\"\n\"1\",\"a,b@example.net\"\n\"2\",\"c@example.net\"\n",
+                Some((b',', Some(1), None, true)),
+            ),
+            // A quoted field across lines.
+            (
+                b"id,notes,identifiant,mdp\n1,\"line one\nline two\",a@example.net,x\n2,n,b@example.net,y\n",
+                Some((b',', Some(2), Some(3), true)),
+            ),
+            // No header: the column by content.
+            (
+                b"1,Dupont,a@example.net,0601\n2,Durand,b@example.net,0602\n3,X,c@example.net,0603\n",
+                Some((b',', Some(2), None, false)),
             ),
             // Combo lists are not tables.
-            (&["a@example.net:pw", "b@example.net:pw"], None),
+            (b"a@example.net:pw\nb@example.net:pw\n", None),
+            (b"a@example.net;pw\nb@example.net;pw2\n", None),
+            (b"a@example.net|pw|x\nb@example.net|pw2\n", None),
             // A header but no column of addresses.
-            (&["id,city", "1,Paris", "2,Lyon"], None),
+            (b"id,city\n1,Paris\n2,Lyon\n", None),
             // Inconsistent field counts: prose, not a table.
-            (&["hello, world", "this is, not, a table", "at, all"], None),
+            (b"hello, world\nthis is, not, a table\nat, all\n", None),
         ];
-        for (lines, want) in cases {
-            let got = TableLayout::sniff(lines).map(|t| (t.delimiter, t.email_col, t.password_col));
-            assert_eq!(got, *want, "{lines:?}");
+        for (sample, want) in cases {
+            let got = TableLayout::sniff(sample)
+                .map(|t| (t.delimiter, t.columns.email, t.columns.password, t.header));
+            assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(sample));
         }
     }
 
     #[test]
-    fn rows() {
+    fn rows_quotes_and_hostile_fields() {
         let t = TableLayout {
             delimiter: b',',
-            email_col: 1,
-            password_col: Some(3),
+            columns: Columns {
+                email: Some(1),
+                password: Some(3),
+            },
+            header: true,
         };
+        let mut input = b"id,email,ville,pass\n1,\" a@example.net \",Paris,\"p,w\"\"x\"\n2,,\"multi\nline c@example.org\",pw\n\n3,b@example.net\n".to_vec();
+        input.extend(b"4,\"never closed,");
+        input.extend(std::iter::repeat_n(b'z', 3000));
+        input.extend(b"\n5,d@example.net,x,pw5\r\n");
         let mut sink = CollectSink::default();
-        assert!(t.parse_row("1,\" a@example.net \",Paris,\"p,w\"", 2, &mut sink));
-        assert!(t.parse_row("2,,Paris,pw", 3, &mut sink));
-        assert!(t.parse_row("3,b@example.net", 4, &mut sink));
-        assert!(!t.parse_row("4", 5, &mut sink));
+        let stats = t.parse(&input[..], 1024, &mut sink).unwrap();
         let got: Vec<_> = sink
             .records
             .iter()
@@ -235,9 +333,15 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("a@example.net", Some("p,w"), 2),
-                ("b@example.net", None, 4)
+                ("a@example.net", Some("p,w\"x"), 2),
+                // No login in the login column: the floor's address, without a password.
+                ("c@example.org", None, 4),
+                ("b@example.net", None, 6),
+                ("d@example.net", Some("pw5"), 8),
             ]
         );
+        assert_eq!(stats.malformed, 1);
+        assert_eq!(sink.malformed, vec![(7, Malformed::TooLong)]);
+        assert_eq!(stats.lines, 8);
     }
 }

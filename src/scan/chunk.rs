@@ -12,7 +12,7 @@ use crate::bytes;
 use crate::identity::block::{hash_blocks, Fast, KeyBlocks};
 use crate::identity::IdentityHash;
 use crate::parse::shape::{self, Shape};
-use crate::parse::{self, ulp, Malformed, Record, Sink};
+use crate::parse::{self, decode, ulp, Malformed, Record, Sink};
 
 use super::masks::Masks;
 use super::Setup;
@@ -101,6 +101,17 @@ fn scan(setup: &Setup<'_>, out: &mut ChunkOut, masks: &mut Masks, buf: &[u8]) {
                 end
             };
             match text_of(&data[start..stop], clean) {
+                // Read as Windows-1252, as the reference reads it (`decode::line_text`).
+                Err(Malformed::InvalidUtf8) => {
+                    sink.cur = (no, start, stop);
+                    let text = decode::line_text(&data[start..stop]);
+                    let text = text.trim();
+                    if text.is_empty() || sink.general(text, no) {
+                        None
+                    } else {
+                        Some(Malformed::Unrecognised)
+                    }
+                }
                 Err(why) => Some(why),
                 Ok(text) => {
                     // `str::trim`: in ASCII text, its whitespace is these six bytes.
@@ -187,6 +198,47 @@ impl Default for Hashed {
     }
 }
 
+/// Whether `b` holds an `@` at or after `from`: from the classes of its first 64 bytes,
+/// then by search past them.
+#[inline]
+fn at_from(b: &[u8], classes: &bytes::Classes, from: usize) -> bool {
+    let within = b.len().min(64);
+    (from < within && classes.at & bytes::bits(from, within) != 0)
+        || (b.len() > 64 && memchr::memchr(b'@', &b[from.max(64)..]).is_some())
+}
+
+/// Keys of one line tested on the spot; a line with more is deferred.
+const PROBE_KEYS: usize = 8;
+
+/// Collects the keys of one line's records (see `LineSink::general`).
+struct Probe<'a> {
+    keys: &'a KeyBlocks<'a>,
+    blocks: [[u8; 64]; PROBE_KEYS],
+    n: usize,
+    records: u64,
+    defer: bool,
+}
+
+impl Sink for Probe<'_> {
+    fn record(&mut self, r: &Record<'_>) {
+        self.records += 1;
+        if self.defer {
+            return;
+        }
+        if self.n == PROBE_KEYS {
+            self.defer = true;
+            return;
+        }
+        match self.keys.key(r.login, r.url, &mut self.blocks[self.n]) {
+            Fast::NoKey => {}
+            Fast::Key(_) => self.n += 1,
+            Fast::Defer => self.defer = true,
+        }
+    }
+
+    fn malformed(&mut self, _line: u64, _why: Malformed) {}
+}
+
 struct LineSink<'a, 's> {
     keys: &'a KeyBlocks<'a>,
     setup: &'a Setup<'s>,
@@ -207,12 +259,16 @@ impl LineSink<'_, '_> {
     #[inline]
     fn line(&mut self, text: &str, window: &[u8], mut classes: bytes::Classes, no: u64) -> bool {
         // The most common line first, without going through `Shape` (whose matches cost a
-        // mispredicted jump per line): one address, then a combo separator. `shape_with`
+        // mispredicted jump per line): one address, then a combo separator, and no `@`
+        // after it (else the grep floor has more to read: `general`). `shape_with`
         // answers `Combo` with `simple_at` for exactly these lines.
         let b = text.as_bytes();
         let stop = ((!(classes.plain | classes.at)).trailing_zeros() as usize).min(b.len());
         let ats = classes.at & bytes::bits(0, stop);
         if stop < b.len() && ats != 0 && ats & (ats - 1) == 0 && COMBO_SEP[b[stop] as usize] {
+            if at_from(b, &classes, stop) {
+                return self.general(text, no);
+            }
             self.simple(&text[..stop], ats.trailing_zeros() as usize, window);
             return true;
         }
@@ -221,37 +277,80 @@ impl LineSink<'_, '_> {
                 login,
                 simple_at: Some(at),
                 ..
-            } => self.simple(login, at, window),
+            } if !at_from(b, &classes, login.len()) => self.simple(login, at, window),
             // A first field of plain bytes without `@`: a username, and with no URL it is
             // no identity (what `KeyBlocks::key` answers, without trimming and searching).
             Shape::Combo {
                 login,
                 simple_at: None,
                 ..
-            } if login.len() < 64 && classes.at & bytes::bits(0, login.len()) == 0 => {
+            } if login.len() < 64
+                && classes.at & bytes::bits(0, login.len()) == 0
+                && !at_from(b, &classes, login.len()) =>
+            {
                 self.out.records += 1;
             }
-            Shape::Combo {
-                login,
-                password,
-                simple_at: None,
-            } => self.record(&Record::combo(login, password, no)),
+            Shape::Combo { .. } => return self.general(text, no),
             Shape::Ulp { scheme } => {
                 let mut copy = [0u8; 64];
                 bytes::classify_ulp(shape::window64(text, window, &mut copy), &mut classes);
                 let split = shape::split_ulp_with(text, &classes, scheme)
                     .unwrap_or_else(|| ulp::split_ulp(text));
                 let Some((url, login, password)) = split else {
-                    return false;
+                    // No ULP fields, but maybe an address for the grep floor.
+                    return at_from(b, &classes, 0) && self.general(text, no);
                 };
+                let login_end = login.as_ptr() as usize - text.as_ptr() as usize + login.len();
+                if at_from(b, &classes, login_end) {
+                    return self.general(text, no);
+                }
                 if !self.plain_ulp(text, (url, scheme), login, &classes, window) {
+                    if login.contains('@') {
+                        // Not a plain address: the reference looks for one inside it.
+                        return self.general(text, no);
+                    }
                     self.record(&Record::ulp(url, login, password, no));
                 }
             }
             Shape::Malformed => return false,
-            Shape::Other => return parse::parse_credential_line(text, no, self),
+            Shape::Other => return self.general(text, no),
         }
         true
+    }
+
+    /// A line the fast shapes do not settle: the reference parser reads it, and its keys
+    /// are settled so that the line is counted once. A line with one key joins the
+    /// batch; with several (the grep floor found more addresses), they are tested here
+    /// and, if any may be ours, the whole line is deferred: the reference path then
+    /// reads all of it, and none of its keys was counted here.
+    fn general(&mut self, text: &str, no: u64) -> bool {
+        let mut probe = Probe {
+            keys: self.keys,
+            blocks: [[0; 64]; PROBE_KEYS],
+            n: 0,
+            records: 0,
+            defer: false,
+        };
+        let recognised = parse::parse_credential_line(text, no, &mut probe);
+        self.out.records += probe.records;
+        match probe.n {
+            _ if probe.defer => self.out.deferred.push(self.cur),
+            0 => {}
+            1 => {
+                self.batch.blocks[self.batch.n] = probe.blocks[0];
+                self.settle(Fast::Key(0));
+            }
+            n => {
+                let mut hashes = [IdentityHash([0; 20]); PROBE_KEYS];
+                hash_blocks(&probe.blocks[..n], &mut hashes[..n]);
+                if hashes[..n].iter().any(|h| self.setup.filter.may_contain(h)) {
+                    self.out.deferred.push(self.cur);
+                } else {
+                    self.out.identities += n as u64;
+                }
+            }
+        }
+        recognised
     }
 
     /// The record of a plain address (`shape::plain_at`), keyed without the general path.

@@ -298,11 +298,9 @@ impl Apply<'_> {
                 sink.malformed(base + m, why);
                 samples.next();
             }
-            // Screened by the worker: valid UTF-8.
-            let text = std::str::from_utf8(&bytes[start..end])
-                .unwrap_or_default()
-                .trim();
-            sink.deferred(base + line, text);
+            // Screened by the worker: no NUL; UTF-8, or Windows-1252 as the worker read it.
+            let text = crate::parse::decode::line_text(&bytes[start..end]);
+            sink.deferred(base + line, text.trim());
         }
         for &(m, why) in samples {
             sink.malformed(base + m, why);

@@ -1,0 +1,245 @@
+//! Which field of a row is the login and which the password: shared by every reader of
+//! rows (tables, SQL dumps, JSON objects, spreadsheets).
+//!
+//! A leak site's export names its columns in the victim's language and schema
+//! (`courriel`, `adresse e-mail`, `user_email`, `mot de passe`, `mdp`, `password_hash`),
+//! or names none. The login is the field named as an address, else the first field whose
+//! value is one; the password is the field named as one. Every other field is read by the
+//! grep floor only (its addresses become identity records), so a column nobody named is
+//! never blind and no other personal data goes further than the reader's buffer.
+
+use super::{text, Format, Record, Sink};
+
+/// Column names (see [`header_key`]) of an address.
+const EMAIL_NAMES: &[&str] = &[
+    "email",
+    "mail",
+    "emailaddress",
+    "mailaddress",
+    "adressemail",
+    "adresseemail",
+    "adressemel",
+    "adressemailpersonnelle",
+    "courriel",
+    "adressecourriel",
+    "useremail",
+    "usermail",
+    "loginemail",
+    "customeremail",
+    "contactemail",
+    "emailpro",
+    "emailperso",
+    "mel",
+    "email1",
+    "emailaddr",
+];
+
+/// Column names of a password (or of its hash: the value tells which it is).
+const PASSWORD_NAMES: &[&str] = &[
+    "password",
+    "pass",
+    "passwd",
+    "pwd",
+    "pw",
+    "motdepasse",
+    "mdp",
+    "userpassword",
+    "userpass",
+    "passwordhash",
+    "passhash",
+    "pwdhash",
+    "hashedpassword",
+    "encryptedpassword",
+    "passwordencrypted",
+    "secret",
+    "hash",
+    "mdphash",
+    "motdepassehash",
+];
+
+/// A column name as compared: lower case, accents off, no spaces, dashes, underscores,
+/// dots or quotes (`Adresse e-mail` → `adresseemail`).
+pub fn header_key(h: &str) -> String {
+    h.chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '_' | '.' | '"' | '\'' | '`' | '[' | ']'))
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'é' | 'è' | 'ê' | 'ë' => 'e',
+            'à' | 'â' => 'a',
+            'ï' | 'î' => 'i',
+            'ô' => 'o',
+            'ù' | 'û' => 'u',
+            'ç' => 'c',
+            c => c,
+        })
+        .collect()
+}
+
+/// Whether a column name (as [`header_key`] gives it) names an address.
+pub fn is_email_name(key: &str) -> bool {
+    EMAIL_NAMES.contains(&key)
+}
+
+/// Whether a column name names a password.
+pub fn is_password_name(key: &str) -> bool {
+    PASSWORD_NAMES.contains(&key)
+}
+
+/// A value that is one address and nothing else (`a@b.example`, no space).
+pub fn looks_like_email(s: &str) -> bool {
+    match s.find('@') {
+        Some(at) => {
+            at > 0
+                && s[at + 1..].contains('.')
+                && !s[at + 1..].contains('@')
+                && !s.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// The columns a row's reader settled on, by position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Columns {
+    pub email: Option<usize>,
+    pub password: Option<usize>,
+}
+
+impl Columns {
+    /// From column names (any case and spelling [`header_key`] folds).
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Columns {
+        let mut c = Columns::default();
+        for (i, name) in names.into_iter().enumerate() {
+            let key = header_key(name);
+            if c.email.is_none() && is_email_name(&key) {
+                c.email = Some(i);
+            } else if c.password.is_none() && is_password_name(&key) {
+                c.password = Some(i);
+            }
+        }
+        c
+    }
+}
+
+/// Reports one row: a record for its login (the named column, else the first field that
+/// is an address) with its password, and the grep floor over every other field. Returns
+/// the number of records. `NULL`-like values are `None`.
+pub fn emit_row(
+    fields: &[Option<&str>],
+    columns: Columns,
+    line: u64,
+    format: Format,
+    sink: &mut dyn Sink,
+) -> u64 {
+    let get = |i: Option<usize>| {
+        i.and_then(|i| fields.get(i).copied().flatten())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let login_at = match columns.email {
+        Some(i) if get(Some(i)).is_some() => Some(i),
+        // A named column left empty: the row may still hold an address elsewhere.
+        _ => fields
+            .iter()
+            .position(|f| f.is_some_and(|v| looks_like_email(v.trim()))),
+    };
+    let mut n = 0;
+    if let Some(login) = get(login_at) {
+        n += 1;
+        sink.record(&Record {
+            login,
+            password: get(columns.password).filter(|_| login_at != columns.password),
+            url: None,
+            line,
+            format,
+        });
+    }
+    for (i, field) in fields.iter().enumerate() {
+        if Some(i) == login_at || Some(i) == columns.password {
+            continue;
+        }
+        if let Some(value) = field {
+            n += text::floor(value, 0, line, sink);
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::CollectSink;
+
+    #[test]
+    fn names() {
+        let c = Columns::from_names(["id", "Adresse e-mail", "Mot de passe", "ville"]);
+        assert_eq!(
+            c,
+            Columns {
+                email: Some(1),
+                password: Some(2)
+            }
+        );
+        let c = Columns::from_names(["`user_id`", "`user_email`", "`password_hash`"]);
+        assert_eq!(
+            c,
+            Columns {
+                email: Some(1),
+                password: Some(2)
+            }
+        );
+        assert_eq!(Columns::from_names(["id", "nom"]), Columns::default());
+    }
+
+    #[test]
+    fn rows() {
+        let mut sink = CollectSink::default();
+        let c = Columns {
+            email: Some(1),
+            password: Some(2),
+        };
+        let n = emit_row(
+            &[
+                Some("1"),
+                Some(" a@example.net "),
+                Some("pw"),
+                Some("see b@example.org"),
+            ],
+            c,
+            3,
+            Format::Table,
+            &mut sink,
+        );
+        assert_eq!(n, 2);
+        // The named column empty: the address is found by content.
+        emit_row(
+            &[Some("2"), None, None, Some("c@example.net")],
+            c,
+            4,
+            Format::Table,
+            &mut sink,
+        );
+        // No names at all.
+        emit_row(
+            &[Some("3"), Some("Dupont"), Some("d@example.net")],
+            Columns::default(),
+            5,
+            Format::Sql,
+            &mut sink,
+        );
+        let got: Vec<_> = sink
+            .records
+            .iter()
+            .map(|r| (r.login.as_str(), r.password.as_deref(), r.line, r.format))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a@example.net", Some("pw"), 3, Format::Table),
+                ("b@example.org", None, 3, Format::Text),
+                ("c@example.net", None, 4, Format::Table),
+                ("d@example.net", None, 5, Format::Sql),
+            ]
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! A byte cursor over a stream, for the readers of shapes that are not lines (SQL
+//! statements of many megabytes on one line, JSON pretty-printed over thousands).
+//!
+//! One fixed buffer, refilled in place: memory does not grow with the input. Newlines are
+//! counted as bytes are consumed, so every record still names its line. Values are copied
+//! into buffers the caller bounds ([`Cursor::push_bounded`]).
+
+use std::io::{self, Read};
+
+const BUF: usize = 1 << 20;
+
+pub struct Cursor<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+    eof: bool,
+    /// The line of the next byte (1-based).
+    line: u64,
+    /// Bytes consumed before `buf[0]`.
+    base: u64,
+    /// The last byte consumed.
+    last: Option<u8>,
+}
+
+impl<R: Read> Cursor<R> {
+    pub fn new(inner: R) -> Self {
+        Cursor {
+            inner,
+            buf: vec![0; BUF].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            eof: false,
+            line: 1,
+            base: 0,
+            last: None,
+        }
+    }
+
+    /// The line of the next byte.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Bytes consumed so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Lines read so far: the number of the last line that holds a consumed byte.
+    pub fn lines(&self) -> u64 {
+        match self.last {
+            None => 0,
+            Some(b'\n') => self.line - 1,
+            Some(_) => self.line,
+        }
+    }
+
+    /// Makes bytes available; false at end of input.
+    #[inline]
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.pos < self.end {
+            return Ok(true);
+        }
+        if self.eof {
+            return Ok(false);
+        }
+        self.base += self.end as u64;
+        self.pos = 0;
+        self.end = 0;
+        loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end = n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next byte, not consumed.
+    #[inline]
+    pub fn peek(&mut self) -> io::Result<Option<u8>> {
+        Ok(if self.fill()? {
+            Some(self.buf[self.pos])
+        } else {
+            None
+        })
+    }
+
+    /// The next byte, consumed.
+    #[inline]
+    pub fn bump(&mut self) -> io::Result<Option<u8>> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        self.last = Some(b);
+        if b == b'\n' {
+            self.line += 1;
+        }
+        Ok(Some(b))
+    }
+
+    /// Consumes white space.
+    pub fn skip_ws(&mut self) -> io::Result<()> {
+        while let Some(b) = self.peek()? {
+            if !b.is_ascii_whitespace() {
+                break;
+            }
+            self.bump()?;
+        }
+        Ok(())
+    }
+
+    /// Consumes bytes up to the first of `stops` (not consumed), copying them into `out`
+    /// while it holds fewer than `max` bytes (the rest are dropped, and `true` says so).
+    /// Returns the stop byte found, or `None` at end of input.
+    pub fn push_bounded(
+        &mut self,
+        stops: &[u8],
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> io::Result<(Option<u8>, bool)> {
+        let mut cut = false;
+        loop {
+            if !self.fill()? {
+                return Ok((None, cut));
+            }
+            let avail = &self.buf[self.pos..self.end];
+            let found = match stops {
+                [a] => memchr::memchr(*a, avail),
+                [a, b] => memchr::memchr2(*a, *b, avail),
+                [a, b, c] => memchr::memchr3(*a, *b, *c, avail),
+                _ => avail.iter().position(|c| stops.contains(c)),
+            };
+            let n = found.unwrap_or(avail.len());
+            let room = max.saturating_sub(out.len());
+            out.extend_from_slice(&avail[..n.min(room)]);
+            cut |= n > room;
+            self.line += memchr::memchr_iter(b'\n', &avail[..n]).count() as u64;
+            if n > 0 {
+                self.last = Some(avail[n - 1]);
+            }
+            self.pos += n;
+            if found.is_some() {
+                return Ok((Some(self.buf[self.pos]), cut));
+            }
+        }
+    }
+}
+
+/// Where [`Cursor::push_upto`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// At this stop byte (not consumed).
+    Byte(u8),
+    /// At the end of the input.
+    End,
+    /// `out` was full: nothing past it was consumed.
+    Full,
+}
+
+impl<R: Read> Cursor<R> {
+    /// As [`Cursor::push_bounded`], but stops consuming when `out` holds `max` bytes:
+    /// for a value whose end may never come (an unclosed quote), so that the reader can
+    /// resume close to where it went wrong.
+    pub fn push_upto(&mut self, stops: &[u8], out: &mut Vec<u8>, max: usize) -> io::Result<Stop> {
+        loop {
+            if !self.fill()? {
+                return Ok(Stop::End);
+            }
+            let room = max.saturating_sub(out.len());
+            if room == 0 {
+                return Ok(Stop::Full);
+            }
+            let avail = &self.buf[self.pos..self.end.min(self.pos + room)];
+            let found = match stops {
+                [a] => memchr::memchr(*a, avail),
+                [a, b] => memchr::memchr2(*a, *b, avail),
+                _ => avail.iter().position(|c| stops.contains(c)),
+            };
+            let n = found.unwrap_or(avail.len());
+            out.extend_from_slice(&avail[..n]);
+            self.line += memchr::memchr_iter(b'\n', &avail[..n]).count() as u64;
+            if n > 0 {
+                self.last = Some(avail[n - 1]);
+            }
+            self.pos += n;
+            if found.is_some() {
+                return Ok(Stop::Byte(self.buf[self.pos]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_copies_and_lines() {
+        let mut c = Cursor::new(&b"abc\ndef'ghi\nj"[..]);
+        let mut out = Vec::new();
+        assert_eq!(
+            c.push_bounded(b"'", &mut out, 4).unwrap(),
+            (Some(b'\''), true)
+        );
+        assert_eq!(out, b"abc\n");
+        assert_eq!(c.line(), 2);
+        assert_eq!(c.bump().unwrap(), Some(b'\''));
+        out.clear();
+        assert_eq!(c.push_bounded(b"'", &mut out, 100).unwrap(), (None, false));
+        assert_eq!(out, b"ghi\nj");
+        assert_eq!(c.line(), 3);
+        assert_eq!(c.bytes_read(), 13);
+        assert_eq!(c.lines(), 3);
+    }
+
+    #[test]
+    fn push_upto_stops_when_full() {
+        let mut c = Cursor::new(&b"abcdef\"gh"[..]);
+        let mut out = Vec::new();
+        assert_eq!(c.push_upto(b"\"", &mut out, 4).unwrap(), Stop::Full);
+        assert_eq!(out, b"abcd");
+        assert_eq!(c.bytes_read(), 4);
+        out.clear();
+        assert_eq!(c.push_upto(b"\"", &mut out, 10).unwrap(), Stop::Byte(b'"'));
+        assert_eq!(out, b"ef");
+    }
+}

@@ -1,0 +1,468 @@
+//! JSON exports: arrays of objects (pretty-printed or not), NDJSON, nested objects, read as
+//! a stream of records.
+//!
+//! A record is an object that stands at the top level or as an element of an array
+//! (`[{…},{…}]`, `{"users": [{…}]}`, one object per NDJSON line). Within a record, keys are
+//! matched by name at any depth (`{"user": {"contact": {"mail": …}, "auth": {"pass": …}}}`):
+//! the innermost key names the value, as a column name does ([`columns`]); without a named
+//! address, the first string value that is one is the login; every other string value is
+//! read by the grep floor. Only those candidates are kept while a record is read (each
+//! bounded), so a 10 GB array never sits in memory, and neither does one huge object.
+//!
+//! Bad JSON is reported and skipped, not fatal: a syntax error ends the value it is in
+//! (reported as malformed with its line), and reading resumes at the next line, which is
+//! how NDJSON with a broken line reads on.
+
+use std::io::{self, Read};
+
+use super::columns::{self, header_key};
+use super::cursor::Cursor;
+use super::{decode, Format, Malformed, ParseStats, Sink};
+
+/// Nesting beyond this is refused (reported, and the value skipped).
+const MAX_DEPTH: usize = 256;
+/// Addresses kept from one record's other values; a record with more is reported as too
+/// long, and the rest dropped.
+const MAX_FLOOR: usize = 4096;
+/// Bytes of a key kept (enough for any column name).
+const MAX_KEY: usize = 128;
+const PROGRESS_EVERY: u64 = 1 << 20;
+
+/// Whether a sample reads as JSON: it starts (after white space) with `{` then `"` or `}`,
+/// or `[` then `{`, `[`, `"`, `]`, a digit or a literal.
+pub fn sniff(sample: &[u8]) -> bool {
+    let mut it = sample.iter().copied().filter(|b| !b.is_ascii_whitespace());
+    matches!(
+        (it.next(), it.next()),
+        (Some(b'{'), Some(b'"' | b'}'))
+            | (
+                Some(b'['),
+                Some(b'{' | b'[' | b'"' | b']' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')
+            )
+    )
+}
+
+/// Reads JSON or NDJSON; see the module's doc. `max_field` bounds each string value.
+pub fn parse<R: Read>(input: R, max_field: usize, sink: &mut dyn Sink) -> io::Result<ParseStats> {
+    let mut r = JsonReader {
+        c: Cursor::new(input),
+        max_field,
+        stats: ParseStats::default(),
+        records: Vec::new(),
+        key: Vec::new(),
+        value: Vec::new(),
+        next_progress: PROGRESS_EVERY,
+    };
+    loop {
+        r.c.skip_ws()?;
+        if r.c.peek()?.is_none() {
+            break;
+        }
+        match r.value(0, None, sink)? {
+            Ok(()) => {}
+            Err(why) => {
+                r.stats.malformed += 1;
+                sink.malformed(r.c.line(), why);
+                // Whatever records were open are reported as read so far.
+                while let Some(rec) = r.records.pop() {
+                    r.emit(rec, sink);
+                }
+                // Resume at the next line (NDJSON's unit).
+                let mut skip = Vec::new();
+                r.c.push_bounded(b"\n", &mut skip, 0)?;
+                r.c.bump()?;
+            }
+        }
+        let read = r.c.bytes_read();
+        if read >= r.next_progress {
+            r.next_progress = read + PROGRESS_EVERY;
+            sink.progress(read);
+        }
+    }
+    r.stats.lines = r.c.lines();
+    r.stats.bytes = r.c.bytes_read();
+    Ok(r.stats)
+}
+
+/// What one open record has gathered.
+#[derive(Default)]
+struct Rec {
+    login: Option<String>,
+    /// The login was found by its key's name (it wins over one found by content).
+    login_named: bool,
+    password: Option<String>,
+    floor: Vec<String>,
+    /// Addresses past `MAX_FLOOR`: not kept (the record is reported as too long).
+    dropped: u64,
+}
+
+struct JsonReader<R> {
+    c: Cursor<R>,
+    max_field: usize,
+    stats: ParseStats,
+    /// The records being read, innermost last.
+    records: Vec<Rec>,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    next_progress: u64,
+}
+
+type Parsed = Result<(), Malformed>;
+
+impl<R: Read> JsonReader<R> {
+    /// One value; `key` is the name it stands under in its object, if any. A record
+    /// starts at an object that is at the top level or in an array (`in_record` false).
+    fn value(
+        &mut self,
+        depth: usize,
+        key: Option<&str>,
+        sink: &mut dyn Sink,
+    ) -> io::Result<Parsed> {
+        if depth > MAX_DEPTH {
+            return Ok(Err(Malformed::Syntax));
+        }
+        self.c.skip_ws()?;
+        match self.c.peek()? {
+            None => Ok(Err(Malformed::Unterminated)),
+            Some(b'{') => {
+                self.c.bump()?;
+                let record = key.is_none();
+                if record {
+                    self.records.push(Rec::default());
+                }
+                let r = self.object(depth, sink)?;
+                if record && r.is_ok() {
+                    if let Some(rec) = self.records.pop() {
+                        self.emit(rec, sink);
+                    }
+                }
+                Ok(r)
+            }
+            Some(b'[') => {
+                self.c.bump()?;
+                self.array(depth, sink)
+            }
+            Some(b'"') => {
+                self.c.bump()?;
+                let mut value = std::mem::take(&mut self.value);
+                value.clear();
+                let r = self.string(&mut value, self.max_field)?;
+                if r.is_ok() {
+                    self.take_string(key, &value, sink);
+                }
+                self.value = value;
+                Ok(r)
+            }
+            Some(_) => {
+                // A number or a literal: read, not kept.
+                let mut lit = Vec::new();
+                self.c.push_bounded(b",}] \t\r\n", &mut lit, 64)?;
+                let lit = lit.trim_ascii();
+                let ok = matches!(lit, b"true" | b"false" | b"null")
+                    || (!lit.is_empty()
+                        && lit.iter().all(|b| {
+                            b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E')
+                        }));
+                Ok(if ok { Ok(()) } else { Err(Malformed::Syntax) })
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize, sink: &mut dyn Sink) -> io::Result<Parsed> {
+        self.c.skip_ws()?;
+        if self.c.peek()? == Some(b'}') {
+            self.c.bump()?;
+            return Ok(Ok(()));
+        }
+        loop {
+            self.c.skip_ws()?;
+            if self.c.bump()? != Some(b'"') {
+                return Ok(Err(Malformed::Syntax));
+            }
+            let mut key = std::mem::take(&mut self.key);
+            key.clear();
+            if let Err(e) = self.string(&mut key, MAX_KEY)? {
+                return Ok(Err(e));
+            }
+            let name = header_key(&decode::line_text(&key));
+            self.key = key;
+            self.c.skip_ws()?;
+            if self.c.bump()? != Some(b':') {
+                return Ok(Err(Malformed::Syntax));
+            }
+            if let Err(e) = self.value(depth + 1, Some(&name), sink)? {
+                return Ok(Err(e));
+            }
+            self.c.skip_ws()?;
+            match self.c.bump()? {
+                Some(b',') => continue,
+                Some(b'}') => return Ok(Ok(())),
+                None => return Ok(Err(Malformed::Unterminated)),
+                Some(_) => return Ok(Err(Malformed::Syntax)),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize, sink: &mut dyn Sink) -> io::Result<Parsed> {
+        self.c.skip_ws()?;
+        if self.c.peek()? == Some(b']') {
+            self.c.bump()?;
+            return Ok(Ok(()));
+        }
+        loop {
+            // Elements of an array are records of their own when they are objects.
+            if let Err(e) = self.value(depth + 1, None, sink)? {
+                return Ok(Err(e));
+            }
+            self.c.skip_ws()?;
+            match self.c.bump()? {
+                Some(b',') => continue,
+                Some(b']') => return Ok(Ok(())),
+                None => return Ok(Err(Malformed::Unterminated)),
+                Some(_) => return Ok(Err(Malformed::Syntax)),
+            }
+        }
+    }
+
+    /// A string after its opening quote, unescaped into `out` (bounded by `max`).
+    fn string(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<Parsed> {
+        loop {
+            let (stop, _) = self.c.push_bounded(b"\"\\", out, max)?;
+            match stop {
+                None => return Ok(Err(Malformed::Unterminated)),
+                Some(b'"') => {
+                    self.c.bump()?;
+                    return Ok(Ok(()));
+                }
+                Some(_) => {
+                    self.c.bump()?;
+                    let Some(e) = self.c.bump()? else {
+                        return Ok(Err(Malformed::Unterminated));
+                    };
+                    let mut utf8 = [0u8; 4];
+                    let bytes: &[u8] = match e {
+                        b'n' => b"\n",
+                        b't' => b"\t",
+                        b'r' => b"\r",
+                        b'b' | b'f' => b" ",
+                        b'u' => {
+                            let Some(c) = self.unicode_escape()? else {
+                                return Ok(Err(Malformed::Syntax));
+                            };
+                            c.encode_utf8(&mut utf8).as_bytes()
+                        }
+                        other => {
+                            utf8[0] = other;
+                            &utf8[..1]
+                        }
+                    };
+                    if out.len() + bytes.len() <= max {
+                        out.extend_from_slice(bytes);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The character of `\uXXXX` (a surrogate pair read whole); U+FFFD for a lone half.
+    fn unicode_escape(&mut self) -> io::Result<Option<char>> {
+        let Some(hi) = self.hex4()? else {
+            return Ok(None);
+        };
+        if (0xD800..0xDC00).contains(&hi) {
+            if self.c.peek()? == Some(b'\\') {
+                self.c.bump()?;
+                if self.c.bump()? != Some(b'u') {
+                    return Ok(None);
+                }
+                let Some(lo) = self.hex4()? else {
+                    return Ok(None);
+                };
+                let c = 0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
+                return Ok(Some(char::from_u32(c).unwrap_or('\u{FFFD}')));
+            }
+            return Ok(Some('\u{FFFD}'));
+        }
+        Ok(Some(char::from_u32(hi).unwrap_or('\u{FFFD}')))
+    }
+
+    fn hex4(&mut self) -> io::Result<Option<u32>> {
+        let mut v = 0u32;
+        for _ in 0..4 {
+            let Some(d) = self.c.bump()?.and_then(|b| (b as char).to_digit(16)) else {
+                return Ok(None);
+            };
+            v = v * 16 + d;
+        }
+        Ok(Some(v))
+    }
+
+    /// A string value of the innermost open record: a candidate login or password by
+    /// its key's name, else by content, else for the floor.
+    fn take_string(&mut self, key: Option<&str>, value: &[u8], sink: &mut dyn Sink) {
+        let Some(rec) = self.records.last_mut() else {
+            // A string outside any object (`["a@b.example", …]`): the floor's.
+            let text = decode::line_text(value);
+            self.stats.records += super::text::floor(&text, 0, self.c.line(), sink);
+            return;
+        };
+        let text = decode::line_text(value);
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        let named_email = key.is_some_and(columns::is_email_name);
+        if named_email && !rec.login_named && columns::looks_like_email(text) {
+            if let Some(old) = rec.login.replace(text.to_string()) {
+                push_floor(rec, old);
+            }
+            rec.login_named = true;
+            return;
+        }
+        if key.is_some_and(columns::is_password_name) && rec.password.is_none() {
+            rec.password = Some(text.to_string());
+            return;
+        }
+        if rec.login.is_none() && columns::looks_like_email(text) {
+            rec.login = Some(text.to_string());
+            return;
+        }
+        for address in super::text::addresses(text) {
+            push_floor(rec, address.to_string());
+        }
+    }
+
+    /// Reports a record that ended.
+    fn emit(&mut self, rec: Rec, sink: &mut dyn Sink) {
+        let line = self.c.line();
+        if let Some(login) = &rec.login {
+            self.stats.records += 1;
+            sink.record(&super::Record {
+                login,
+                password: rec.password.as_deref(),
+                url: None,
+                line,
+                format: Format::Json,
+            });
+        }
+        for address in &rec.floor {
+            self.stats.records += 1;
+            sink.record(&super::Record {
+                login: address,
+                password: None,
+                url: None,
+                line,
+                format: Format::Text,
+            });
+        }
+        if rec.dropped > 0 {
+            self.stats.malformed += 1;
+            sink.malformed(line, Malformed::TooLong);
+        }
+    }
+}
+
+fn push_floor(rec: &mut Rec, address: String) {
+    if rec.floor.len() < MAX_FLOOR {
+        rec.floor.push(address);
+    } else {
+        rec.dropped += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::CollectSink;
+
+    type Got = Vec<(String, Option<String>, u64, Format)>;
+
+    fn read(json: &[u8]) -> (Got, CollectSink, ParseStats) {
+        let mut sink = CollectSink::default();
+        let stats = parse(json, 1024, &mut sink).unwrap();
+        let got = sink
+            .records
+            .iter()
+            .map(|r| (r.login.clone(), r.password.clone(), r.line, r.format))
+            .collect();
+        (got, sink, stats)
+    }
+
+    fn rec(
+        login: &str,
+        pw: Option<&str>,
+        line: u64,
+        f: Format,
+    ) -> (String, Option<String>, u64, Format) {
+        (login.into(), pw.map(Into::into), line, f)
+    }
+
+    #[test]
+    fn pretty_array_nested_keys() {
+        let json = br#"[
+  {
+    "id": 1,
+    "user": {"contact": {"mail": "a@example.net", "tel": "06"}, "auth": {"pass": "p\"w\u00e9"}},
+    "note": "ask b@example.org"
+  },
+  {"id": 2, "Adresse e-mail": "c@example.com", "mot_de_passe": "x", "tags": [1, true, null]},
+  {"id": 3, "name": "no address"}
+]"#;
+        let (got, _, stats) = read(json);
+        assert_eq!(
+            got,
+            vec![
+                rec("a@example.net", Some("p\"wé"), 6, Format::Json),
+                rec("b@example.org", None, 6, Format::Text),
+                rec("c@example.com", Some("x"), 7, Format::Json),
+            ]
+        );
+        assert_eq!(stats.lines, 9);
+        assert_eq!(stats.malformed, 0);
+    }
+
+    #[test]
+    fn ndjson_with_a_broken_line() {
+        let json = b"{\"email\":\"a@example.net\",\"password\":\"1\"}\n{\"email\": broken\n{\"login\":\"b@example.net\"}\n";
+        let (got, sink, stats) = read(json);
+        assert_eq!(
+            got,
+            vec![
+                rec("a@example.net", Some("1"), 1, Format::Json),
+                rec("b@example.net", None, 3, Format::Json),
+            ]
+        );
+        assert_eq!(stats.malformed, 1);
+        assert_eq!(sink.malformed, vec![(2, Malformed::Syntax)]);
+    }
+
+    #[test]
+    fn wrapped_records_and_hostile_input() {
+        let (got, _, _) = read(br#"{"data": {"users": [{"email": "a@example.net"}, {"email": "b@example.net"}], "total": 2}}"#);
+        assert_eq!(
+            got.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+            ["a@example.net", "b@example.net"]
+        );
+        // Deep nesting is refused without a stack overflow.
+        let deep = "[".repeat(100_000);
+        let (got, _, stats) = read(deep.as_bytes());
+        assert!(got.is_empty());
+        assert_eq!(stats.malformed, 1);
+        // An unterminated string at the end.
+        let (got, sink, _) = read(b"[{\"email\": \"a@example.net\"}, {\"email\": \"b@exa");
+        assert_eq!(got.len(), 1);
+        assert_eq!(sink.malformed, vec![(1, Malformed::Unterminated)]);
+        // Loose strings in an array.
+        let (got, _, _) = read(br#"["x@example.net", "y"]"#);
+        assert_eq!(got, vec![rec("x@example.net", None, 1, Format::Text)]);
+    }
+
+    #[test]
+    fn sniffing() {
+        assert!(sniff(b"\n  [\n {\"a\": 1}]"));
+        assert!(sniff(b"{\"a\":1}\n{\"a\":2}\n"));
+        assert!(!sniff(b"[section]\nkey=value\n"));
+        assert!(!sniff(b"{fresh combos}\n"));
+        assert!(!sniff(b"a@example.net:pw"));
+    }
+}

@@ -1,0 +1,738 @@
+//! SQL dumps: mysqldump / MariaDB `INSERT` statements and PostgreSQL `COPY … FROM stdin`
+//! blocks, read as a stream of rows.
+//!
+//! Leak sites publish the victim's database as its dump tool wrote it: one `INSERT INTO t
+//! VALUES (…),(…),…;` of many megabytes on one line (mysqldump's extended inserts), or a
+//! `COPY t (cols) FROM stdin;` followed by tab-separated rows and `\.`. This reader
+//! tokenises statements byte by byte through a bounded [`Cursor`], never a whole line or
+//! statement, so a 50 MB statement costs one buffer.
+//!
+//! - Column names come from the statement's column list, else from the table's `CREATE
+//!   TABLE` earlier in the dump (mysqldump writes no column list by default), else the
+//!   login is found by content. They pick the login and password as a table's header
+//!   does ([`columns`]).
+//! - Values: `'…'` and `"…"` strings with backslash and doubled-quote escapes, `_binary`
+//!   / `_utf8mb4` / `N` prefixes, `NULL`, numbers and expressions (read, not evaluated).
+//! - Statements of no interest (`SET`, `LOCK`, `DROP`, …) are skipped quote-aware, their
+//!   text read by the grep floor; comments are skipped.
+//! - A row cut by the end of the input (an unterminated string) is reported as malformed
+//!   with the line it started on.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+
+use super::columns::{self, Columns};
+use super::cursor::Cursor;
+use super::{decode, text, Format, Malformed, ParseStats, Sink};
+
+/// Fields kept per row; more are read and dropped.
+const MAX_FIELDS: usize = 1024;
+/// Tables whose columns are remembered from `CREATE TABLE`.
+const MAX_TABLES: usize = 4096;
+/// Bytes of a keyword or identifier kept.
+const MAX_WORD: usize = 256;
+/// Progress is reported every this many bytes.
+const PROGRESS_EVERY: u64 = 1 << 20;
+
+/// Whether a sample reads as SQL: its first statement (after comments) is a SQL keyword,
+/// and a data statement (`INSERT`, `REPLACE`, `COPY`) or a `CREATE TABLE` appears in it.
+pub fn sniff(sample: &[u8]) -> bool {
+    let mut first = true;
+    let mut data = false;
+    for line in sample.split(|&b| b == b'\n').take(2000) {
+        let line = line.trim_ascii();
+        if line.is_empty() || line.starts_with(b"--") || line.starts_with(b"#") {
+            continue;
+        }
+        if line.starts_with(b"/*") {
+            continue;
+        }
+        let word: Vec<u8> = line
+            .iter()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .map(u8::to_ascii_uppercase)
+            .collect();
+        if first {
+            first = false;
+            const KEYWORDS: &[&[u8]] = &[
+                b"SET", b"INSERT", b"REPLACE", b"CREATE", b"DROP", b"LOCK", b"UNLOCK", b"USE",
+                b"COPY", b"ALTER", b"BEGIN", b"START", b"COMMIT", b"SELECT",
+            ];
+            if !KEYWORDS.contains(&word.as_slice()) {
+                return false;
+            }
+        }
+        let rest = line
+            .get(word.len()..)
+            .unwrap_or_default()
+            .trim_ascii_start();
+        let next_upper =
+            |w: &[u8]| rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w);
+        data |= match word.as_slice() {
+            b"INSERT" | b"REPLACE" => true,
+            b"COPY" => true,
+            b"CREATE" => next_upper(b"TABLE") || next_upper(b"TEMPORARY"),
+            _ => false,
+        };
+        if data {
+            return true;
+        }
+    }
+    false
+}
+
+/// Reads a SQL dump; see the module's doc. `max_field` bounds each value (and a skipped
+/// statement's text read by the floor).
+pub fn parse<R: Read>(input: R, max_field: usize, sink: &mut dyn Sink) -> io::Result<ParseStats> {
+    let mut r = SqlReader {
+        c: Cursor::new(input),
+        max_field,
+        tables: HashMap::new(),
+        fields: Vec::new(),
+        nulls: Vec::new(),
+        used: 0,
+        stats: ParseStats::default(),
+        next_progress: PROGRESS_EVERY,
+    };
+    r.run(sink)?;
+    r.stats.lines = r.c.lines();
+    r.stats.bytes = r.c.bytes_read();
+    Ok(r.stats)
+}
+
+struct SqlReader<R> {
+    c: Cursor<R>,
+    max_field: usize,
+    /// Column names of the tables created so far, by lower-case table name.
+    tables: HashMap<String, Vec<String>>,
+    /// The row being read: its values' bytes (reused), whether each is `NULL`.
+    fields: Vec<Vec<u8>>,
+    nulls: Vec<bool>,
+    /// Fields of the row being read.
+    used: usize,
+    stats: ParseStats,
+    next_progress: u64,
+}
+
+/// How a row's reading ended.
+enum RowEnd {
+    Done,
+    /// The input ended inside the row.
+    Cut,
+}
+
+impl<R: Read> SqlReader<R> {
+    fn run(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        loop {
+            self.skip_ws_and_comments()?;
+            let Some(b) = self.c.peek()? else {
+                return Ok(());
+            };
+            if b == b';' {
+                self.c.bump()?;
+                continue;
+            }
+            let word = self.word()?;
+            match word.as_str() {
+                "INSERT" | "REPLACE" => self.insert(sink)?,
+                "COPY" => self.copy(sink)?,
+                "CREATE" => self.create()?,
+                "" => {
+                    // Not a statement: read to the next `;` like any other.
+                    self.skip_statement(Some(sink))?;
+                }
+                _ => self.skip_statement(Some(sink))?,
+            }
+            let read = self.c.bytes_read();
+            if read >= self.next_progress {
+                self.next_progress = read + PROGRESS_EVERY;
+                sink.progress(read);
+            }
+        }
+    }
+
+    /// Skips white space, `-- …` and `# …` lines and `/* … */` comments.
+    fn skip_ws_and_comments(&mut self) -> io::Result<()> {
+        let mut scratch = Vec::new();
+        loop {
+            self.c.skip_ws()?;
+            match self.c.peek()? {
+                Some(b'#') => {
+                    self.c.push_bounded(b"\n", &mut scratch, 0)?;
+                }
+                Some(b'-') => {
+                    self.c.bump()?;
+                    if self.c.peek()? != Some(b'-') {
+                        // A lone `-`: the start of something else; read it as a statement.
+                        return Ok(());
+                    }
+                    self.c.push_bounded(b"\n", &mut scratch, 0)?;
+                }
+                Some(b'/') => {
+                    self.c.bump()?;
+                    if self.c.peek()? != Some(b'*') {
+                        return Ok(());
+                    }
+                    self.c.bump()?;
+                    loop {
+                        match self.c.push_bounded(b"*", &mut scratch, 0)?.0 {
+                            None => return Ok(()),
+                            Some(_) => {
+                                self.c.bump()?;
+                                if self.c.peek()? == Some(b'/') {
+                                    self.c.bump()?;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// A keyword (letters and `_`), upper-cased; empty if none starts here.
+    fn word(&mut self) -> io::Result<String> {
+        let mut w = String::new();
+        while let Some(b) = self.c.peek()? {
+            if !(b.is_ascii_alphanumeric() || b == b'_') {
+                break;
+            }
+            self.c.bump()?;
+            if w.len() < MAX_WORD {
+                w.push(b.to_ascii_uppercase() as char);
+            }
+        }
+        Ok(w)
+    }
+
+    /// An identifier: bare, or quoted with `` ` ``, `"` or `[]`; dotted parts joined by
+    /// `.`. Returned as written, unquoted.
+    fn identifier(&mut self) -> io::Result<String> {
+        let mut out = Vec::new();
+        loop {
+            self.c.skip_ws()?;
+            match self.c.peek()? {
+                Some(q @ (b'`' | b'"' | b'[')) => {
+                    self.c.bump()?;
+                    let close = if q == b'[' { b']' } else { q };
+                    let mut part = Vec::new();
+                    self.c.push_bounded(&[close], &mut part, MAX_WORD)?;
+                    self.c.bump()?;
+                    out.extend(part);
+                }
+                Some(b) if b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80 => {
+                    while let Some(b) = self.c.peek()? {
+                        if !(b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80) {
+                            break;
+                        }
+                        self.c.bump()?;
+                        if out.len() < MAX_WORD {
+                            out.push(b);
+                        }
+                    }
+                }
+                _ => break,
+            }
+            if self.c.peek()? == Some(b'.') {
+                self.c.bump()?;
+                out.push(b'.');
+                continue;
+            }
+            break;
+        }
+        Ok(decode::line_text(&out).into_owned())
+    }
+
+    /// `( name, name, … )`: the names, bounded in number.
+    fn name_list(&mut self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        self.c.bump()?; // `(`
+        loop {
+            let name = self.identifier()?;
+            if names.len() < MAX_FIELDS {
+                names.push(name);
+            }
+            self.c.skip_ws()?;
+            match self.c.bump()? {
+                Some(b',') => continue,
+                _ => return Ok(names), // `)`, or anything else: the list ends
+            }
+        }
+    }
+
+    /// The last part of a table name, lower case: the key of `tables`.
+    fn table_key(name: &str) -> String {
+        name.rsplit('.').next().unwrap_or(name).to_lowercase()
+    }
+
+    /// `INSERT [IGNORE] [INTO] t [(cols)] VALUES (…),(…);` (after `INSERT`/`REPLACE`).
+    fn insert(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        // Modifiers, then `INTO`, then the table.
+        let mut table;
+        loop {
+            self.c.skip_ws()?;
+            table = self.identifier()?;
+            match table.to_ascii_uppercase().as_str() {
+                "LOW_PRIORITY" | "DELAYED" | "HIGH_PRIORITY" | "IGNORE" | "INTO" | "OR" => continue,
+                _ => break,
+            }
+        }
+        self.c.skip_ws()?;
+        let names = if self.c.peek()? == Some(b'(') {
+            Some(self.name_list()?)
+        } else {
+            None
+        };
+        let cols = match &names {
+            Some(n) => Columns::from_names(n.iter().map(String::as_str)),
+            None => match self.tables.get(&Self::table_key(&table)) {
+                Some(n) => Columns::from_names(n.iter().map(String::as_str)),
+                None => Columns::default(),
+            },
+        };
+        self.c.skip_ws()?;
+        let kw = self.word()?;
+        if kw != "VALUES" && kw != "VALUE" {
+            return self.skip_statement(Some(sink)); // `INSERT … SELECT`, `SET a = …`
+        }
+        loop {
+            self.c.skip_ws()?;
+            if self.c.peek()? != Some(b'(') {
+                break;
+            }
+            self.c.bump()?;
+            let start = self.c.line();
+            match self.values()? {
+                RowEnd::Done => self.emit(cols, Format::Sql, sink),
+                RowEnd::Cut => {
+                    self.stats.malformed += 1;
+                    sink.malformed(start, Malformed::Unterminated);
+                    return Ok(());
+                }
+            }
+            self.c.skip_ws()?;
+            if self.c.peek()? == Some(b',') {
+                self.c.bump()?;
+                continue;
+            }
+            break;
+        }
+        // `;`, or `ON DUPLICATE KEY UPDATE …`: the rest of the statement.
+        if self.c.peek()? == Some(b';') {
+            self.c.bump()?;
+            return Ok(());
+        }
+        self.skip_statement(None)
+    }
+
+    /// Starts a new field of the current row; `None` past the bound.
+    fn field(&mut self) -> Option<usize> {
+        if self.used == MAX_FIELDS {
+            return None;
+        }
+        if self.used == self.fields.len() {
+            self.fields.push(Vec::new());
+            self.nulls.push(false);
+        }
+        let i = self.used;
+        self.fields[i].clear();
+        self.nulls[i] = false;
+        self.used += 1;
+        Some(i)
+    }
+
+    /// The values of one row, after its `(`, through its `)`.
+    fn values(&mut self) -> io::Result<RowEnd> {
+        self.used = 0;
+        let mut scratch = Vec::new();
+        loop {
+            self.c.skip_ws()?;
+            let slot = self.field();
+            let mut buf = match slot {
+                Some(i) => std::mem::take(&mut self.fields[i]),
+                None => std::mem::take(&mut scratch),
+            };
+            let max = if slot.is_some() { self.max_field } else { 0 };
+            let end = self.value(&mut buf, max)?;
+            match slot {
+                Some(i) => {
+                    self.nulls[i] = end.1;
+                    self.fields[i] = buf;
+                }
+                None => scratch = buf,
+            }
+            match end.0 {
+                None => return Ok(RowEnd::Cut),
+                Some(b')') => return Ok(RowEnd::Done),
+                Some(_) => continue, // `,`
+            }
+        }
+    }
+
+    /// One value, through the `,` or `)` after it (returned, with whether it was
+    /// `NULL`); `None` at end of input.
+    fn value(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<(Option<u8>, bool)> {
+        let mut null = false;
+        let mut word = Vec::new();
+        let mut depth = 0u32;
+        loop {
+            let Some(b) = self.c.peek()? else {
+                return Ok((None, null));
+            };
+            match b {
+                b'\'' | b'"' => {
+                    self.c.bump()?;
+                    if !self.string(b, out, max)? {
+                        return Ok((None, null));
+                    }
+                }
+                b'(' => {
+                    depth += 1;
+                    self.c.bump()?;
+                }
+                b')' if depth > 0 => {
+                    depth -= 1;
+                    self.c.bump()?;
+                }
+                b',' | b')' if depth == 0 => {
+                    self.c.bump()?;
+                    if out.is_empty() && word.eq_ignore_ascii_case(b"NULL") {
+                        null = true;
+                    } else if out.is_empty() && !word.is_empty() {
+                        // A number or a bare word: the value itself.
+                        out.extend_from_slice(&word[..word.len().min(max)]);
+                    }
+                    return Ok((Some(b), null));
+                }
+                _ => {
+                    self.c.bump()?;
+                    if !b.is_ascii_whitespace() && word.len() < MAX_WORD {
+                        word.push(b);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A quoted string after its opening `quote`, unescaped into `out` (bounded by
+    /// `max`); false if the input ends inside it.
+    fn string(&mut self, quote: u8, out: &mut Vec<u8>, max: usize) -> io::Result<bool> {
+        loop {
+            let (stop, _) = self.c.push_bounded(&[quote, b'\\'], out, max)?;
+            let Some(stop) = stop else {
+                return Ok(false);
+            };
+            self.c.bump()?;
+            if stop == b'\\' {
+                let Some(e) = self.c.bump()? else {
+                    return Ok(false);
+                };
+                let ch = match e {
+                    b'n' => b'\n',
+                    b't' => b'\t',
+                    b'r' => b'\r',
+                    b'0' => 0,
+                    b'Z' => 0x1A,
+                    other => other,
+                };
+                if out.len() < max {
+                    out.push(ch);
+                }
+                continue;
+            }
+            // A doubled quote is a quote.
+            if self.c.peek()? == Some(quote) {
+                self.c.bump()?;
+                if out.len() < max {
+                    out.push(quote);
+                }
+                continue;
+            }
+            return Ok(true);
+        }
+    }
+
+    /// Reports the row just read.
+    fn emit(&mut self, cols: Columns, format: Format, sink: &mut dyn Sink) {
+        let texts: Vec<Option<std::borrow::Cow<'_, str>>> = self.fields[..self.used]
+            .iter()
+            .zip(&self.nulls)
+            .map(|(f, &null)| (!null).then(|| decode::line_text(f)))
+            .collect();
+        let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+        let line = self.c.line();
+        self.stats.records += columns::emit_row(&refs, cols, line, format, sink);
+    }
+
+    /// `CREATE [TEMPORARY] TABLE [IF NOT EXISTS] t ( defs ) …;`: remembers its columns.
+    fn create(&mut self) -> io::Result<()> {
+        self.c.skip_ws()?;
+        let mut kw = self.word()?;
+        if kw == "TEMPORARY" {
+            self.c.skip_ws()?;
+            kw = self.word()?;
+        }
+        if kw != "TABLE" {
+            return self.skip_statement(None);
+        }
+        let mut name;
+        loop {
+            name = self.identifier()?;
+            match name.to_ascii_uppercase().as_str() {
+                "IF" | "NOT" | "EXISTS" => continue,
+                _ => break,
+            }
+        }
+        self.c.skip_ws()?;
+        if self.c.peek()? != Some(b'(') {
+            return self.skip_statement(None);
+        }
+        self.c.bump()?;
+        let mut cols = Vec::new();
+        loop {
+            self.c.skip_ws()?;
+            let first = self.identifier()?;
+            const NOT_COLUMNS: &[&str] = &[
+                "PRIMARY",
+                "KEY",
+                "UNIQUE",
+                "INDEX",
+                "CONSTRAINT",
+                "FOREIGN",
+                "FULLTEXT",
+                "SPATIAL",
+                "CHECK",
+                "EXCLUDE",
+                "LIKE",
+            ];
+            if !first.is_empty()
+                && !NOT_COLUMNS.contains(&first.to_ascii_uppercase().as_str())
+                && cols.len() < MAX_FIELDS
+            {
+                cols.push(first);
+            }
+            // The rest of the definition, to the `,` or `)` at this level.
+            let mut scratch = Vec::new();
+            match self.value(&mut scratch, 0)?.0 {
+                Some(b',') => continue,
+                _ => break,
+            }
+        }
+        if self.tables.len() < MAX_TABLES || self.tables.contains_key(&Self::table_key(&name)) {
+            self.tables.insert(Self::table_key(&name), cols);
+        }
+        self.skip_statement(None)
+    }
+
+    /// `COPY t [(cols)] FROM stdin;` and its rows, through `\.`.
+    fn copy(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        let table = self.identifier()?;
+        self.c.skip_ws()?;
+        let names = if self.c.peek()? == Some(b'(') {
+            Some(self.name_list()?)
+        } else {
+            None
+        };
+        // `FROM stdin` and options, to the `;`.
+        let mut head = Vec::new();
+        self.c.push_bounded(b";", &mut head, MAX_WORD)?;
+        self.c.bump()?;
+        let upper = head.to_ascii_uppercase();
+        if !upper.windows(5).any(|w| w == b"STDIN") {
+            return Ok(()); // `COPY … FROM 'file'`: no rows here
+        }
+        let cols = match &names {
+            Some(n) => Columns::from_names(n.iter().map(String::as_str)),
+            None => match self.tables.get(&Self::table_key(&table)) {
+                Some(n) => Columns::from_names(n.iter().map(String::as_str)),
+                None => Columns::default(),
+            },
+        };
+        // The rest of the statement's line, then one row per line.
+        let mut line = Vec::new();
+        self.c.push_bounded(b"\n", &mut line, 0)?;
+        self.c.bump()?;
+        loop {
+            line.clear();
+            let (stop, cut) = self.c.push_bounded(b"\n", &mut line, self.max_field)?;
+            if stop.is_none() && line.is_empty() {
+                return Ok(()); // the input ended without `\.`
+            }
+            let no = self.c.line();
+            self.c.bump()?;
+            let row = line.strip_suffix(b"\r").unwrap_or(&line);
+            if row == b"\\." {
+                return Ok(());
+            }
+            if cut {
+                self.stats.malformed += 1;
+                sink.malformed(no, Malformed::TooLong);
+                continue;
+            }
+            self.used = 0;
+            for raw in row.split(|&b| b == b'\t') {
+                let Some(i) = self.field() else { break };
+                if raw == b"\\N" {
+                    self.nulls[i] = true;
+                    continue;
+                }
+                let f = &mut self.fields[i];
+                let mut bytes = raw.iter();
+                while let Some(&b) = bytes.next() {
+                    if b != b'\\' {
+                        f.push(b);
+                        continue;
+                    }
+                    f.push(match bytes.next() {
+                        Some(b'n') => b'\n',
+                        Some(b't') => b'\t',
+                        Some(b'r') => b'\r',
+                        Some(&o) => o,
+                        None => b'\\',
+                    });
+                }
+            }
+            let texts: Vec<Option<std::borrow::Cow<'_, str>>> = self.fields[..self.used]
+                .iter()
+                .zip(&self.nulls)
+                .map(|(f, &null)| (!null).then(|| decode::line_text(f)))
+                .collect();
+            let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+            self.stats.records += columns::emit_row(&refs, cols, no, Format::Sql, sink);
+        }
+    }
+
+    /// Consumes the rest of a statement through its `;` (quote-aware). With a sink, its
+    /// text (bounded) is read by the grep floor.
+    fn skip_statement(&mut self, sink: Option<&mut dyn Sink>) -> io::Result<()> {
+        let mut seen = Vec::new();
+        let max = if sink.is_some() { self.max_field } else { 0 };
+        let line = self.c.line();
+        loop {
+            let (stop, _) = self.c.push_bounded(b";'\"", &mut seen, max)?;
+            match stop {
+                None => break,
+                Some(b';') => {
+                    self.c.bump()?;
+                    break;
+                }
+                Some(q) => {
+                    self.c.bump()?;
+                    if !self.string(q, &mut seen, max)? {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(sink) = sink {
+            self.stats.records += text::floor(&decode::line_text(&seen), 0, line, sink);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::CollectSink;
+
+    fn read(sql: &[u8]) -> (CollectSink, ParseStats) {
+        let mut sink = CollectSink::default();
+        let stats = parse(sql, 1024, &mut sink).unwrap();
+        (sink, stats)
+    }
+
+    fn got(sink: &CollectSink) -> Vec<(String, Option<String>, u64)> {
+        sink.records
+            .iter()
+            .map(|r| (r.login.clone(), r.password.clone(), r.line))
+            .collect()
+    }
+
+    #[test]
+    fn mysqldump_with_create_table_and_extended_insert() {
+        let sql = b"-- MySQL dump 10.13\n/*!40101 SET NAMES utf8mb4 */;\nDROP TABLE IF EXISTS `users`;\n\
+CREATE TABLE `users` (\n  `id` int(11) NOT NULL,\n  `nom` varchar(64) DEFAULT 'a,b',\n  `courriel` varchar(255),\n  `mdp` varchar(255),\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB;\n\
+INSERT INTO `users` VALUES (1,'O\\'Brien','a@example.net','p\\'w'),(2,'Ren\xe9','b@example.org',NULL),(3,'x','','pw3'),(4,_binary 'y','c@example.com','it''s');\n";
+        let (sink, stats) = read(sql);
+        assert_eq!(
+            got(&sink),
+            vec![
+                ("a@example.net".into(), Some("p'w".into()), 11),
+                ("b@example.org".into(), None, 11),
+                ("c@example.com".into(), Some("it's".into()), 11),
+            ]
+        );
+        assert_eq!(stats.lines, 11);
+        assert_eq!(stats.records, 3);
+        assert_eq!(stats.malformed, 0);
+        assert!(sink.records.iter().all(|r| r.format == Format::Sql));
+    }
+
+    #[test]
+    fn column_lists_and_content() {
+        let sql = b"INSERT INTO t (id, user_email, password_hash) VALUES\n(1, 'a@example.net', '$2y$10$abc'),\n(2, \"b@example.net\", 'x');\n\
+INSERT INTO other VALUES (5, 'Dupont', 'c@example.net', 'note: d@example.org');\n";
+        let (sink, _) = read(sql);
+        assert_eq!(
+            got(&sink),
+            vec![
+                ("a@example.net".into(), Some("$2y$10$abc".into()), 2),
+                ("b@example.net".into(), Some("x".into()), 3),
+                ("c@example.net".into(), None, 4),
+                ("d@example.org".into(), None, 4),
+            ]
+        );
+    }
+
+    #[test]
+    fn postgres_copy() {
+        let sql = b"--\n-- PostgreSQL database dump\n--\nSET statement_timeout = 0;\n\
+COPY public.accounts (id, email, encrypted_password, bio) FROM stdin;\n\
+1\ta@example.net\tsecret\t\\N\n2\t\\N\t\\N\tmail me: b@example.org\n3\tc@example.net\tp\\tw\tx\n\\.\n\
+SELECT pg_catalog.setval('x', 3, true);\n";
+        let (sink, stats) = read(sql);
+        assert_eq!(
+            got(&sink),
+            vec![
+                ("a@example.net".into(), Some("secret".into()), 6),
+                ("b@example.org".into(), None, 7),
+                ("c@example.net".into(), Some("p\tw".into()), 8),
+            ]
+        );
+        assert_eq!(stats.malformed, 0);
+    }
+
+    #[test]
+    fn hostile_statements() {
+        // An unterminated string: one malformed row, named by the line it started on.
+        let (sink, stats) =
+            read(b"INSERT INTO t VALUES (1,'a@example.net'),\n(2,'never closed\n\n");
+        assert_eq!(got(&sink), vec![("a@example.net".into(), None, 1)]);
+        assert_eq!(stats.malformed, 1);
+        assert_eq!(sink.malformed, vec![(2, Malformed::Unterminated)]);
+        // A huge value is cut at the field bound, the row still read.
+        let mut big = b"INSERT INTO t VALUES ('".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 5 << 20));
+        big.extend(b"', 'e@example.net');\n");
+        let (sink, _) = read(&big);
+        assert_eq!(got(&sink), vec![("e@example.net".into(), None, 1)]);
+        // Nested parentheses and functions.
+        let (sink, _) = read(b"INSERT INTO t VALUES (CONCAT('a', ')'), NOW(), 'f@example.net');");
+        assert_eq!(got(&sink), vec![("f@example.net".into(), None, 1)]);
+    }
+
+    #[test]
+    fn sniffing() {
+        assert!(sniff(
+            b"-- MySQL dump\n\nSET NAMES utf8;\nINSERT INTO t VALUES (1);\n"
+        ));
+        assert!(sniff(b"COPY public.t (a) FROM stdin;\n1\n\\.\n"));
+        assert!(sniff(b"/*!40101 SET x */;\nCREATE TABLE t (a int);"));
+        assert!(!sniff(b"a@example.net:pw\nINSERT INTO t VALUES (1);\n"));
+        assert!(!sniff(b"SET x = 1;\n"));
+        assert!(!sniff(b""));
+    }
+}
