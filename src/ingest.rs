@@ -18,10 +18,11 @@ use crate::identity::{mask_email, url_host, IdentityHash, IdentityKind, Normaliz
 use crate::parse::detect::Layout;
 use crate::parse::device::{self, DeviceInfo, Role};
 use crate::parse::reader::{LineReader, RawLine};
+use crate::parse::sheet::SheetKind;
 use crate::parse::{self, Format, Malformed, ParseStats, Record, Sink};
 use crate::progress::Progress;
 use crate::scan::{self, ScanSink};
-use crate::source::{self, Mapped, SourceError, StreamHandler, WalkOptions};
+use crate::source::{self, Mapped, ReadSeek, SourceError, StreamHandler, WalkOptions};
 use crate::store::{
     DeviceRecord, FindingKind, Severity, Sighting, SightingOutcome, Store, StoreError,
     UnknownSighting,
@@ -111,6 +112,9 @@ pub struct Ingest<'a> {
     /// Threads of the fast path for combo/ULP lists; 0 reads them line by line through
     /// the reference path (for cross-checks).
     threads: usize,
+    /// While a workbook is read, the length of its name in `source_name` (a sheet's
+    /// name follows it); `usize::MAX` otherwise.
+    section_base: usize,
 }
 
 impl<'a> Ingest<'a> {
@@ -141,6 +145,7 @@ impl<'a> Ingest<'a> {
             devices: HashMap::new(),
             current_device: None,
             threads: cfg.ingest.worker_threads(),
+            section_base: usize::MAX,
         }
     }
 
@@ -582,6 +587,19 @@ impl Sink for Ingest<'_> {
     fn progress(&mut self, bytes_read: u64) {
         self.progress.set(self.done_bytes + bytes_read);
     }
+
+    fn section(&mut self, name: &str) {
+        if self.section_base <= self.source_name.len() {
+            self.source_name.truncate(self.section_base);
+            self.source_name.push('!');
+            let clean = crate::source::clean_name(name);
+            let mut end = clean.len().min(64);
+            while !clean.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.source_name.push_str(&clean[..end]);
+        }
+    }
 }
 
 impl StreamHandler for Ingest<'_> {
@@ -619,6 +637,43 @@ impl StreamHandler for Ingest<'_> {
 
     fn error(&mut self, e: SourceError) {
         Ingest::error(self, e);
+    }
+
+    /// A spreadsheet: every sheet read as a table, its sources named `file!sheet:row`.
+    fn workbook(
+        &mut self,
+        name: &str,
+        kind: SheetKind,
+        input: &mut dyn ReadSeek,
+    ) -> io::Result<()> {
+        self.stats.streams += 1;
+        self.source_name.clear();
+        self.source_name.push_str(name);
+        self.section_base = name.len();
+        let max_line = self.cfg.limits.max_line_bytes;
+        let mut logger = MalformedLog {
+            inner: self,
+            name,
+            logged: [0; Malformed::ALL.len()],
+        };
+        let result = parse::sheet::parse(kind, input, max_line, &mut logger);
+        let logged: u64 = logger.logged.iter().sum();
+        self.section_base = usize::MAX;
+        match result {
+            Ok(s) => {
+                self.stats.lines += s.lines;
+                self.stats.malformed += s.malformed;
+                self.stats.records += s.records;
+                if s.malformed > logged {
+                    tracing::warn!(file = %name, malformed = s.malformed, "malformed rows skipped");
+                }
+            }
+            Err(e) => return Err(io::Error::other(e)),
+        }
+        if self.fatal.is_some() {
+            return Err(io::Error::other("stopped: the state database failed"));
+        }
+        Ok(())
     }
 
     fn should_stop(&self) -> bool {
@@ -752,6 +807,9 @@ impl Sink for MalformedLog<'_, '_> {
     }
     fn progress(&mut self, bytes_read: u64) {
         self.inner.progress(bytes_read);
+    }
+    fn section(&mut self, name: &str) {
+        self.inner.section(name);
     }
 }
 

@@ -36,6 +36,19 @@ enum Command {
         #[arg(long, default_value_t = 11)]
         seed: u64,
     },
+    /// One dump of every shape leak sites publish (SQL, JSON, tables in any encoding,
+    /// spreadsheets, text, combo variants) with planted accounts; `--hostile` adds broken
+    /// ones under hostile/.
+    Shapes {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 15)]
+        seed: u64,
+        /// Accounts planted in each file.
+        #[arg(long, default_value_t = 10)]
+        per_file: usize,
+        #[arg(long)]
+        hostile: bool,
+    },
     /// A directory of N accounts and a combo list of about SIZE megabytes.
     Bench {
         dir: PathBuf,
@@ -76,6 +89,21 @@ fn main() -> Result<()> {
                 s.accounts.len(),
                 s.devices.len(),
                 s.archive_password
+            );
+        }
+        Command::Shapes {
+            dir,
+            seed,
+            per_file,
+            hostile,
+        } => {
+            let s = leakwatch::synth::shapes::write_shapes(&dir, seed, per_file, hostile)?;
+            let planted: usize = s.files.iter().map(|f| f.planted.len()).sum();
+            println!(
+                "wrote {}: {} accounts; {} dumps, {planted} accounts planted",
+                dir.display(),
+                s.accounts.len(),
+                s.files.len()
             );
         }
         Command::Bench {

@@ -121,6 +121,45 @@ impl Columns {
     }
 }
 
+/// Settles the columns of rows whose first may be a header, from up to the first few
+/// rows: `(columns, header)`. A first row without `@` is a header when a column is named
+/// as an address or, failing that, when most of the other rows hold an address in one
+/// column; without a header, the login column is the one where most rows hold an address.
+/// `None` when no column holds addresses.
+pub fn decide(rows: &[Vec<String>]) -> Option<(Columns, bool)> {
+    let (first, rest) = rows.split_first()?;
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let by_content = |rows: &[Vec<String>]| {
+        (0..width)
+            .map(|c| {
+                let hits = rows
+                    .iter()
+                    .filter(|r| r.get(c).is_some_and(|v| looks_like_email(v)))
+                    .count();
+                (hits, std::cmp::Reverse(c))
+            })
+            .filter(|&(hits, _)| hits > 0 && hits * 2 > rows.len())
+            .max()
+            .map(|(_, std::cmp::Reverse(c))| c)
+    };
+    if !first.iter().any(|f| f.contains('@')) {
+        let mut cols = Columns::from_names(first.iter().map(String::as_str));
+        if cols.email.is_none() {
+            cols.email = by_content(rest);
+        }
+        return cols.email.map(|_| (cols, true));
+    }
+    by_content(rows).map(|email| {
+        (
+            Columns {
+                email: Some(email),
+                password: None,
+            },
+            false,
+        )
+    })
+}
+
 /// Reports one row: a record for its login (the named column, else the first field that
 /// is an address) with its password, and the grep floor over every other field. Returns
 /// the number of records. `NULL`-like values are `None`.
@@ -144,7 +183,9 @@ pub fn emit_row(
             .position(|f| f.is_some_and(|v| looks_like_email(v.trim()))),
     };
     let mut n = 0;
-    if let Some(login) = get(login_at) {
+    if let Some(field) = get(login_at) {
+        // `Jean <jd@example.net>` in the login column: the address in it.
+        let login = super::combo::address_in(field);
         n += 1;
         sink.record(&Record {
             login,
@@ -153,13 +194,17 @@ pub fn emit_row(
             line,
             format,
         });
+        if login.contains('@') && super::shape::plain_at(login).is_none() {
+            let at = login.as_ptr() as usize - field.as_ptr() as usize;
+            n += text::floor(field, 0, Some((at, at + login.len())), line, sink);
+        }
     }
     for (i, field) in fields.iter().enumerate() {
         if Some(i) == login_at || Some(i) == columns.password {
             continue;
         }
         if let Some(value) = field {
-            n += text::floor(value, 0, line, sink);
+            n += text::floor(value, 0, None, line, sink);
         }
     }
     n

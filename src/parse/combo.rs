@@ -43,14 +43,17 @@ pub fn split_variant(line: &str) -> Option<Combo<'_>> {
 }
 
 /// A login that holds an `@` next to what no address holds (`Jean <jd@example.net>`,
-/// `(jd@example.net)`): the first address in it, if there is one. Any other login is
-/// left whole: `rené@example.net` is an address, not `né@example.net`.
+/// `(jd@example.net)`, `mail=jd@example.net`): the first address in it, if there is one.
+/// Any other login is left whole: `rené@example.net` and `o'brien@example.net` are
+/// addresses, not `né@example.net` and `brien@example.net`. (`=` is allowed in an
+/// address, but in dumps it is far more often `key=value`.)
 pub fn address_in(login: &str) -> &str {
     let decorated = |c: u8| {
-        matches!(
-            c,
-            b' ' | b'<' | b'>' | b'"' | b'(' | b')' | b',' | b'[' | b']'
-        )
+        c.is_ascii_whitespace()
+            || matches!(
+                c,
+                b'<' | b'>' | b'"' | b'(' | b')' | b',' | b'[' | b']' | b'\\' | b'='
+            )
     };
     if !login.contains('@') || !login.bytes().any(decorated) {
         return login;
@@ -80,10 +83,8 @@ fn plain(line: &str) -> Option<Combo<'_>> {
 /// `addr pass`: an address, one space (or more), and a password with no space in it.
 fn spaced_pair(line: &str) -> Option<Combo<'_>> {
     let (first, rest) = line.split_once(' ')?;
-    let at = first.find('@')?;
-    if at == 0 || at + 1 == first.len() || first[at + 1..].contains('@') {
-        return None;
-    }
+    // A plain address only: `mail=jd@example.net statut=actif` is prose.
+    super::shape::plain_at(first).filter(|&at| at > 0 && at + 1 < first.len())?;
     let password = rest.trim_start_matches(' ');
     if password.is_empty() || password.contains(char::is_whitespace) {
         return None;

@@ -227,9 +227,12 @@ impl<R: Read> JsonReader<R> {
     /// A string after its opening quote, unescaped into `out` (bounded by `max`).
     fn string(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<Parsed> {
         loop {
-            let (stop, _) = self.c.push_bounded(b"\"\\", out, max)?;
+            let (stop, _) = self.c.push_bounded(b"\"\\\n", out, max)?;
             match stop {
                 None => return Ok(Err(Malformed::Unterminated)),
+                // JSON has no raw line break in a string: a string cut at its line's end
+                // (the next line is NDJSON's next record, left unread).
+                Some(b'\n') => return Ok(Err(Malformed::Unterminated)),
                 Some(b'"') => {
                     self.c.bump()?;
                     return Ok(Ok(()));
@@ -303,7 +306,7 @@ impl<R: Read> JsonReader<R> {
         let Some(rec) = self.records.last_mut() else {
             // A string outside any object (`["a@b.example", …]`): the floor's.
             let text = decode::line_text(value);
-            self.stats.records += super::text::floor(&text, 0, self.c.line(), sink);
+            self.stats.records += super::text::floor(&text, 0, None, self.c.line(), sink);
             return;
         };
         let text = decode::line_text(value);

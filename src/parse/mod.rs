@@ -17,6 +17,7 @@ pub mod device;
 pub mod json;
 pub mod reader;
 pub mod shape;
+pub mod sheet;
 pub mod sql;
 pub mod stealer;
 pub mod table;
@@ -50,6 +51,8 @@ pub enum Format {
     Sql,
     /// An object of a JSON or NDJSON export.
     Json,
+    /// A row of a spreadsheet (XLSX, ODS).
+    Sheet,
 }
 
 impl Format {
@@ -65,6 +68,7 @@ impl Format {
             Format::Text => "text",
             Format::Sql => "sql",
             Format::Json => "json",
+            Format::Sheet => "sheet",
         }
     }
 
@@ -80,6 +84,7 @@ impl Format {
             "text" => Format::Text,
             "sql" => Format::Sql,
             "json" => Format::Json,
+            "sheet" => Format::Sheet,
             _ => return None,
         })
     }
@@ -166,6 +171,9 @@ pub trait Sink {
     fn malformed(&mut self, line: u64, why: Malformed);
     /// Called once per buffer refill with the bytes read so far; used for progress.
     fn progress(&mut self, _bytes_read: u64) {}
+    /// The records that follow come from a part of the stream with this name (a sheet of
+    /// a workbook). The name is the input's author's: shown, never trusted.
+    fn section(&mut self, _name: &str) {}
 }
 
 /// Counters of one parsed stream.
@@ -266,23 +274,40 @@ pub fn parse_lines<R: Read>(reader: LineReader<R>, sink: &mut dyn Sink) -> io::R
     run_lines(reader, sink, parse_credential_line)
 }
 
-/// One line of a combo/ULP list: dispatches on its shape, then reads the addresses after
-/// the login (the grep floor, `text`). Returns false if it found nothing.
+/// One line of a combo/ULP list: dispatches on its shape, then reads the other addresses
+/// of the line (the grep floor, `text`). Returns false if it found nothing.
+///
+/// The floor reads what follows the login, and the login itself when it is not a plain
+/// address (`mail=jd@example.net`, `Jean <jd@example.net>`): there the address a grep
+/// sees may not be the login. A ULP line's URL is not read: its user part is an app's
+/// hash or a URL login, not an address.
 pub fn parse_credential_line(line: &str, no: u64, sink: &mut dyn Sink) -> bool {
+    let offset = |s: &str| s.as_ptr() as usize - line.as_ptr() as usize;
     let claimed = if ulp::looks_like_ulp(line) {
-        ulp::split_ulp(line).map(|(url, login, password)| {
-            let end = login.as_ptr() as usize - line.as_ptr() as usize + login.len();
-            let login = combo::address_in(login);
+        ulp::split_ulp(line).map(|(url, field, password)| {
+            let login = combo::address_in(field);
             sink.record(&Record::ulp(url, login, password, no));
-            end
+            (field, login, offset(field) + field.len())
         })
     } else {
         combo::split_variant(line).map(|c| {
             sink.record(&Record::combo(c.login, c.password.as_deref(), no));
-            c.claimed
+            let field = &line[..c.claimed];
+            (field, c.login, c.claimed)
         })
     };
-    let found = text::floor(line, claimed.unwrap_or(0), no, sink);
+    let found = match claimed {
+        None => text::floor(line, 0, None, no, sink),
+        Some((field, login, end)) => {
+            let from = if login.contains('@') && shape::plain_at(login).is_none() {
+                end - field.len()
+            } else {
+                end
+            };
+            let login_span = (offset(login), offset(login) + login.len());
+            text::floor(line, from, Some(login_span), no, sink)
+        }
+    };
     claimed.is_some() || found > 0
 }
 

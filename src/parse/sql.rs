@@ -627,7 +627,7 @@ impl<R: Read> SqlReader<R> {
             }
         }
         if let Some(sink) = sink {
-            self.stats.records += text::floor(&decode::line_text(&seen), 0, line, sink);
+            self.stats.records += text::floor(&decode::line_text(&seen), 0, None, line, sink);
         }
         Ok(())
     }

@@ -73,42 +73,14 @@ impl TableLayout {
         if n < 2 || rest.is_empty() || !rest.iter().all(|r| r.len() == n) {
             return None;
         }
-        let by_content = |rows: &[Vec<String>]| {
-            (0..n)
-                .map(|c| {
-                    let hits = rows
-                        .iter()
-                        .filter(|r| columns::looks_like_email(&r[c]))
-                        .count();
-                    (hits, std::cmp::Reverse(c))
-                })
-                .filter(|&(hits, _)| hits * 2 > rows.len())
-                .max()
-                .map(|(_, std::cmp::Reverse(c))| c)
-        };
-        if !first.iter().any(|f| f.contains('@')) {
-            let mut cols = Columns::from_names(first.iter().map(String::as_str));
-            if cols.email.is_none() {
-                cols.email = by_content(rest);
-            }
-            cols.email?;
-            return Some(TableLayout {
-                delimiter: d,
-                columns: cols,
-                header: true,
-            });
+        let (columns, header) = columns::decide(judged)?;
+        if !header && d != b',' && n < 3 {
+            return None; // `addr;password`: a combo list
         }
-        if d != b',' && n < 3 {
-            return None;
-        }
-        let email = by_content(judged)?;
         Some(TableLayout {
             delimiter: d,
-            columns: Columns {
-                email: Some(email),
-                password: None,
-            },
-            header: false,
+            columns,
+            header,
         })
     }
 

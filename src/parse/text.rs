@@ -76,17 +76,27 @@ pub fn addresses(text: &str) -> impl Iterator<Item = &str> + '_ {
     address_spans(text).map(move |(s, e)| &text[s..e])
 }
 
-/// Reports each address of `text[from..]` as an identity record of line `no`; returns how
-/// many. `from` is where the part a structured reader claimed ends (0 for none).
-pub fn floor(text: &str, from: usize, no: u64, sink: &mut dyn Sink) -> u64 {
+/// Reports each address of `text[from..]` as an identity record of line `no`, but the
+/// one at `skip` (a login already reported); returns how many. `from` is where the part a
+/// structured reader claimed ends (0 for none).
+pub fn floor(
+    text: &str,
+    from: usize,
+    skip: Option<(usize, usize)>,
+    no: u64,
+    sink: &mut dyn Sink,
+) -> u64 {
     let Some(rest) = text.get(from..) else {
         return 0;
     };
     let mut n = 0;
-    for address in addresses(rest) {
+    for (s, e) in address_spans(rest) {
+        if skip == Some((from + s, from + e)) {
+            continue;
+        }
         n += 1;
         sink.record(&Record {
-            login: address,
+            login: &rest[s..e],
             password: None,
             url: None,
             line: no,

@@ -18,6 +18,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
+use crate::parse::sheet::SheetKind;
+
 pub use budget::LimitHit;
 pub use mapped::{Mapped, SHRUNK};
 pub use walk::{Container, WalkOptions};
@@ -123,7 +125,21 @@ pub trait StreamHandler {
     }
     /// Called after the last stream of one top-level input (a file, a download).
     fn input_done(&mut self, _name: &str) {}
+    /// A spreadsheet (XLSX, ODS), handed over whole: its parts refer to each other. By
+    /// default it is not read, and says so.
+    fn workbook(
+        &mut self,
+        _name: &str,
+        _kind: SheetKind,
+        _input: &mut dyn ReadSeek,
+    ) -> io::Result<()> {
+        Err(io::Error::other("spreadsheets are not read here"))
+    }
 }
+
+/// What a spreadsheet reader needs of its input.
+pub trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
 
 /// Reads one file: as an archive if it is one, else as a single stream.
 pub fn read_file(file: &InputFile, opts: WalkOptions<'_>, handler: &mut dyn StreamHandler) {
@@ -168,7 +184,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> usize {
 
 /// Entry names come from the archive's author: shown, never used as a path, and cleaned
 /// of control characters so that they cannot forge log lines.
-fn clean_name(s: &str) -> String {
+pub(crate) fn clean_name(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()

@@ -1,7 +1,9 @@
 //! zip archives: entries read one by one as streams, encrypted ones (ZipCrypto or AES)
 //! opened with the feed's `archive_passwords`.
 
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
+
+use crate::parse::sheet::SheetKind;
 
 use super::budget::{Compressed, Counter, RatioReader};
 use super::walk::{Flow, Walker};
@@ -23,6 +25,9 @@ impl Walker<'_, '_> {
                 format!("{declared} entries, over limits.max_archive_entries ({max})"),
             );
             return Flow::Failed;
+        }
+        if let Some(kind) = spreadsheet(&mut archive) {
+            return self.workbook(name, kind, archive);
         }
         // The password that opened the previous entry is tried first: an archive has one.
         let mut good: Option<usize> = None;
@@ -117,4 +122,66 @@ impl Walker<'_, '_> {
         self.note_empty(name, "zip", files);
         Flow::Done
     }
+
+    /// A workbook: checked against the limits by what its entries declare (the
+    /// spreadsheet reader decompresses them itself), then handed over whole.
+    fn workbook<R: Read + Seek>(
+        &mut self,
+        name: &str,
+        kind: SheetKind,
+        mut archive: zip::ZipArchive<R>,
+    ) -> Flow {
+        let (mut size, mut compressed) = (0u64, 0u64);
+        for i in 0..archive.len() {
+            if let Ok(e) = archive.by_index_raw(i) {
+                size = size.saturating_add(e.size());
+                compressed = compressed.saturating_add(e.compressed_size());
+            }
+        }
+        self.entries += archive.len() as u64;
+        let limits = self.limits();
+        let ratio = limits.max_compression_ratio;
+        if size > limits.max_entry_bytes {
+            let max = limits.max_entry_bytes;
+            self.skip(
+                name,
+                format!("spreadsheet of {size} bytes, over limits.max_entry_bytes ({max})"),
+            );
+            return Flow::Failed;
+        }
+        if size > compressed.saturating_mul(ratio).saturating_add(1 << 20) {
+            self.skip(
+                name,
+                format!("spreadsheet of {size} bytes from {compressed}, over limits.max_compression_ratio ({ratio})"),
+            );
+            return Flow::Failed;
+        }
+        let mut input = archive.into_inner();
+        let result = input
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| self.handler.workbook(name, kind, &mut input));
+        match result {
+            Ok(()) => Flow::Done,
+            Err(e) => {
+                self.io_failed(name, e);
+                Flow::Failed
+            }
+        }
+    }
+}
+
+/// Whether a zip archive is a spreadsheet: an XLSX workbook, or an OpenDocument one.
+fn spreadsheet<R: Read + Seek>(archive: &mut zip::ZipArchive<R>) -> Option<SheetKind> {
+    if archive.index_for_name("xl/workbook.xml").is_some() {
+        return Some(SheetKind::Xlsx);
+    }
+    let mut mime = Vec::new();
+    archive
+        .by_name("mimetype")
+        .ok()?
+        .take(64)
+        .read_to_end(&mut mime)
+        .ok()?;
+    (mime.trim_ascii() == b"application/vnd.oasis.opendocument.spreadsheet")
+        .then_some(SheetKind::Ods)
 }

@@ -7,6 +7,7 @@
 //! `rand` is in the lock file.
 
 pub mod pack;
+pub mod shapes;
 pub mod stealer;
 
 use std::io::{self, Write};
@@ -70,7 +71,7 @@ const SITES: &[&str] = &[
     "android://aGFzaGhhc2g=@com.example.social/",
 ];
 
-fn word(rng: &mut Rng, syllables: u64) -> String {
+pub(crate) fn word(rng: &mut Rng, syllables: u64) -> String {
     (0..syllables).map(|_| *rng.pick(SYLLABLES)).collect()
 }
 
@@ -148,7 +149,7 @@ pub fn write_directory_csv(w: &mut impl Write, accounts: &[SynthAccount]) -> io:
 }
 
 /// A random identity nobody in the directory has (index far beyond any directory's).
-fn stranger(rng: &mut Rng) -> String {
+pub(crate) fn stranger(rng: &mut Rng) -> String {
     format!(
         "{}.{}{}@{}",
         word(rng, 2),

@@ -5,6 +5,7 @@ mod crash;
 mod daemon;
 mod feeds;
 mod pipeline;
+mod shapes;
 mod smtp;
 mod stealer;
 mod support;
