@@ -611,7 +611,12 @@ mod index_tests {
         let conn = rusqlite::Connection::open(cfg.state_dir().join("leakwatch.db")).unwrap();
         conn.execute_batch(
             "CREATE TABLE identity_keys (hash BLOB PRIMARY KEY, account_id INTEGER NOT NULL,
-             kind TEXT NOT NULL) WITHOUT ROWID; PRAGMA user_version = 3;",
+             kind TEXT NOT NULL) WITHOUT ROWID;
+             ALTER TABLE feed_runs DROP COLUMN entries;
+             ALTER TABLE feed_runs DROP COLUMN with_identity;
+             ALTER TABLE feed_runs DROP COLUMN malformed;
+             ALTER TABLE feed_runs DROP COLUMN no_identity;
+             PRAGMA user_version = 3;",
         )
         .unwrap();
         drop(conn);

@@ -128,8 +128,8 @@ pub fn ingest(cfg: &Config, paths: &[PathBuf], opts: &IngestOptions) -> Result<i
     let s = &outcome.stats;
     let d = &outcome.delivered;
     println!(
-        "ingest: {} files ({} streams), {} lines, {} malformed, {} identities, {} matches, {} new findings, {} new unknown org identities, {} input errors; mails: {} composed ({} user, {} digest), {} sent, {} queued for retry, {} failed",
-        s.files, s.streams, s.lines, s.malformed, s.identities, s.matches, s.new_findings, s.new_unknown, s.errors,
+        "ingest: {} files ({} streams), {} lines, {} entries ({} with identities, {} malformed, {} without), {} identities, {} matches, {} new findings, {} new unknown org identities, {} input errors; mails: {} composed ({} user, {} digest), {} sent, {} queued for retry, {} failed",
+        s.files, s.streams, s.lines, s.entries, s.with_identity, s.malformed, s.no_identity, s.identities, s.matches, s.new_findings, s.new_unknown, s.errors,
         outcome.user_mails + outcome.digest_mails, outcome.user_mails, outcome.digest_mails,
         d.sent, d.deferred, d.failed
     );

@@ -19,6 +19,7 @@ pub fn parse_stream(data: &[u8]) {
         parse::parse_stream(data, name, 1024, &mut sink).expect("reading a slice cannot fail");
     assert_eq!(stats.bytes, data.len() as u64);
     assert_eq!(stats.records, sink.records.len() as u64);
+    assert_eq!(stats.entries, stats.malformed + sink.ended);
 }
 
 /// The fast path for combo/ULP lists against the reference on the same bytes: the same
@@ -30,23 +31,35 @@ pub fn scan_lines(data: &[u8]) {
     use crate::parse::{reader::LineReader, Malformed, Record, Sink};
     use crate::scan::{self, ScanSink};
 
-    /// Counts records and identities as `Ingest` would.
+    /// Counts records, identities and entries with and without them, as `Ingest` would.
     struct Count<'n> {
         norm: &'n Normalizer,
         key: String,
         identities: u64,
+        has: bool,
+        with: u64,
+        without: u64,
     }
     impl Sink for Count<'_> {
         fn record(&mut self, r: &Record<'_>) {
             if self.norm.key_of(r.login, r.url, &mut self.key).is_some() {
                 self.identities += 1;
+                self.has = true;
             }
         }
         fn malformed(&mut self, _: u64, _: Malformed) {}
+        fn end_entry(&mut self) {
+            if std::mem::take(&mut self.has) {
+                self.with += 1;
+            } else {
+                self.without += 1;
+            }
+        }
     }
     impl ScanSink for Count<'_> {
         fn deferred(&mut self, line: u64, text: &str) {
             assert!(parse::parse_credential_line(text, line, self));
+            Sink::end_entry(self);
         }
         fn malformed(&mut self, _: u64, _: Malformed) {}
     }
@@ -57,6 +70,9 @@ pub fn scan_lines(data: &[u8]) {
         norm: &norm,
         key: String::new(),
         identities: 0,
+        has: false,
+        with: 0,
+        without: 0,
     };
     let mut want = count();
     let want_stats = parse::parse_lines(LineReader::new(data, 256), &mut want)
@@ -73,6 +89,13 @@ pub fn scan_lines(data: &[u8]) {
     let stats = scan::scan_lines(&mut &data[..], &setup, &mut got).expect("a slice");
     assert_eq!(stats.parse, want_stats);
     assert_eq!(stats.identities + got.identities, want.identities);
+    // Every line in one counter, the same one on both paths.
+    assert_eq!(stats.with_identity + got.with, want.with);
+    assert_eq!(stats.no_identity + got.without, want.without);
+    assert_eq!(
+        want.with + want.without + want_stats.malformed,
+        want_stats.lines
+    );
 }
 
 /// Device files, cookie lines and stealer file names.

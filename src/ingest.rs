@@ -51,7 +51,12 @@ pub struct IngestStats {
     pub streams: u64,
     pub bytes: u64,
     pub lines: u64,
+    /// Entries read (lines of line formats; rows, objects, statements of the others).
+    /// Each ends in exactly one of `with_identity`, `malformed`, `no_identity`.
+    pub entries: u64,
+    pub with_identity: u64,
     pub malformed: u64,
+    pub no_identity: u64,
     pub records: u64,
     pub identities: u64,
     pub matches: u64,
@@ -115,6 +120,8 @@ pub struct Ingest<'a> {
     /// While a workbook is read, the length of its name in `source_name` (a sheet's
     /// name follows it); `usize::MAX` otherwise.
     section_base: usize,
+    /// The entry being read gave an identity (see `Sink::end_entry`).
+    entry_has_identity: bool,
 }
 
 impl<'a> Ingest<'a> {
@@ -146,6 +153,7 @@ impl<'a> Ingest<'a> {
             current_device: None,
             threads: cfg.ingest.worker_threads(),
             section_base: usize::MAX,
+            entry_has_identity: false,
         }
     }
 
@@ -504,7 +512,10 @@ impl<'a> Ingest<'a> {
         state.info_file = base;
         state.id = state.id.or(known);
         while let Some((_, raw)) = reader.next_line()? {
+            // A device file's lines describe the machine: entries without identity.
             self.stats.lines += 1;
+            self.stats.entries += 1;
+            self.stats.no_identity += 1;
             if let RawLine::Line(bytes) = raw {
                 state.info.line(&String::from_utf8_lossy(bytes));
             }
@@ -519,7 +530,10 @@ impl<'a> Ingest<'a> {
         let mut reader = LineReader::new(input, self.cfg.limits.max_line_bytes);
         let mut hosts = BTreeSet::new();
         while let Some((_, raw)) = reader.next_line()? {
+            // Cookies give sessions (settled with the device), never an identity here.
             self.stats.lines += 1;
+            self.stats.entries += 1;
+            self.stats.no_identity += 1;
             let RawLine::Line(bytes) = raw else { continue };
             let Ok(line) = std::str::from_utf8(bytes) else {
                 continue;
@@ -567,6 +581,7 @@ impl Sink for Ingest<'_> {
             return;
         };
         self.stats.identities += 1;
+        self.entry_has_identity = true;
         let hash = IdentityHash::of(&self.key);
         let result = if self.filter.may_contain(&hash) {
             self.stats.filter_passed += 1;
@@ -586,6 +601,14 @@ impl Sink for Ingest<'_> {
 
     fn progress(&mut self, bytes_read: u64) {
         self.progress.set(self.done_bytes + bytes_read);
+    }
+
+    fn end_entry(&mut self) {
+        if std::mem::take(&mut self.entry_has_identity) {
+            self.stats.with_identity += 1;
+        } else {
+            self.stats.no_identity += 1;
+        }
     }
 
     fn section(&mut self, name: &str) {
@@ -662,6 +685,7 @@ impl StreamHandler for Ingest<'_> {
         match result {
             Ok(s) => {
                 self.stats.lines += s.lines;
+                self.stats.entries += s.entries;
                 self.stats.malformed += s.malformed;
                 self.stats.records += s.records;
                 if s.malformed > logged {
@@ -728,6 +752,7 @@ impl Ingest<'_> {
         }
         if let Ok(s) = &result {
             self.stats.lines += s.lines;
+            self.stats.entries += s.entries;
             self.stats.malformed += s.malformed;
             self.stats.records += s.records;
             self.stats.bytes += s.bytes;
@@ -768,6 +793,8 @@ impl MalformedLog<'_, '_> {
             None => scan::scan_lines(&mut input, &setup, self)?,
         };
         self.inner.stats.identities += stats.identities;
+        self.inner.stats.with_identity += stats.with_identity;
+        self.inner.stats.no_identity += stats.no_identity;
         Ok(stats.parse)
     }
 }
@@ -775,6 +802,7 @@ impl MalformedLog<'_, '_> {
 impl ScanSink for MalformedLog<'_, '_> {
     fn deferred(&mut self, line: u64, text: &str) {
         parse::parse_credential_line(text, line, self);
+        Sink::end_entry(self);
     }
     fn malformed(&mut self, line: u64, why: Malformed) {
         Sink::malformed(self, line, why);
@@ -810,6 +838,9 @@ impl Sink for MalformedLog<'_, '_> {
     }
     fn section(&mut self, name: &str) {
         self.inner.section(name);
+    }
+    fn end_entry(&mut self) {
+        self.inner.end_entry();
     }
 }
 

@@ -78,6 +78,10 @@ impl Progress {
     fn add_ingest(&mut self, s: &IngestStats) {
         self.stats.bytes += s.bytes;
         self.stats.lines += s.lines;
+        self.stats.entries += s.entries;
+        self.stats.with_identity += s.with_identity;
+        self.stats.malformed += s.malformed;
+        self.stats.no_identity += s.no_identity;
         self.stats.identities += s.identities;
         self.stats.matches += s.matches;
         self.stats.new_findings += s.new_findings;
@@ -415,6 +419,11 @@ fn run_range(
         p.changed += 1;
         asked += 1;
         p.stats.lines += answer.hashes.len() as u64 + answer.padding + answer.malformed;
+        // Each answer line is an entry: a hash (an identity), padding, or malformed.
+        p.stats.entries += answer.hashes.len() as u64 + answer.padding + answer.malformed;
+        p.stats.with_identity += answer.hashes.len() as u64;
+        p.stats.no_identity += answer.padding;
+        p.stats.malformed += answer.malformed;
         p.stats.identities += answer.hashes.len() as u64;
         p.stats.errors += answer.malformed;
         for hash in &answer.hashes {
@@ -497,11 +506,14 @@ fn run_hibp(
         p.changed += 1;
         for (alias, names) in &answer {
             p.stats.lines += 1;
+            p.stats.entries += 1;
             if !norm.email_key(&format!("{alias}@{domain}"), &mut key) {
                 p.stats.errors += 1;
+                p.stats.malformed += 1;
                 continue;
             }
             p.stats.identities += 1;
+            p.stats.with_identity += 1;
             let hash = IdentityHash::of(&key);
             let mut matched = false;
             let source_of = |name: &str| format!("{}:hibp {name}", feed.name);

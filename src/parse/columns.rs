@@ -194,7 +194,7 @@ pub fn emit_row(
             line,
             format,
         });
-        if login.contains('@') && super::shape::plain_at(login).is_none() {
+        if super::combo::decorated(field) {
             let at = login.as_ptr() as usize - field.as_ptr() as usize;
             n += text::floor(field, 0, Some((at, at + login.len())), line, sink);
         }

@@ -48,17 +48,23 @@ pub fn split_variant(line: &str) -> Option<Combo<'_>> {
 /// addresses, not `né@example.net` and `brien@example.net`. (`=` is allowed in an
 /// address, but in dumps it is far more often `key=value`.)
 pub fn address_in(login: &str) -> &str {
-    let decorated = |c: u8| {
-        c.is_ascii_whitespace()
-            || matches!(
-                c,
-                b'<' | b'>' | b'"' | b'(' | b')' | b',' | b'[' | b']' | b'\\' | b'='
-            )
-    };
-    if !login.contains('@') || !login.bytes().any(decorated) {
+    if !decorated(login) {
         return login;
     }
     super::text::addresses(login).next().unwrap_or(login)
+}
+
+/// Whether a login holds an `@` and bytes around it that no address holds: the address
+/// a grep sees in it may then differ from the login (see [`address_in`]).
+pub fn decorated(login: &str) -> bool {
+    login.contains('@')
+        && login.bytes().any(|c| {
+            c.is_ascii_whitespace()
+                || matches!(
+                    c,
+                    b'<' | b'>' | b'"' | b'(' | b')' | b',' | b'[' | b']' | b'\\' | b'='
+                )
+        })
 }
 
 /// `login<sep>password`: [`split_combo`], with the spaces of `addr : pass` taken off.

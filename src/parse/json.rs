@@ -61,6 +61,7 @@ pub fn parse<R: Read>(input: R, max_field: usize, sink: &mut dyn Sink) -> io::Re
         match r.value(0, None, sink)? {
             Ok(()) => {}
             Err(why) => {
+                r.stats.entries += 1;
                 r.stats.malformed += 1;
                 sink.malformed(r.c.line(), why);
                 // Whatever records were open are reported as read so far.
@@ -306,7 +307,9 @@ impl<R: Read> JsonReader<R> {
         let Some(rec) = self.records.last_mut() else {
             // A string outside any object (`["a@b.example", …]`): the floor's.
             let text = decode::line_text(value);
+            self.stats.entries += 1;
             self.stats.records += super::text::floor(&text, 0, None, self.c.line(), sink);
+            sink.end_entry();
             return;
         };
         let text = decode::line_text(value);
@@ -338,6 +341,7 @@ impl<R: Read> JsonReader<R> {
     /// Reports a record that ended.
     fn emit(&mut self, rec: Rec, sink: &mut dyn Sink) {
         let line = self.c.line();
+        self.stats.entries += 1;
         if let Some(login) = &rec.login {
             self.stats.records += 1;
             sink.record(&super::Record {
@@ -358,7 +362,10 @@ impl<R: Read> JsonReader<R> {
                 format: Format::Text,
             });
         }
+        sink.end_entry();
         if rec.dropped > 0 {
+            // Its addresses past the bound: an entry of its own, malformed.
+            self.stats.entries += 1;
             self.stats.malformed += 1;
             sink.malformed(line, Malformed::TooLong);
         }

@@ -174,12 +174,20 @@ pub trait Sink {
     /// The records that follow come from a part of the stream with this name (a sheet of
     /// a workbook). The name is the input's author's: shown, never trusted.
     fn section(&mut self, _name: &str) {}
+    /// An entry (a line, a row, an object, a statement) was read, and was not malformed:
+    /// the records reported since the last call were its records. With `malformed`,
+    /// every entry ends in exactly one of three counters (see [`ParseStats::entries`]).
+    fn end_entry(&mut self) {}
 }
 
 /// Counters of one parsed stream.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ParseStats {
     pub lines: u64,
+    /// Entries read: lines of a line format; rows, objects and statements of the others.
+    /// Each is either malformed (reported to [`Sink::malformed`]) or ended by
+    /// [`Sink::end_entry`], which the sink sorts into those with and without identities.
+    pub entries: u64,
     pub malformed: u64,
     pub records: u64,
     pub bytes: u64,
@@ -277,9 +285,9 @@ pub fn parse_lines<R: Read>(reader: LineReader<R>, sink: &mut dyn Sink) -> io::R
 /// One line of a combo/ULP list: dispatches on its shape, then reads the other addresses
 /// of the line (the grep floor, `text`). Returns false if it found nothing.
 ///
-/// The floor reads what follows the login, and the login itself when it is not a plain
-/// address (`mail=jd@example.net`, `Jean <jd@example.net>`): there the address a grep
-/// sees may not be the login. A ULP line's URL is not read: its user part is an app's
+/// The floor reads what follows the login, and the login itself when it holds what no
+/// address holds (`mail=jd@example.net`, `Jean <jd@example.net>`): there the address a
+/// grep sees may not be the login. A ULP line's URL is not read: its user part is an app's
 /// hash or a URL login, not an address.
 pub fn parse_credential_line(line: &str, no: u64, sink: &mut dyn Sink) -> bool {
     let offset = |s: &str| s.as_ptr() as usize - line.as_ptr() as usize;
@@ -299,7 +307,7 @@ pub fn parse_credential_line(line: &str, no: u64, sink: &mut dyn Sink) -> bool {
     let found = match claimed {
         None => text::floor(line, 0, None, no, sink),
         Some((field, login, end)) => {
-            let from = if login.contains('@') && shape::plain_at(login).is_none() {
+            let from = if combo::decorated(field) {
                 end - field.len()
             } else {
                 end
@@ -326,6 +334,7 @@ fn run_lines<R: Read>(
     let mut last_bytes = 0;
     while let Some((no, raw)) = reader.next_line()? {
         stats.lines = no;
+        stats.entries += 1;
         let why = match raw {
             RawLine::TooLong => Some(Malformed::TooLong),
             RawLine::Line(bytes) => {
@@ -342,9 +351,12 @@ fn run_lines<R: Read>(
                 }
             }
         };
-        if let Some(why) = why {
-            stats.malformed += 1;
-            counting.inner.malformed(no, why);
+        match why {
+            Some(why) => {
+                stats.malformed += 1;
+                counting.inner.malformed(no, why);
+            }
+            None => counting.inner.end_entry(),
         }
         let b = reader.bytes_read();
         if b != last_bytes {
@@ -371,6 +383,9 @@ impl Sink for Counting<'_> {
     fn malformed(&mut self, line: u64, why: Malformed) {
         self.inner.malformed(line, why);
     }
+    fn end_entry(&mut self) {
+        self.inner.end_entry();
+    }
 }
 
 /// A sink that keeps owned copies; for tests and tools, never for the ingest path.
@@ -378,6 +393,8 @@ impl Sink for Counting<'_> {
 pub struct CollectSink {
     pub records: Vec<OwnedRecord>,
     pub malformed: Vec<(u64, Malformed)>,
+    /// Entries ended (`Sink::end_entry`).
+    pub ended: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -401,6 +418,9 @@ impl Sink for CollectSink {
     }
     fn malformed(&mut self, line: u64, why: Malformed) {
         self.malformed.push((line, why));
+    }
+    fn end_entry(&mut self) {
+        self.ended += 1;
     }
 }
 
@@ -523,7 +543,8 @@ mod tests {
             assert_eq!(stats.bytes, input.len() as u64);
             assert_eq!(stats.records, sink.records.len() as u64);
             assert_eq!(stats.malformed, sink.malformed.len() as u64);
-            assert!(stats.malformed <= stats.lines);
+            // Every entry ends once: malformed, or ended with its records.
+            assert_eq!(stats.entries, stats.malformed + sink.ended, "case {case}");
             for r in &sink.records {
                 assert!(!r.login.is_empty());
                 assert!(r.line >= 1 && r.line <= stats.lines.max(1));

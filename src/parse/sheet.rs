@@ -170,7 +170,9 @@ impl<'s> RowSink<'s> {
         };
         let cells = std::mem::take(&mut self.cells);
         self.stats.lines += 1;
+        self.stats.entries += 1;
         if cells.iter().all(String::is_empty) {
+            sink.end_entry();
             return;
         }
         match self.columns {
@@ -192,6 +194,7 @@ impl<'s> RowSink<'s> {
         let sample = std::mem::take(&mut self.sample);
         for (i, (row, cells)) in sample.iter().enumerate() {
             if header && i == 0 {
+                sink.end_entry();
                 continue;
             }
             self.emit(*row, cells, cols, sink);
@@ -205,6 +208,7 @@ impl<'s> RowSink<'s> {
             .collect();
         self.stats.records +=
             columns::emit_row(&refs, cols, u64::from(row) + 1, Format::Sheet, sink);
+        sink.end_entry();
     }
 
     fn finish(mut self, sink: &mut dyn Sink) {

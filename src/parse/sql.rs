@@ -136,7 +136,11 @@ impl<R: Read> SqlReader<R> {
             match word.as_str() {
                 "INSERT" | "REPLACE" => self.insert(sink)?,
                 "COPY" => self.copy(sink)?,
-                "CREATE" => self.create()?,
+                "CREATE" => {
+                    self.create()?;
+                    self.stats.entries += 1;
+                    sink.end_entry();
+                }
                 "" => {
                     // Not a statement: read to the next `;` like any other.
                     self.skip_statement(Some(sink))?;
@@ -304,8 +308,12 @@ impl<R: Read> SqlReader<R> {
             }
             self.c.bump()?;
             let start = self.c.line();
+            self.stats.entries += 1;
             match self.values()? {
-                RowEnd::Done => self.emit(cols, Format::Sql, sink),
+                RowEnd::Done => {
+                    self.emit(cols, Format::Sql, sink);
+                    sink.end_entry();
+                }
                 RowEnd::Cut => {
                     self.stats.malformed += 1;
                     sink.malformed(start, Malformed::Unterminated);
@@ -541,7 +549,10 @@ impl<R: Read> SqlReader<R> {
         self.c.bump()?;
         let upper = head.to_ascii_uppercase();
         if !upper.windows(5).any(|w| w == b"STDIN") {
-            return Ok(()); // `COPY … FROM 'file'`: no rows here
+            // `COPY … FROM 'file'`: no rows here.
+            self.stats.entries += 1;
+            sink.end_entry();
+            return Ok(());
         }
         let cols = match &names {
             Some(n) => Columns::from_names(n.iter().map(String::as_str)),
@@ -550,6 +561,8 @@ impl<R: Read> SqlReader<R> {
                 None => Columns::default(),
             },
         };
+        self.stats.entries += 1;
+        sink.end_entry();
         // The rest of the statement's line, then one row per line.
         let mut line = Vec::new();
         self.c.push_bounded(b"\n", &mut line, 0)?;
@@ -566,6 +579,7 @@ impl<R: Read> SqlReader<R> {
             if row == b"\\." {
                 return Ok(());
             }
+            self.stats.entries += 1;
             if cut {
                 self.stats.malformed += 1;
                 sink.malformed(no, Malformed::TooLong);
@@ -601,6 +615,7 @@ impl<R: Read> SqlReader<R> {
                 .collect();
             let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
             self.stats.records += columns::emit_row(&refs, cols, no, Format::Sql, sink);
+            sink.end_entry();
         }
     }
 
@@ -627,7 +642,9 @@ impl<R: Read> SqlReader<R> {
             }
         }
         if let Some(sink) = sink {
+            self.stats.entries += 1;
             self.stats.records += text::floor(&decode::line_text(&seen), 0, None, line, sink);
+            sink.end_entry();
         }
         Ok(())
     }

@@ -98,20 +98,28 @@ impl TableLayout {
         let mut next_progress = PROGRESS_EVERY;
         loop {
             let start = c.line();
-            match read_record(&mut c, self.delimiter, &mut fields, max_field)? {
+            let record = read_record(&mut c, self.delimiter, &mut fields, max_field)?;
+            if !matches!(record, Record::End) {
+                stats.entries += 1;
+            }
+            match record {
                 Record::End => break,
-                Record::Blank => {}
+                Record::Blank => sink.end_entry(),
                 Record::Cut => {
                     stats.malformed += 1;
                     sink.malformed(start, Malformed::TooLong);
                 }
-                Record::Fields(_) if header => header = false,
+                Record::Fields(_) if header => {
+                    header = false;
+                    sink.end_entry();
+                }
                 Record::Fields(n) => {
                     let texts: Vec<_> = fields[..n].iter().map(|f| decode::line_text(f)).collect();
                     let refs: Vec<Option<&str>> = texts.iter().map(|t| Some(&**t)).collect();
                     let line = c.lines();
                     stats.records +=
                         columns::emit_row(&refs, self.columns, line, Format::Table, sink);
+                    sink.end_entry();
                 }
             }
             let read = c.bytes_read();

@@ -43,6 +43,11 @@ pub(crate) struct ChunkOut {
     pub records: u64,
     /// Keys hashed and rejected by the filter here (deferred ones are counted later).
     pub identities: u64,
+    /// Lines settled here that gave identities, and that gave none (blank lines,
+    /// usernames off the login hosts, addresses that do not normalise). With the
+    /// malformed and deferred lines, every line of the chunk is in one of the four.
+    pub bearing: u64,
+    pub none: u64,
     pub malformed: u64,
     pub samples: Vec<(u64, Malformed)>,
     /// Lines for the reference path: (line, start, end) in `buf`, without the byte-order
@@ -106,7 +111,10 @@ fn scan(setup: &Setup<'_>, out: &mut ChunkOut, masks: &mut Masks, buf: &[u8]) {
                     sink.cur = (no, start, stop);
                     let text = decode::line_text(&data[start..stop]);
                     let text = text.trim();
-                    if text.is_empty() || sink.general(text, no) {
+                    if text.is_empty() {
+                        sink.out.none += 1;
+                        None
+                    } else if sink.general(text, no) {
                         None
                     } else {
                         Some(Malformed::Unrecognised)
@@ -119,7 +127,10 @@ fn scan(setup: &Setup<'_>, out: &mut ChunkOut, masks: &mut Masks, buf: &[u8]) {
                     sink.cur = (no, start, stop);
                     // The line's bytes in place, with the buffer's slack after them.
                     let at = text.as_ptr() as usize - buf.as_ptr() as usize;
-                    if text.is_empty() || sink.line(text, &buf[at..], masks.classes_at(at), no) {
+                    if text.is_empty() {
+                        sink.out.none += 1;
+                        None
+                    } else if sink.line(text, &buf[at..], masks.classes_at(at), no) {
                         None
                     } else {
                         Some(Malformed::Unrecognised)
@@ -289,6 +300,7 @@ impl LineSink<'_, '_> {
                 && !at_from(b, &classes, login.len()) =>
             {
                 self.out.records += 1;
+                self.out.none += 1;
             }
             Shape::Combo { .. } => return self.general(text, no),
             Shape::Ulp { scheme } => {
@@ -335,6 +347,7 @@ impl LineSink<'_, '_> {
         self.out.records += probe.records;
         match probe.n {
             _ if probe.defer => self.out.deferred.push(self.cur),
+            0 if recognised => self.out.none += 1,
             0 => {}
             1 => {
                 self.batch.blocks[self.batch.n] = probe.blocks[0];
@@ -347,6 +360,7 @@ impl LineSink<'_, '_> {
                     self.out.deferred.push(self.cur);
                 } else {
                     self.out.identities += n as u64;
+                    self.out.bearing += 1;
                 }
             }
         }
@@ -417,7 +431,7 @@ impl LineSink<'_, '_> {
     #[inline]
     fn settle(&mut self, fast: Fast) {
         match fast {
-            Fast::NoKey => {}
+            Fast::NoKey => self.out.none += 1,
             Fast::Defer => self.out.deferred.push(self.cur),
             Fast::Key(_) => {
                 self.lines[self.side][self.batch.n] = self.cur;
@@ -462,7 +476,9 @@ impl LineSink<'_, '_> {
             if filter.may_contain(hash) {
                 self.out.deferred.push(line);
             } else {
+                // One key per line in a batch (`general` keeps lines of several apart).
                 self.out.identities += 1;
+                self.out.bearing += 1;
             }
         }
         h.n = 0;

@@ -77,6 +77,10 @@ pub struct ScanStats {
     pub parse: ParseStats,
     /// Identities hashed and settled by the fast path (deferred ones are not counted here).
     pub identities: u64,
+    /// Lines settled by the fast path with identities, and with none; the deferred lines
+    /// are sorted by the sink.
+    pub with_identity: u64,
+    pub no_identity: u64,
     /// Lines handed to the sink.
     pub deferred: u64,
 }
@@ -307,7 +311,14 @@ impl Apply<'_> {
         }
         let s = &mut self.stats;
         s.parse.lines += out.lines;
+        s.parse.entries += out.lines;
         s.parse.malformed += out.malformed;
+        s.with_identity += out.bearing;
+        s.no_identity += out.none;
+        debug_assert_eq!(
+            out.lines,
+            out.bearing + out.none + out.malformed + out.deferred.len() as u64
+        );
         s.parse.records += out.records;
         s.parse.bytes += out.len as u64;
         s.identities += out.identities;

@@ -57,6 +57,11 @@ impl RunOutcome {
 pub struct FeedRunStats {
     pub bytes: u64,
     pub lines: u64,
+    /// Entries read, each in one of the three counters after it (see `IngestStats`).
+    pub entries: u64,
+    pub with_identity: u64,
+    pub malformed: u64,
+    pub no_identity: u64,
     pub identities: u64,
     pub matches: u64,
     pub new_findings: u64,
@@ -112,7 +117,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE feed_runs SET finished_at = ?2, outcome = ?3, bytes = ?4, lines = ?5,
-                identities = ?6, matches = ?7, new_findings = ?8, errors = ?9, message = ?10
+                identities = ?6, matches = ?7, new_findings = ?8, errors = ?9, message = ?10,
+                entries = ?11, with_identity = ?12, malformed = ?13, no_identity = ?14
              WHERE id = ?1",
             params![
                 id,
@@ -124,7 +130,11 @@ impl Store {
                 stats.matches as i64,
                 stats.new_findings as i64,
                 stats.errors as i64,
-                message
+                message,
+                stats.entries as i64,
+                stats.with_identity as i64,
+                stats.malformed as i64,
+                stats.no_identity as i64
             ],
         )?;
         Ok(())
@@ -169,7 +179,8 @@ impl Store {
     ) -> Result<Vec<FeedRunRow>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT id, feed, kind, started_at, finished_at, outcome, bytes, lines, identities,
-                matches, new_findings, errors, message FROM feed_runs WHERE {clause}"
+                matches, new_findings, errors, message, entries, with_identity, malformed,
+                no_identity FROM feed_runs WHERE {clause}"
         ))?;
         let rows = stmt.query_map(p, |r| {
             Ok(FeedRunRow {
@@ -186,6 +197,10 @@ impl Store {
                     matches: r.get::<_, i64>(9)? as u64,
                     new_findings: r.get::<_, i64>(10)? as u64,
                     errors: r.get::<_, i64>(11)? as u64,
+                    entries: r.get::<_, i64>(13)? as u64,
+                    with_identity: r.get::<_, i64>(14)? as u64,
+                    malformed: r.get::<_, i64>(15)? as u64,
+                    no_identity: r.get::<_, i64>(16)? as u64,
                 },
                 message: r.get(12)?,
             })
@@ -341,6 +356,9 @@ mod tests {
         let stats = FeedRunStats {
             bytes: 10,
             lines: 2,
+            entries: 2,
+            with_identity: 1,
+            no_identity: 1,
             new_findings: 1,
             ..Default::default()
         };

@@ -32,7 +32,7 @@ pub use keys::{KeyEntry, KeyIndex, KeyIndexError};
 pub use outbox::{MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
 
 const DB_FILE: &str = "leakwatch.db";
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 const KEYS_FILE: &str = "identity-keys.idx";
 
 #[derive(Debug, thiserror::Error)]
@@ -205,21 +205,29 @@ impl Store {
                 self.conn.execute_batch(SCHEMA_2)?;
                 self.conn.execute_batch(SCHEMA_3)?;
                 self.conn.execute_batch(SCHEMA_4)?;
+                self.conn.execute_batch(SCHEMA_5)?;
                 Ok(())
             }
             1 => {
                 self.conn.execute_batch(SCHEMA_2)?;
                 self.conn.execute_batch(SCHEMA_3)?;
                 self.conn.execute_batch(SCHEMA_4)?;
+                self.conn.execute_batch(SCHEMA_5)?;
                 Ok(())
             }
             2 => {
                 self.conn.execute_batch(SCHEMA_3)?;
                 self.conn.execute_batch(SCHEMA_4)?;
+                self.conn.execute_batch(SCHEMA_5)?;
                 Ok(())
             }
             3 => {
                 self.conn.execute_batch(SCHEMA_4)?;
+                self.conn.execute_batch(SCHEMA_5)?;
+                Ok(())
+            }
+            4 => {
+                self.conn.execute_batch(SCHEMA_5)?;
                 Ok(())
             }
             SCHEMA_VERSION => Ok(()),
@@ -408,6 +416,17 @@ BEGIN;
 -- at the next start.
 DROP TABLE identity_keys;
 PRAGMA user_version = 4;
+COMMIT;
+"#;
+
+/// Version 5: each feed run says where every entry it read ended.
+const SCHEMA_5: &str = r#"
+BEGIN;
+ALTER TABLE feed_runs ADD COLUMN entries INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE feed_runs ADD COLUMN with_identity INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE feed_runs ADD COLUMN malformed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE feed_runs ADD COLUMN no_identity INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 5;
 COMMIT;
 "#;
 

@@ -61,6 +61,43 @@ fn every_shape_is_read_beyond_what_grep_finds() {
     );
     assert_stdout(&o, "1 input errors");
 
+    // Every entry in exactly one counter: `E entries (I with identities, M malformed, Z without)`.
+    let out = stdout(&o);
+    let counts: Vec<u64> = out
+        .split(" entries (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap()
+        .split(", ")
+        .map(|part| part.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    let entries: u64 = out
+        .split(" entries (")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(counts.len(), 3, "{out}");
+    assert_eq!(entries, counts.iter().sum::<u64>(), "{out}");
+    assert!(
+        counts[0]
+            >= sc
+                .files
+                .iter()
+                .filter(|f| f.promised)
+                .map(|f| f.planted.len() as u64)
+                .sum::<u64>()
+                / 3,
+        "{out}"
+    );
+    assert!(
+        counts[1] >= 3,
+        "the broken line, row and quote are counted: {out}"
+    );
+
     let found = findings(&cfg);
     let kinds: BTreeMap<&str, BTreeSet<&str>> =
         found.iter().fold(BTreeMap::new(), |mut m, (e, k)| {
