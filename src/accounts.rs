@@ -616,6 +616,7 @@ mod index_tests {
              ALTER TABLE feed_runs DROP COLUMN with_identity;
              ALTER TABLE feed_runs DROP COLUMN malformed;
              ALTER TABLE feed_runs DROP COLUMN no_identity;
+             ALTER TABLE findings DROP COLUMN hash_algo;
              PRAGMA user_version = 3;",
         )
         .unwrap();

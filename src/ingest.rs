@@ -295,13 +295,21 @@ impl<'a> Ingest<'a> {
                     }
                     None => None,
                 };
-                let (kind, fp, hint) = match r.password {
-                    Some(pw) => (
+                // A password column that holds a hash: the hash is the exposure (its
+                // fingerprint, like a password's; never a hint of it).
+                let algo = r.password.and_then(crate::parse::hashed::classify);
+                let (kind, fp, hint) = match (r.password, algo) {
+                    (Some(pw), Some(_)) => (
+                        FindingKind::PasswordHash,
+                        Some(self.fingerprinter.password(account.id, pw)),
+                        None,
+                    ),
+                    (Some(pw), None) => (
                         FindingKind::Password,
                         Some(self.fingerprinter.password(account.id, pw)),
                         self.cfg.privacy.password_hint.then(|| password_hint(pw)),
                     ),
-                    None => (FindingKind::Identity, None, None),
+                    (None, _) => (FindingKind::Identity, None, None),
                 };
                 let outcome = self.store.record_sighting(&Sighting {
                     account_id: account.id,
@@ -316,9 +324,14 @@ impl<'a> Ingest<'a> {
                     severity: match (device_id, kind) {
                         (Some(_), _) => Severity::Critical,
                         (None, FindingKind::Identity) => Severity::Medium,
+                        // Slow salted hashes cost an attacker per guess; fast ones do not.
+                        (None, FindingKind::PasswordHash) if algo.is_some_and(|a| a.is_slow()) => {
+                            Severity::Medium
+                        }
                         (None, _) => Severity::High,
                     },
                     device_id,
+                    hash_algo: algo.map(|a| a.as_str()),
                 })?;
                 self.count_outcome(outcome, account.id, kind, &source);
             }
@@ -483,6 +496,7 @@ impl<'a> Ingest<'a> {
                         seen_at: now,
                         severity: Severity::Critical,
                         device_id: Some(id),
+                        hash_algo: None,
                     })?;
                     self.count_outcome(outcome, account, FindingKind::Session, &source);
                 }

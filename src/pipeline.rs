@@ -121,6 +121,7 @@ impl<'c> Pipeline<'c> {
             seen_at: now,
             severity: hit.severity,
             device_id: None,
+            hash_algo: None,
         })?;
         Ok(match outcome {
             SightingOutcome::New(id) | SightingOutcome::Escalated(id) => {

@@ -31,6 +31,8 @@ struct Exposure {
     format: String,
     first_seen: String,
     hint: Option<String>,
+    /// For `password_hash`, the algorithm (`bcrypt`, `md5/ntlm`, …).
+    algorithm: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -53,6 +55,8 @@ struct DigestFinding {
     /// From an infected machine (stealer log).
     critical: bool,
     device: Option<String>,
+    /// For an exposed password hash, its algorithm.
+    algorithm: Option<String>,
 }
 
 /// One infected machine and the accounts stolen from it.
@@ -136,6 +140,7 @@ pub fn compose(
                     format: f.format.clone(),
                     first_seen: timefmt::date(f.first_seen),
                     hint: f.password_hint.clone(),
+                    algorithm: f.hash_algo.clone(),
                 })
                 .collect(),
         };
@@ -206,6 +211,7 @@ fn digest_ctx<'a>(
         sources: f.sources.join(", "),
         critical: f.severity == Severity::Critical,
         device: f.device.as_ref().map(|d| d.describe()),
+        algorithm: f.hash_algo.clone(),
     };
     // Infected machines, each with every account of ours stolen from it.
     let mut devices: BTreeMap<i64, (String, Vec<String>)> = BTreeMap::new();
@@ -224,7 +230,7 @@ fn digest_ctx<'a>(
         generated_at: timefmt::rfc3339(now),
         resets: findings
             .iter()
-            .filter(|f| f.kind == FindingKind::Password)
+            .filter(|f| matches!(f.kind, FindingKind::Password | FindingKind::PasswordHash))
             .map(row)
             .collect(),
         sessions: findings
@@ -275,6 +281,7 @@ pub fn forced_resets_csv(findings: &[FindingView]) -> Vec<u8> {
         "site",
         "format",
         "sources",
+        "hash_algorithm",
     ])
     .expect("writing to a Vec cannot fail");
     for f in findings.iter().filter(|f| f.kind != FindingKind::Identity) {
@@ -294,6 +301,7 @@ pub fn forced_resets_csv(findings: &[FindingView]) -> Vec<u8> {
             f.site.as_deref().unwrap_or(""),
             &f.format,
             &f.sources.join("; "),
+            f.hash_algo.as_deref().unwrap_or(""),
         ])
         .expect("writing to a Vec cannot fail");
     }
@@ -310,29 +318,58 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
                 name: Some("Camille Exemple"),
                 email: "camille@example.net",
                 has_password,
-                exposures: vec![Exposure {
-                    kind: if has_password { "password" } else { "identity" },
-                    site: Some(defang("site.example")),
-                    format: "stealer".into(),
-                    first_seen: "2025-10-12".into(),
-                    hint: has_password.then(|| "m•••••e".into()),
-                }],
+                exposures: vec![
+                    Exposure {
+                        kind: if has_password { "password" } else { "identity" },
+                        site: Some(defang("site.example")),
+                        format: "stealer".into(),
+                        first_seen: "2025-10-12".into(),
+                        hint: has_password.then(|| "m•••••e".into()),
+                        algorithm: None,
+                    },
+                    Exposure {
+                        kind: if has_password {
+                            "password_hash"
+                        } else {
+                            "identity"
+                        },
+                        site: None,
+                        format: "sql".into(),
+                        first_seen: "2025-10-12".into(),
+                        hint: None,
+                        algorithm: has_password.then(|| "md5/ntlm".into()),
+                    },
+                ],
             };
             templates.render("user", lang, &ctx)?;
         }
         let ctx = DigestCtx {
             org_name: &cfg.organization.name,
             generated_at: "2025-10-12T08:00:00Z".into(),
-            resets: vec![DigestFinding {
-                email: "camille@example.net".into(),
-                username: Some("cexemple".into()),
-                first_seen: "2025-10-12".into(),
-                site: Some("site.example".into()),
-                format: "combo".into(),
-                sources: "dump.txt".into(),
-                critical: true,
-                device: Some("Lumma, infected 2025-10-12, device 0123456789ab".into()),
-            }],
+            resets: vec![
+                DigestFinding {
+                    email: "camille@example.net".into(),
+                    username: Some("cexemple".into()),
+                    first_seen: "2025-10-12".into(),
+                    site: Some("site.example".into()),
+                    format: "combo".into(),
+                    sources: "dump.txt".into(),
+                    critical: true,
+                    device: Some("Lumma, infected 2025-10-12, device 0123456789ab".into()),
+                    algorithm: None,
+                },
+                DigestFinding {
+                    email: "dominique@example.net".into(),
+                    username: None,
+                    first_seen: "2025-10-12".into(),
+                    site: None,
+                    format: "sql".into(),
+                    sources: "portail.sql".into(),
+                    critical: false,
+                    device: None,
+                    algorithm: Some("bcrypt".into()),
+                },
+            ],
             sessions: vec![DigestFinding {
                 email: "camille@example.net".into(),
                 username: None,
@@ -342,6 +379,7 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
                 sources: "logs.zip!FR1/Cookies".into(),
                 critical: true,
                 device: Some("Lumma, infected 2025-10-12, device 0123456789ab".into()),
+                algorithm: None,
             }],
             devices: vec![DigestDevice {
                 description: "Lumma, infected 2025-10-12, device 0123456789ab".into(),

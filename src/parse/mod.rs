@@ -14,6 +14,7 @@ pub mod cursor;
 pub mod decode;
 pub mod detect;
 pub mod device;
+pub mod hashed;
 pub mod json;
 pub mod reader;
 pub mod shape;

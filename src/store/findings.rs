@@ -17,7 +17,7 @@ use crate::parse::Format;
 const MAX_SIGHTINGS: i64 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     /// A password for the account was exposed: forced reset.
     Password,
@@ -26,6 +26,9 @@ pub enum FindingKind {
     /// A login cookie for one of the organisation's hosts was stolen with the account's
     /// credentials: its sessions must be revoked.
     Session,
+    /// The hash of a password was exposed (a database dump's password column): forced
+    /// reset, with the algorithm named (`hash_algo`), since how fast it cracks depends on it.
+    PasswordHash,
 }
 
 impl FindingKind {
@@ -34,6 +37,7 @@ impl FindingKind {
             FindingKind::Password => "password",
             FindingKind::Identity => "identity",
             FindingKind::Session => "session",
+            FindingKind::PasswordHash => "password_hash",
         }
     }
 
@@ -41,6 +45,7 @@ impl FindingKind {
         match s {
             "password" => FindingKind::Password,
             "session" => FindingKind::Session,
+            "password_hash" => FindingKind::PasswordHash,
             _ => FindingKind::Identity,
         }
     }
@@ -95,6 +100,8 @@ pub struct Sighting<'a> {
     pub severity: Severity,
     /// The infected machine, for stealer-log findings.
     pub device_id: Option<i64>,
+    /// For a `password_hash` finding, the hash's algorithm.
+    pub hash_algo: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +139,8 @@ pub struct FindingView {
     pub password_hint: Option<String>,
     pub site: Option<String>,
     pub format: String,
+    /// For a `password_hash` finding, the hash's algorithm.
+    pub hash_algo: Option<String>,
     pub first_source: String,
     pub first_seen: i64,
     pub last_seen: i64,
@@ -207,8 +216,9 @@ impl Store {
             None => {
                 tx.execute(
                     "INSERT INTO findings (account_id, kind, secret_fp, password_hint, identity_hash, site,
-                        format, first_source, first_seen, last_seen, times_seen, severity, device_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1, ?10, ?11)",
+                        format, first_source, first_seen, last_seen, times_seen, severity, device_id,
+                        hash_algo)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1, ?10, ?11, ?12)",
                     params![
                         s.account_id,
                         s.kind.as_str(),
@@ -220,7 +230,8 @@ impl Store {
                         s.source,
                         s.seen_at,
                         s.severity.as_str(),
-                        s.device_id
+                        s.device_id,
+                        s.hash_algo
                     ],
                 )?;
                 let id = tx.last_insert_rowid();
@@ -302,7 +313,7 @@ impl Store {
         let sql = format!(
             "SELECT a.id, a.email, a.username, a.name, a.lang,
                     f.id, f.kind, f.password_hint, f.site, f.format, f.first_source, f.first_seen,
-                    f.last_seen, f.times_seen, f.severity, {DEVICE_COLUMNS}
+                    f.last_seen, f.times_seen, f.severity, f.hash_algo, {DEVICE_COLUMNS}
              FROM findings f JOIN accounts a ON a.id = f.account_id
              LEFT JOIN devices d ON d.id = f.device_id
              WHERE {cond} ORDER BY f.first_seen, f.id"
@@ -319,7 +330,8 @@ impl Store {
                     account,
                     kind: FindingKind::parse(&kind),
                     severity: Severity::parse(&r.get::<_, String>(14)?),
-                    device: DeviceView::from_row(r, 15)?,
+                    device: DeviceView::from_row(r, 16)?,
+                    hash_algo: r.get(15)?,
                     password_hint: r.get(7)?,
                     site: r.get(8)?,
                     format: r.get(9)?,
@@ -408,6 +420,7 @@ mod tests {
             seen_at: at,
             severity: Severity::High,
             device_id: None,
+            hash_algo: None,
         }
     }
 

@@ -426,6 +426,8 @@ ALTER TABLE feed_runs ADD COLUMN entries INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE feed_runs ADD COLUMN with_identity INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE feed_runs ADD COLUMN malformed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE feed_runs ADD COLUMN no_identity INTEGER NOT NULL DEFAULT 0;
+-- A `password_hash` finding names the hash's algorithm (never the hash).
+ALTER TABLE findings ADD COLUMN hash_algo TEXT;
 PRAGMA user_version = 5;
 COMMIT;
 "#;

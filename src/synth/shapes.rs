@@ -24,6 +24,8 @@ use super::{
 pub struct Planted {
     pub email: String,
     pub password: Option<String>,
+    /// The password is a hash (a `password_hash` finding, not a `password` one).
+    pub hashed: bool,
 }
 
 /// A written dump and what it holds.
@@ -183,6 +185,7 @@ impl Gen<'_> {
                 .map(|(e, p, _)| Planted {
                     email: e.clone(),
                     password: with_passwords.then(|| p.clone()),
+                    hashed: with_passwords && crate::parse::hashed::classify(p).is_some(),
                 })
                 .collect(),
             promised: true,
@@ -211,7 +214,7 @@ pub fn write_shapes(
     hostile: bool,
 ) -> io::Result<ShapesScenario> {
     let mut rng = Rng::new(seed);
-    let files_count = 22;
+    let files_count = 24;
     let accounts = directory(&mut rng, per_file * files_count + 50, DEMO_ORG_DOMAIN);
     std::fs::create_dir_all(dir)?;
     write_directory_csv(
@@ -311,7 +314,37 @@ COPY public.comptes (id, nom, email, encrypted_password, derniere_connexion) FRO
             1 + i % 9
         ));
     }
-    g.write("dumps/inscrits.sql", s.as_bytes(), &rows, false)
+    g.write("dumps/inscrits.sql", s.as_bytes(), &rows, false)?;
+
+    // A forum's users with hashed passwords: bcrypt and unsalted MD5 (random digits in
+    // the shape of each: no one's hash).
+    let rows = g.rows(fake_hash);
+    let mut s = String::from(
+        "INSERT INTO `phpbb_users` (`user_id`, `username`, `user_email`, `user_password`) VALUES\n",
+    );
+    for (i, (email, pw, _)) in rows.rows.iter().enumerate() {
+        let sep = if i + 1 == rows.rows.len() { ";" } else { "," };
+        s.push_str(&format!(
+            "({}, 'membre{i}', {}, {}){sep}\n",
+            i + 2,
+            sql_quote(email),
+            sql_quote(pw)
+        ));
+    }
+    g.write("dumps/forum-hashes.sql", s.as_bytes(), &rows, true)
+}
+
+/// A value in the shape of a bcrypt or an MD5 hash, of random digits.
+fn fake_hash(rng: &mut Rng) -> String {
+    const B64: &[u8] = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    if rng.chance(50) {
+        let tail: String = (0..53).map(|_| *rng.pick(B64) as char).collect();
+        format!("$2y$10${tail}")
+    } else {
+        (0..32)
+            .map(|_| char::from(b"0123456789abcdef"[rng.below(16) as usize]))
+            .collect()
+    }
 }
 
 fn json_files(g: &mut Gen<'_>) -> io::Result<()> {

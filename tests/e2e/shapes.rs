@@ -113,10 +113,10 @@ fn every_shape_is_read_beyond_what_grep_finds() {
                 maybe.insert(email);
                 continue;
             }
-            let want = if p.password.is_some() {
-                "password"
-            } else {
-                "identity"
+            let want = match (&p.password, p.hashed) {
+                (Some(_), true) => "password_hash",
+                (Some(_), false) => "password",
+                (None, _) => "identity",
             };
             let got = kinds.get(email.as_str());
             assert!(
@@ -162,6 +162,44 @@ fn every_shape_is_read_beyond_what_grep_finds() {
     // The org address no account has, one in each file, is listed as an unknown.
     let readable = sc.files.iter().filter(|f| f.promised).count();
     assert_stdout(&o, &format!("{readable} new unknown org identities"));
+
+    // Hashes are on the forced-reset list with their algorithm, and the users are told
+    // it was a hash of their password.
+    let mails = read_outbox(&tmp.path().join("state/outbox"));
+    let digest = mails
+        .iter()
+        .find(|m| m.file.ends_with("-digest.eml"))
+        .unwrap();
+    let csv = String::from_utf8(digest.attachments["forced-resets.csv"].clone()).unwrap();
+    assert!(
+        csv.lines().next().unwrap().ends_with(",hash_algorithm"),
+        "{csv}"
+    );
+    let hashed: Vec<&str> = csv
+        .lines()
+        .filter(|l| l.contains(",password_hash,"))
+        .collect();
+    let planted_hashes = sc
+        .files
+        .iter()
+        .flat_map(|f| &f.planted)
+        .filter(|p| p.hashed)
+        .count();
+    assert_eq!(hashed.len(), planted_hashes, "{csv}");
+    assert!(
+        hashed
+            .iter()
+            .all(|l| l.ends_with(",bcrypt") || l.ends_with(",md5/ntlm")),
+        "{csv}"
+    );
+    assert!(
+        hashed.iter().any(|l| l.contains(",medium,"))
+            && hashed.iter().any(|l| l.contains(",high,")),
+        "{csv}"
+    );
+    assert!(mails
+        .iter()
+        .any(|m| m.text.contains("the hash of your password (bcrypt)")));
 
     // No planted password anywhere: state, outbox, logs.
     assert_nowhere(&tmp.path().join("state"), &sc.passwords);
