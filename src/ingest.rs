@@ -666,10 +666,10 @@ impl StreamHandler for Ingest<'_> {
     /// stealer log's file (named by its folder) and other layouts are read as streams.
     fn mapped(&mut self, name: &str, map: &Mapped) -> io::Result<()> {
         if self.threads == 0 || device::classify(name).is_some() {
-            return self.stream(name, &mut map.bytes());
+            return self.stream(name, &mut map.reader());
         }
         self.stats.streams += 1;
-        self.parse_credentials(name, &mut map.bytes(), Some(map))
+        self.parse_credentials(name, &mut map.reader(), Some(map))
     }
 
     fn error(&mut self, e: SourceError) {

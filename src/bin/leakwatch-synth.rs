@@ -49,6 +49,21 @@ enum Command {
         #[arg(long)]
         hostile: bool,
     },
+    /// The shapes benchmark: a directory of N accounts, and a mysqldump, an NDJSON export
+    /// and a Windows-1252 CSV of about SIZE megabytes each, and a workbook of XLSX_MB.
+    ShapesBench {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 100_000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 1024)]
+        size_mb: u64,
+        #[arg(long, default_value_t = 200)]
+        xlsx_mb: u64,
+        #[arg(long, default_value_t = 200)]
+        plant: usize,
+    },
     /// A directory of N accounts and a combo list of about SIZE megabytes.
     Bench {
         dir: PathBuf,
@@ -104,6 +119,28 @@ fn main() -> Result<()> {
                 dir.display(),
                 s.accounts.len(),
                 s.files.len()
+            );
+        }
+        Command::ShapesBench {
+            dir,
+            seed,
+            accounts,
+            size_mb,
+            xlsx_mb,
+            plant,
+        } => {
+            let planted = leakwatch::synth::shapes::write_bench(
+                &dir,
+                seed,
+                accounts,
+                size_mb << 20,
+                xlsx_mb << 20,
+                plant,
+            )?;
+            println!(
+                "wrote {}: {accounts} accounts, {size_mb} MiB of each shape, {xlsx_mb} MiB of sheet XML, {} planted",
+                dir.display(),
+                planted.len()
             );
         }
         Command::Bench {

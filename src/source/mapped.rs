@@ -174,6 +174,32 @@ impl Mapped {
     }
 }
 
+impl Mapped {
+    /// The bytes as a stream, for readers that take one: the pages read are released as
+    /// the stream moves on, so that reading a large file this way keeps memory flat too.
+    pub fn reader(&self) -> MappedReader<'_> {
+        MappedReader { map: self, pos: 0 }
+    }
+}
+
+/// See [`Mapped::reader`].
+pub struct MappedReader<'m> {
+    map: &'m Mapped,
+    pos: usize,
+}
+
+impl std::io::Read for MappedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let bytes = self.map.bytes();
+        let n = buf.len().min(bytes.len() - self.pos);
+        buf[..n].copy_from_slice(&bytes[self.pos..self.pos + n]);
+        self.pos += n;
+        // What was copied out is never read here again.
+        self.map.release(self.pos);
+        Ok(n)
+    }
+}
+
 impl Drop for Mapped {
     fn drop(&mut self) {
         let s = &REGISTRY[self.slot];

@@ -776,6 +776,128 @@ fn hostile_files(g: &mut Gen<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// The shapes benchmark's data set, written into `dir`: `accounts.csv` (a directory of
+/// `n` accounts), and about `bytes` each of a mysqldump (`dump.sql`, extended inserts of
+/// 1,000 rows), an NDJSON export (`dump.ndjson`), a Windows-1252 `;` CSV
+/// (`dump-cp1252.csv`) and, of `xlsx_bytes` of sheet XML, a workbook (`dump.xlsx`), with
+/// `plant` accounts spread through each; `planted.txt` lists them.
+pub fn write_bench(
+    dir: &Path,
+    seed: u64,
+    n: usize,
+    bytes: u64,
+    xlsx_bytes: u64,
+    plant: usize,
+) -> io::Result<Vec<String>> {
+    use std::io::Write;
+    let mut rng = Rng::new(seed);
+    std::fs::create_dir_all(dir)?;
+    let accounts = directory(&mut rng, n, DEMO_ORG_DOMAIN);
+    write_directory_csv(
+        &mut io::BufWriter::new(std::fs::File::create(dir.join("accounts.csv"))?),
+        &accounts,
+    )?;
+    let planted: Vec<&SynthAccount> = (0..plant.min(n))
+        .map(|i| &accounts[i * n / plant.max(1)])
+        .collect();
+    let mut emails: Vec<String> = planted.iter().map(|a| a.email.clone()).collect();
+    emails.sort();
+    std::fs::write(dir.join("planted.txt"), emails.join("\n") + "\n")?;
+    // Every `rows / plant`-th row is the next planted account.
+    let row_email = |rng: &mut Rng, i: u64, rows: u64| -> String {
+        let step = (rows / planted.len().max(1) as u64).max(1);
+        match planted.get((i / step) as usize) {
+            Some(a) if i % step == 0 => a.email.clone(),
+            _ => stranger(rng),
+        }
+    };
+    let create = |name: &str| -> io::Result<io::BufWriter<std::fs::File>> {
+        Ok(io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(dir.join(name))?,
+        ))
+    };
+
+    // mysqldump: rows average about 150 bytes.
+    let rows = bytes / 150;
+    let mut f = create("dump.sql")?;
+    f.write_all(b"-- MySQL dump 10.13\n/*!40101 SET NAMES utf8mb4 */;\nCREATE TABLE `users` (\n  `id` int NOT NULL,\n  `name` varchar(64),\n  `email` varchar(255),\n  `password` varchar(255),\n  `created` datetime,\n  PRIMARY KEY (`id`)\n);\n")?;
+    for i in 0..rows {
+        if i % 1000 == 0 {
+            f.write_all(if i == 0 {
+                b"INSERT INTO `users` VALUES "
+            } else {
+                b";\nINSERT INTO `users` VALUES "
+            })?;
+        } else {
+            f.write_all(b",")?;
+        }
+        let email = row_email(&mut rng, i, rows);
+        let pw = if i % 4 == 0 {
+            fake_hash(&mut rng)
+        } else {
+            plain_password(&mut rng)
+        };
+        write!(
+            f,
+            "({i},'{} O\\'{}',{},{},'2025-07-{:02} 10:00:00')",
+            word(&mut rng, 2),
+            word(&mut rng, 2),
+            sql_quote(&email),
+            sql_quote(&pw),
+            1 + i % 28
+        )?;
+    }
+    f.write_all(b";\n")?;
+    f.flush()?;
+
+    // NDJSON: about 130 bytes a line.
+    let rows = bytes / 130;
+    let mut f = create("dump.ndjson")?;
+    for i in 0..rows {
+        let email = row_email(&mut rng, i, rows);
+        writeln!(
+            f,
+            "{{\"id\":{i},\"name\":{},\"email\":{},\"password\":{},\"ip\":\"192.0.2.{}\"}}",
+            json_quote(&word(&mut rng, 3)),
+            json_quote(&email),
+            json_quote(&plain_password(&mut rng)),
+            i % 250
+        )?;
+    }
+    f.flush()?;
+
+    // Windows-1252 CSV: about 110 bytes a line.
+    let rows = bytes / 110;
+    let mut f = create("dump-cp1252.csv")?;
+    f.write_all(&windows_1252("Nom;Prénom;Courriel;Mot de passe;Ville\r\n"))?;
+    for i in 0..rows {
+        let email = row_email(&mut rng, i, rows);
+        let line = format!(
+            "{};Hélène;{email};{};Saint-Étienne\r\n",
+            word(&mut rng, 3).to_uppercase(),
+            csv_quote(&plain_password(&mut rng), ';')
+        );
+        f.write_all(&windows_1252(&line))?;
+    }
+    f.flush()?;
+
+    // XLSX: one sheet, inline strings, about 200 bytes of XML a row.
+    let rows = xlsx_bytes / 200;
+    let mut sheet = String::with_capacity(xlsx_bytes as usize + 1024);
+    sheet.push_str("<row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>email</t></is></c><c r=\"B1\" t=\"inlineStr\"><is><t>password</t></is></c></row>");
+    for i in 0..rows {
+        let r = i + 2;
+        let email = row_email(&mut rng, i, rows);
+        sheet.push_str(&format!("<row r=\"{r}\"><c r=\"A{r}\" t=\"inlineStr\"><is><t>{}</t></is></c><c r=\"B{r}\" t=\"inlineStr\"><is><t>{}</t></is></c><c r=\"C{r}\"><v>{i}</v></c></row>", xml_escape(&email), xml_escape(&plain_password(&mut rng))));
+    }
+    std::fs::write(
+        dir.join("dump.xlsx"),
+        xlsx(&[("Export", &sheet)], "<sst/>")?,
+    )?;
+    Ok(emails)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
