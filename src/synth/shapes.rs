@@ -807,7 +807,7 @@ pub fn write_bench(
     let row_email = |rng: &mut Rng, i: u64, rows: u64| -> String {
         let step = (rows / planted.len().max(1) as u64).max(1);
         match planted.get((i / step) as usize) {
-            Some(a) if i % step == 0 => a.email.clone(),
+            Some(a) if i.is_multiple_of(step) => a.email.clone(),
             _ => stranger(rng),
         }
     };
