@@ -75,6 +75,52 @@ pub fn header_key(h: &str) -> String {
         .collect()
 }
 
+/// What a column or key name names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    Email,
+    Password,
+    Other,
+}
+
+impl Named {
+    /// Classifies a raw name. An ASCII name is folded on the stack (JSON repeats its keys
+    /// in every object: a `String` per key was an eighth of an NDJSON run).
+    pub fn of(name: &str) -> Named {
+        let mut buf = [0u8; 48];
+        let mut n = 0;
+        if name.is_ascii() && name.len() <= 96 {
+            for &c in name.as_bytes() {
+                if matches!(
+                    c,
+                    b' ' | b'-' | b'_' | b'.' | b'"' | b'\'' | b'`' | b'[' | b']'
+                ) {
+                    continue;
+                }
+                if n == buf.len() {
+                    return Named::Other;
+                }
+                buf[n] = c.to_ascii_lowercase();
+                n += 1;
+            }
+            // ASCII in, ASCII out.
+            let key = std::str::from_utf8(&buf[..n]).unwrap_or_default();
+            return Named::of_key(key);
+        }
+        Named::of_key(&header_key(name))
+    }
+
+    fn of_key(key: &str) -> Named {
+        if is_email_name(key) {
+            Named::Email
+        } else if is_password_name(key) {
+            Named::Password
+        } else {
+            Named::Other
+        }
+    }
+}
+
 /// Whether a column name (as [`header_key`] gives it) names an address.
 pub fn is_email_name(key: &str) -> bool {
     EMAIL_NAMES.contains(&key)
@@ -158,6 +204,14 @@ pub fn decide(rows: &[Vec<String>]) -> Option<(Columns, bool)> {
             false,
         )
     })
+}
+
+/// Whether a row's reader must decode field `i` (`raw`) for [`emit_row`]: the password
+/// column, and any field with an `@` (a login, or an address for the floor). The others
+/// are passed as `None`, which reads the same: a login without `@` gives no identity.
+#[inline]
+pub fn needed(i: usize, raw: &[u8], cols: Columns) -> bool {
+    cols.password == Some(i) || memchr::memchr(b'@', raw).is_some()
 }
 
 /// Reports one row: a record for its login (the named column, else the first field that

@@ -57,14 +57,9 @@ pub fn address_in(login: &str) -> &str {
 /// Whether a login holds an `@` and bytes around it that no address holds: the address
 /// a grep sees in it may then differ from the login (see [`address_in`]).
 pub fn decorated(login: &str) -> bool {
-    login.contains('@')
-        && login.bytes().any(|c| {
-            c.is_ascii_whitespace()
-                || matches!(
-                    c,
-                    b'<' | b'>' | b'"' | b'(' | b')' | b',' | b'[' | b']' | b'\\' | b'='
-                )
-        })
+    static DECORATION: [bool; 256] = crate::bytes::byte_set(b" \t\r\n\x0b\x0c<>\"(),[]\\=");
+    memchr::memchr(b'@', login.as_bytes()).is_some()
+        && login.bytes().any(|c| DECORATION[c as usize])
 }
 
 /// `login<sep>password`: [`split_combo`], with the spaces of `addr : pass` taken off.

@@ -2,7 +2,9 @@
 //! statements of many megabytes on one line, JSON pretty-printed over thousands).
 //!
 //! One fixed buffer, refilled in place: memory does not grow with the input. Newlines are
-//! counted as bytes are consumed, so every record still names its line. Values are copied
+//! counted when a line number is asked for (or the buffer is refilled), in one pass over
+//! the bytes consumed since: counting them byte by byte or value by value cost more than
+//! the parsing around it. Values are copied
 //! into buffers the caller bounds ([`Cursor::push_bounded`]).
 
 use std::io::{self, Read};
@@ -15,8 +17,10 @@ pub struct Cursor<R> {
     pos: usize,
     end: usize,
     eof: bool,
-    /// The line of the next byte (1-based).
+    /// The line of `buf[counted]` (1-based).
     line: u64,
+    /// Bytes of `buf` whose newlines are in `line`.
+    counted: usize,
     /// Bytes consumed before `buf[0]`.
     base: u64,
     /// The last byte consumed.
@@ -32,14 +36,23 @@ impl<R: Read> Cursor<R> {
             end: 0,
             eof: false,
             line: 1,
+            counted: 0,
             base: 0,
             last: None,
         }
     }
 
     /// The line of the next byte.
-    pub fn line(&self) -> u64 {
+    pub fn line(&mut self) -> u64 {
+        self.count_to(self.pos);
         self.line
+    }
+
+    fn count_to(&mut self, to: usize) {
+        if to > self.counted {
+            self.line += memchr::memchr_iter(b'\n', &self.buf[self.counted..to]).count() as u64;
+            self.counted = to;
+        }
     }
 
     /// Bytes consumed so far.
@@ -48,7 +61,8 @@ impl<R: Read> Cursor<R> {
     }
 
     /// Lines read so far: the number of the last line that holds a consumed byte.
-    pub fn lines(&self) -> u64 {
+    pub fn lines(&mut self) -> u64 {
+        self.count_to(self.pos);
         match self.last {
             None => 0,
             Some(b'\n') => self.line - 1,
@@ -57,14 +71,22 @@ impl<R: Read> Cursor<R> {
     }
 
     /// Makes bytes available; false at end of input.
-    #[inline]
+    #[inline(always)]
     fn fill(&mut self) -> io::Result<bool> {
         if self.pos < self.end {
             return Ok(true);
         }
+        self.refill()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self) -> io::Result<bool> {
         if self.eof {
             return Ok(false);
         }
+        self.count_to(self.end);
+        self.counted = 0;
         self.base += self.end as u64;
         self.pos = 0;
         self.end = 0;
@@ -103,21 +125,53 @@ impl<R: Read> Cursor<R> {
         let b = self.buf[self.pos];
         self.pos += 1;
         self.last = Some(b);
-        if b == b'\n' {
-            self.line += 1;
-        }
         Ok(Some(b))
     }
 
     /// Consumes white space.
     pub fn skip_ws(&mut self) -> io::Result<()> {
-        while let Some(b) = self.peek()? {
-            if !b.is_ascii_whitespace() {
-                break;
+        loop {
+            if !self.fill()? {
+                return Ok(());
             }
-            self.bump()?;
+            let avail = &self.buf[self.pos..self.end];
+            let n = avail
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(avail.len());
+            if n > 0 {
+                self.last = Some(avail[n - 1]);
+                self.pos += n;
+            }
+            if self.pos < self.end {
+                return Ok(());
+            }
         }
-        Ok(())
+    }
+
+    /// Consumes the bytes for which `take` holds, copying up to `max` of them into `out`.
+    pub fn take_while(
+        &mut self,
+        take: impl Fn(u8) -> bool,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> io::Result<()> {
+        loop {
+            if !self.fill()? {
+                return Ok(());
+            }
+            let avail = &self.buf[self.pos..self.end];
+            let n = avail.iter().position(|&b| !take(b)).unwrap_or(avail.len());
+            let room = max.saturating_sub(out.len());
+            out.extend_from_slice(&avail[..n.min(room)]);
+            if n > 0 {
+                self.last = Some(avail[n - 1]);
+                self.pos += n;
+            }
+            if self.pos < self.end {
+                return Ok(());
+            }
+        }
     }
 
     /// Consumes bytes up to the first of `stops` (not consumed), copying them into `out`
@@ -145,7 +199,6 @@ impl<R: Read> Cursor<R> {
             let room = max.saturating_sub(out.len());
             out.extend_from_slice(&avail[..n.min(room)]);
             cut |= n > room;
-            self.line += memchr::memchr_iter(b'\n', &avail[..n]).count() as u64;
             if n > 0 {
                 self.last = Some(avail[n - 1]);
             }
@@ -189,7 +242,6 @@ impl<R: Read> Cursor<R> {
             };
             let n = found.unwrap_or(avail.len());
             out.extend_from_slice(&avail[..n]);
-            self.line += memchr::memchr_iter(b'\n', &avail[..n]).count() as u64;
             if n > 0 {
                 self.last = Some(avail[n - 1]);
             }

@@ -15,7 +15,7 @@
 
 use std::io::{self, Read};
 
-use super::columns::{self, header_key};
+use super::columns::{self, Named};
 use super::cursor::Cursor;
 use super::{decode, Format, Malformed, ParseStats, Sink};
 
@@ -116,7 +116,7 @@ impl<R: Read> JsonReader<R> {
     fn value(
         &mut self,
         depth: usize,
-        key: Option<&str>,
+        key: Option<Named>,
         sink: &mut dyn Sink,
     ) -> io::Result<Parsed> {
         if depth > MAX_DEPTH {
@@ -157,7 +157,11 @@ impl<R: Read> JsonReader<R> {
             Some(_) => {
                 // A number or a literal: read, not kept.
                 let mut lit = Vec::new();
-                self.c.push_bounded(b",}] \t\r\n", &mut lit, 64)?;
+                self.c.take_while(
+                    |b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace(),
+                    &mut lit,
+                    64,
+                )?;
                 let lit = lit.trim_ascii();
                 let ok = matches!(lit, b"true" | b"false" | b"null")
                     || (!lit.is_empty()
@@ -185,13 +189,13 @@ impl<R: Read> JsonReader<R> {
             if let Err(e) = self.string(&mut key, MAX_KEY)? {
                 return Ok(Err(e));
             }
-            let name = header_key(&decode::line_text(&key));
+            let name = columns::Named::of(&decode::line_text(&key));
             self.key = key;
             self.c.skip_ws()?;
             if self.c.bump()? != Some(b':') {
                 return Ok(Err(Malformed::Syntax));
             }
-            if let Err(e) = self.value(depth + 1, Some(&name), sink)? {
+            if let Err(e) = self.value(depth + 1, Some(name), sink)? {
                 return Ok(Err(e));
             }
             self.c.skip_ws()?;
@@ -303,7 +307,7 @@ impl<R: Read> JsonReader<R> {
 
     /// A string value of the innermost open record: a candidate login or password by
     /// its key's name, else by content, else for the floor.
-    fn take_string(&mut self, key: Option<&str>, value: &[u8], sink: &mut dyn Sink) {
+    fn take_string(&mut self, key: Option<Named>, value: &[u8], sink: &mut dyn Sink) {
         let Some(rec) = self.records.last_mut() else {
             // A string outside any object (`["a@b.example", …]`): the floor's.
             let text = decode::line_text(value);
@@ -317,7 +321,7 @@ impl<R: Read> JsonReader<R> {
         if text.is_empty() {
             return;
         }
-        let named_email = key.is_some_and(columns::is_email_name);
+        let named_email = key == Some(Named::Email);
         if named_email && !rec.login_named && columns::looks_like_email(text) {
             if let Some(old) = rec.login.replace(text.to_string()) {
                 push_floor(rec, old);
@@ -325,7 +329,7 @@ impl<R: Read> JsonReader<R> {
             rec.login_named = true;
             return;
         }
-        if key.is_some_and(columns::is_password_name) && rec.password.is_none() {
+        if key == Some(Named::Password) && rec.password.is_none() {
             rec.password = Some(text.to_string());
             return;
         }

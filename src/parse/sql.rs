@@ -467,7 +467,10 @@ impl<R: Read> SqlReader<R> {
         let texts: Vec<Option<std::borrow::Cow<'_, str>>> = self.fields[..self.used]
             .iter()
             .zip(&self.nulls)
-            .map(|(f, &null)| (!null).then(|| decode::line_text(f)))
+            .enumerate()
+            .map(|(i, (f, &null))| {
+                (!null && columns::needed(i, f, cols)).then(|| decode::line_text(f))
+            })
             .collect();
         let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
         let line = self.c.line();
@@ -611,7 +614,10 @@ impl<R: Read> SqlReader<R> {
             let texts: Vec<Option<std::borrow::Cow<'_, str>>> = self.fields[..self.used]
                 .iter()
                 .zip(&self.nulls)
-                .map(|(f, &null)| (!null).then(|| decode::line_text(f)))
+                .enumerate()
+                .map(|(i, (f, &null))| {
+                    (!null && columns::needed(i, f, cols)).then(|| decode::line_text(f))
+                })
                 .collect();
             let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
             self.stats.records += columns::emit_row(&refs, cols, no, Format::Sql, sink);

@@ -114,8 +114,14 @@ impl TableLayout {
                     sink.end_entry();
                 }
                 Record::Fields(n) => {
-                    let texts: Vec<_> = fields[..n].iter().map(|f| decode::line_text(f)).collect();
-                    let refs: Vec<Option<&str>> = texts.iter().map(|t| Some(&**t)).collect();
+                    let texts: Vec<_> = fields[..n]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, f)| {
+                            columns::needed(i, f, self.columns).then(|| decode::line_text(f))
+                        })
+                        .collect();
+                    let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
                     let line = c.lines();
                     stats.records +=
                         columns::emit_row(&refs, self.columns, line, Format::Table, sink);

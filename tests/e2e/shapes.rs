@@ -201,6 +201,18 @@ fn every_shape_is_read_beyond_what_grep_finds() {
         .iter()
         .any(|m| m.text.contains("the hash of your password (bcrypt)")));
 
+    // The reference path (each record settled alone, lines one by one) reads the same.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let cfg2 = write_config(tmp2.path(), "file", "");
+    import(&cfg2, &data.join("accounts.csv"));
+    let mut args = vec!["ingest", "--no-progress", "--reference"];
+    args.extend([dumps.to_str().unwrap(), hostile.to_str().unwrap()]);
+    let reference = run(&cfg2, &args);
+    expect_code(&reference, 1);
+    let summary = |o: &std::process::Output| stdout(o).lines().next().unwrap().to_string();
+    assert_eq!(summary(&reference), summary(&o));
+    assert_eq!(findings(&cfg2), found);
+
     // No planted password anywhere: state, outbox, logs.
     assert_nowhere(&tmp.path().join("state"), &sc.passwords);
     for pw in &sc.passwords {
