@@ -617,6 +617,7 @@ mod index_tests {
              ALTER TABLE feed_runs DROP COLUMN malformed;
              ALTER TABLE feed_runs DROP COLUMN no_identity;
              ALTER TABLE findings DROP COLUMN hash_algo;
+             ALTER TABLE devices DROP COLUMN same_as;
              PRAGMA user_version = 3;",
         )
         .unwrap();

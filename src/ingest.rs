@@ -452,7 +452,7 @@ impl<'a> Ingest<'a> {
                     self.store.device_for_folder(&key, now)?
                 }
             };
-            self.store.update_device(id, &record)?;
+            let id = self.store.update_device(id, &record)?;
             let described = self
                 .store
                 .device(id)?

@@ -229,54 +229,75 @@ fn run_directory(
     for m in problems {
         p.fail(m);
     }
-    for c in files {
+    // The files of one infected machine's folder are read in one run, so that its device
+    // file and cookies are linked to its credentials: read one by one, each was settled
+    // alone and a stolen session was never tied to the accounts stolen with it.
+    for group in directory::by_device_folder(files) {
         if env.cancel.is_cancelled() {
             p.cancelled = true;
             break;
         }
-        let path = c.path.display().to_string();
-        let by_path = pipe.store.seen_file(&feed.name, &path)?;
-        let verdict = directory::judge(&c, by_path.as_ref(), |h| {
-            pipe.store.seen_content(&feed.name, h).unwrap_or(false)
-        });
-        let seen = match verdict {
-            Ok(Verdict::Known) => continue,
-            Ok(Verdict::SameContent(seen)) => {
-                tracing::info!(feed = %feed.name, file = %path, "same content as a file already read; skipped");
-                pipe.store
-                    .mark_file_seen(&feed.name, &path, &seen, env.clock.now())?;
-                continue;
+        let in_folder = group.len() > 1 || group.first().is_some_and(directory::in_device_folder);
+        let mut new = Vec::new();
+        let mut known = Vec::new();
+        for c in group {
+            let path = c.path.display().to_string();
+            let by_path = pipe.store.seen_file(&feed.name, &path)?;
+            let verdict = directory::judge(&c, by_path.as_ref(), |h| {
+                pipe.store.seen_content(&feed.name, h).unwrap_or(false)
+            });
+            match verdict {
+                Ok(Verdict::Known) => known.push(c.path),
+                Ok(Verdict::SameContent(seen)) => {
+                    tracing::info!(feed = %feed.name, file = %path, "same content as a file already read; skipped");
+                    pipe.store
+                        .mark_file_seen(&feed.name, &path, &seen, env.clock.now())?;
+                }
+                Ok(Verdict::New(seen)) => new.push((c, seen)),
+                Err(e) => {
+                    p.parts += 1;
+                    p.fail(format!("{path}: {e}"));
+                }
             }
-            Ok(Verdict::New(seen)) => seen,
-            Err(e) => {
-                p.parts += 1;
-                p.fail(format!("{path}: {e}"));
-                continue;
-            }
-        };
-        p.parts += 1;
-        p.changed += 1;
-        tracing::info!(feed = %feed.name, file = %path, bytes = c.size, "reading new file");
+        }
+        if new.is_empty() {
+            continue;
+        }
+        // A folder with a new file is read whole: the device file or cookies read in an
+        // earlier run are needed again to settle the new credentials, and findings
+        // already known are only seen again.
+        let mut paths: Vec<PathBuf> = new.iter().map(|(c, _)| c.path.clone()).collect();
+        if in_folder {
+            paths.extend(known);
+        }
+        p.parts += new.len() as u64;
+        p.changed += new.len() as u64;
+        for (c, _) in &new {
+            tracing::info!(feed = %feed.name, file = %c.path.display(), bytes = c.size, "reading new file");
+        }
         let r = pipe
             .ingest(env.clock.as_ref(), Some(&env.cancel))
             .with_archive_passwords(&d.archive_passwords)
             .with_progress()
-            .run(std::slice::from_ref(&c.path));
+            .run(&paths);
         if !ingested(p, r)? {
             break;
         }
         // Recorded as read even if some of it was unreadable (reported above): the same
         // bytes would fail the same way. A changed file is read again.
-        pipe.store
-            .mark_file_seen(&feed.name, &path, &seen, env.clock.now())?;
-        if d.processed_dir.is_some() {
-            match directory::move_processed(d, &c.path) {
-                Ok(dest) => {
-                    let dest = dest.display().to_string();
-                    pipe.store
-                        .mark_file_seen(&feed.name, &dest, &seen, env.clock.now())?;
+        for (c, seen) in new {
+            let path = c.path.display().to_string();
+            pipe.store
+                .mark_file_seen(&feed.name, &path, &seen, env.clock.now())?;
+            if d.processed_dir.is_some() {
+                match directory::move_processed(d, &c.path) {
+                    Ok(dest) => {
+                        let dest = dest.display().to_string();
+                        pipe.store
+                            .mark_file_seen(&feed.name, &dest, &seen, env.clock.now())?;
+                    }
+                    Err(e) => p.fail(format!("{path}: cannot move to processed_dir: {e}")),
                 }
-                Err(e) => p.fail(format!("{path}: cannot move to processed_dir: {e}")),
             }
         }
     }

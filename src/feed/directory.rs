@@ -53,6 +53,34 @@ pub struct Candidate {
     pub mtime: i64,
 }
 
+/// Whether a file lies in an infected machine's folder (a stealer log extracted into the
+/// drop directory): its `Passwords.txt`, device file or cookies.
+pub fn in_device_folder(c: &Candidate) -> bool {
+    crate::parse::device::classify(&c.path.display().to_string()).is_some()
+}
+
+/// The files in groups to be read together: the files of one machine's folder (by the
+/// folder, wherever they come in the listing), and every other file alone. In the
+/// listing's order of each group's first file.
+pub fn by_device_folder(files: Vec<Candidate>) -> Vec<Vec<Candidate>> {
+    let mut groups: Vec<Vec<Candidate>> = Vec::new();
+    let mut by_root: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for c in files {
+        let name = c.path.display().to_string();
+        match crate::parse::device::classify(&name).map(|f| f.root.to_string()) {
+            Some(root) => match by_root.get(&root) {
+                Some(&i) => groups[i].push(c),
+                None => {
+                    by_root.insert(root, groups.len());
+                    groups.push(vec![c]);
+                }
+            },
+            None => groups.push(vec![c]),
+        }
+    }
+    groups
+}
+
 /// The files ready to be looked at, in name order, skipping the processed directory and
 /// files still being written. Unreadable entries are returned as messages.
 pub fn scan(

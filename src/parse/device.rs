@@ -97,10 +97,18 @@ pub enum Family {
     StealC,
     RisePro,
     Mystic,
+    /// Atomic macOS Stealer (AMOS) and its rebrands: `sw_vers`/`system_profiler` keys.
+    Atomic,
+    /// macOS: `HWID`, `Log Date` with the month's name, `Build Name`.
+    Banshee,
+    /// macOS, an AMOS fork.
+    Poseidon,
+    /// macOS, an AMOS fork.
+    Cthulhu,
 }
 
 impl Family {
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 12] = [
         Family::RedLine,
         Family::Meta,
         Family::Raccoon,
@@ -109,7 +117,19 @@ impl Family {
         Family::StealC,
         Family::RisePro,
         Family::Mystic,
+        Family::Atomic,
+        Family::Banshee,
+        Family::Poseidon,
+        Family::Cthulhu,
     ];
+
+    /// Families that infect macOS (their logs hold a Mac's keychain and browsers).
+    pub fn is_macos(self) -> bool {
+        matches!(
+            self,
+            Family::Atomic | Family::Banshee | Family::Poseidon | Family::Cthulhu
+        )
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -121,6 +141,10 @@ impl Family {
             Family::StealC => "StealC",
             Family::RisePro => "RisePro",
             Family::Mystic => "Mystic",
+            Family::Atomic => "Atomic (AMOS)",
+            Family::Banshee => "Banshee",
+            Family::Poseidon => "Poseidon",
+            Family::Cthulhu => "Cthulhu",
         }
     }
 
@@ -147,6 +171,13 @@ impl Family {
 const BANNERS: &[(&str, Family)] = &[
     ("meta stealer", Family::Meta),
     ("metastealer", Family::Meta),
+    ("poseidon", Family::Poseidon),
+    ("cthulhu", Family::Cthulhu),
+    ("banshee", Family::Banshee),
+    ("atomic stealer", Family::Atomic),
+    ("atomic macos", Family::Atomic),
+    ("amos stealer", Family::Atomic),
+    ("(amos)", Family::Atomic),
     ("risepro", Family::RisePro),
     ("mystic", Family::Mystic),
     ("stealc", Family::StealC),
@@ -167,6 +198,8 @@ enum Field {
     Marker(Family),
     /// Half of a pair that marks a family only together (`MachineID` + `GUID`).
     MarkerHalf(Family, u8),
+    /// A build that only one family names this way (Banshee's `Build Name`).
+    BuildMarker(Family),
 }
 
 const FIELDS: &[(&str, Field)] = &[
@@ -189,6 +222,10 @@ const FIELDS: &[(&str, Field)] = &[
     ("machine id", Field::Hwid),
     ("guid", Field::Hwid),
     ("uuid", Field::Hwid),
+    ("hardware uuid", Field::Hwid),
+    ("serial number (system)", Field::Machine),
+    ("productname", Field::Marker(Family::Atomic)),
+    ("build name", Field::BuildMarker(Family::Banshee)),
     ("machinename", Field::Machine),
     ("machine name", Field::Machine),
     ("computer name", Field::Machine),
@@ -262,6 +299,10 @@ impl DeviceInfo {
             Field::Hwid => set(&mut self.hwid),
             Field::Machine => set(&mut self.machine),
             Field::Marker(f) => self.marker = self.marker.or(Some(f)),
+            Field::BuildMarker(f) => {
+                set(&mut self.build);
+                self.marker = self.marker.or(Some(f));
+            }
             Field::MarkerHalf(f, bit) => {
                 self.halves |= bit;
                 if self.halves == 3 {
@@ -291,6 +332,22 @@ pub fn normalize_date(s: &str) -> Option<String> {
         ((1990..=2100).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d))
             .then(|| format!("{y:04}-{m:02}-{d:02}"))
     };
+    // `03 September 2024 00:17:30` (Banshee), `3 Sep 2024`.
+    let words: Vec<&str> = s.split_whitespace().take(3).collect();
+    if let [d, month, y] = words[..] {
+        const MONTHS: [&str; 12] = [
+            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+        ];
+        let lower = month.to_ascii_lowercase();
+        if let Some(m) = MONTHS
+            .iter()
+            .position(|p| lower.len() >= 3 && lower.starts_with(p))
+        {
+            if digits(d) && digits(y) {
+                return ymd(y, &(m + 1).to_string(), d);
+            }
+        }
+    }
     let parts: Vec<&str> = token.split(['-', '.', '/']).collect();
     if parts.len() != 3 || !parts.iter().all(|p| digits(p)) {
         return None;
@@ -410,6 +467,12 @@ mod tests {
             normalize_date("10/12/2025 2:02:11 PM").as_deref(),
             Some("2025-10-12")
         );
+        assert_eq!(
+            normalize_date("03 September 2024 00:17:30").as_deref(),
+            Some("2024-09-03")
+        );
+        assert_eq!(normalize_date("3 Sep 2024").as_deref(), Some("2024-09-03"));
+        assert_eq!(normalize_date("3 Smarch 2024"), None);
         assert_eq!(normalize_date("13/13/2025"), None);
         assert_eq!(normalize_date("yesterday"), None);
     }

@@ -85,7 +85,7 @@ impl Store {
             params![&folder_key[..], now],
         )?;
         Ok(self.conn.query_row(
-            "SELECT id FROM devices WHERE folder_key = ?1",
+            "SELECT coalesce(same_as, id) FROM devices WHERE folder_key = ?1",
             [&folder_key[..]],
             |r| r.get(0),
         )?)
@@ -97,16 +97,53 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT id FROM devices WHERE folder_key = ?1",
+                "SELECT coalesce(same_as, id) FROM devices WHERE folder_key = ?1",
                 [&folder_key[..]],
                 |r| r.get(0),
             )
             .optional()?)
     }
 
-    /// Completes a device from its device file (known fields are kept).
-    pub fn update_device(&mut self, id: i64, d: &DeviceRecord) -> Result<(), StoreError> {
-        self.conn.execute(
+    /// Completes a device from its device file (known fields are kept). A machine already
+    /// known by its hash under another folder (the same log sold twice, renamed) is one
+    /// device: this folder's findings move to it and the folder points at it. Returns the
+    /// device's id.
+    pub fn update_device(&mut self, id: i64, d: &DeviceRecord) -> Result<i64, StoreError> {
+        let tx = self.conn.transaction()?;
+        if let Some(hash) = &d.machine_hash {
+            let first: Option<i64> = tx
+                .query_row(
+                    "SELECT min(id) FROM devices WHERE machine_hash = ?1 AND same_as IS NULL AND id != ?2",
+                    params![&hash[..], id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            if let Some(first) = first.filter(|&f| f < id) {
+                tx.execute(
+                    "UPDATE findings SET device_id = ?1 WHERE device_id = ?2",
+                    params![first, id],
+                )?;
+                tx.execute(
+                    "UPDATE devices SET same_as = ?1 WHERE id = ?2 OR same_as = ?2",
+                    params![first, id],
+                )?;
+                Self::complete(&tx, first, d)?;
+                tx.commit()?;
+                return Ok(first);
+            }
+        }
+        Self::complete(&tx, id, d)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn complete(
+        tx: &rusqlite::Transaction<'_>,
+        id: i64,
+        d: &DeviceRecord,
+    ) -> Result<(), StoreError> {
+        tx.execute(
             "UPDATE devices SET machine_hash = coalesce(?2, machine_hash),
                 family = coalesce(?3, family), build = coalesce(?4, build),
                 log_date = coalesce(?5, log_date), country = coalesce(?6, country)
@@ -160,6 +197,16 @@ mod tests {
         .unwrap();
         // A later, emptier record keeps what was known.
         s.update_device(a, &DeviceRecord::default()).unwrap();
+        // The same machine under another folder name is the same device.
+        let b = s.device_for_folder(&[3; 32], 30).unwrap();
+        assert_ne!(a, b);
+        let same = DeviceRecord {
+            machine_hash: Some([0xab; 32]),
+            ..Default::default()
+        };
+        assert_eq!(s.update_device(b, &same).unwrap(), a);
+        assert_eq!(s.device_for_folder(&[3; 32], 40).unwrap(), a);
+        assert_eq!(s.device_by_folder(&[3; 32]).unwrap(), Some(a));
         let v = s.device(a).unwrap().unwrap();
         assert_eq!(
             v.describe(),

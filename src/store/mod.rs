@@ -428,6 +428,9 @@ ALTER TABLE feed_runs ADD COLUMN malformed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE feed_runs ADD COLUMN no_identity INTEGER NOT NULL DEFAULT 0;
 -- A `password_hash` finding names the hash's algorithm (never the hash).
 ALTER TABLE findings ADD COLUMN hash_algo TEXT;
+-- A folder whose machine (by its hash) was already known under another folder points at
+-- that device.
+ALTER TABLE devices ADD COLUMN same_as INTEGER REFERENCES devices(id);
 PRAGMA user_version = 5;
 COMMIT;
 "#;

@@ -88,7 +88,29 @@ pub fn device(
         Family::Lumma => format!("{country}_{ip}_{date}"),
         Family::StealC => hex(rng, 20),
         Family::Mystic => format!("[{country}]{ip}_{}", hex(rng, 8)),
+        Family::Atomic | Family::Poseidon | Family::Cthulhu => {
+            format!("{user}_{country}_{}", hex(rng, 8))
+        }
+        Family::Banshee => hex(rng, 16),
     };
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let long_date = format!("{d:02} {} {y} {hh:02}:{mm:02}:30", MONTHS[(m - 1) as usize]);
+    let mac_profile = format!(
+        "ProductName: macOS\nProductVersion: 14.6\nBuildVersion: 23G80\n\nHardware:\n    Model Name: MacBook Air\n    Hardware UUID: {hwid}\n    Serial Number (system): {machine}\n\nDate: {date} {hh:02}:{mm:02}:11\nCountry: {country}\nIP: {ip}\nBuild: {build}\n"
+    );
     let us_date = format!(
         "{m}/{d}/{y} {}:{mm:02}:11 {}",
         1 + (hh + 11) % 12,
@@ -150,6 +172,26 @@ pub fn device(
                 "Mystic Stealer\n\nBuild tag: {build}\nInstall Date: {eu_date}\nHWID: {hwid}\nComputer Name: {machine}\nUser: {user}\nCountry: {country}\nIP: {ip}\n"
             ),
         ),
+        // macOS: `sw_vers` and `system_profiler` output (Atomic and its forks), or
+        // Banshee's key list.
+        Family::Atomic => ("Passwords.txt", "Userinfo.txt", mac_profile.clone()),
+        Family::Poseidon => (
+            "Passwords.txt",
+            "Userinfo.txt",
+            format!("Poseidon Stealer\n\n{mac_profile}"),
+        ),
+        Family::Cthulhu => (
+            "Passwords.txt",
+            "Userinfo.txt",
+            format!("Cthulhu Stealer\n\n{mac_profile}"),
+        ),
+        Family::Banshee => (
+            "Passwords.txt",
+            "System.txt",
+            format!(
+                "HWID: {hwid}\nLog Date: {long_date}\nBuild Name: {build}\nCountry Code: {country}\nIP: {ip}\nOS: macOS 14.6\n"
+            ),
+        ),
     };
     let mut pw = String::new();
     if family == Family::RedLine || family == Family::Meta {
@@ -174,6 +216,9 @@ pub fn device(
             Family::Mystic => pw.push_str(&format!(
                 "Browser: Edge\nHost: {url}\nLogin: {login}\nPassword: {pass}\n=====\n"
             )),
+            Family::Atomic | Family::Poseidon | Family::Cthulhu | Family::Banshee => pw.push_str(
+                &format!("Browser: Chrome (Default)\nURL: {url}\nUsername: {login}\nPassword: {pass}\n\n"),
+            ),
         }
     }
     files.push((format!("{folder}/{pw_file}"), pw.into_bytes()));
@@ -378,6 +423,10 @@ pub fn write_scenario(dir: &std::path::Path, seed: u64) -> std::io::Result<Steal
             )?,
         ),
         ("mystic.zip", pack::zip_deflate64("mystic.tar", &mystic_tar)),
+        (
+            "macos_amos_banshee.zip",
+            pack::zip(&by_family[8..].concat(), ZipMethod::Deflate, &aes)?,
+        ),
     ];
     let mut inputs = vec![dir.join("combo.txt")];
     for (name, bytes) in archives {

@@ -89,7 +89,7 @@ fn every_family_and_packing_gives_its_findings_with_device_evidence() {
     let (list, got) = findings(&cfg);
     assert_eq!(got, want, "findings differ from what was planted");
     assert_eq!(list.len(), want.len(), "one finding per planted item");
-    assert!(family_count(&got) == 8, "all eight families seen");
+    assert_eq!(family_count(&got), 12, "all twelve families seen");
 
     // The account also in the combo list: raised to critical, once.
     let combo: Vec<_> = list
@@ -122,8 +122,15 @@ fn every_family_and_packing_gives_its_findings_with_device_evidence() {
         text.contains("2 account(s) stolen from the same infected device: Lumma"),
         "{text}"
     );
+    let sessions: usize = sc
+        .devices
+        .iter()
+        .map(|d| d.accounts.len() * d.session_hosts.len())
+        .sum();
     assert!(
-        text.contains("== Stolen login sessions: revoke sessions (8) =="),
+        text.contains(&format!(
+            "== Stolen login sessions: revoke sessions ({sessions}) =="
+        )),
         "{text}"
     );
     assert!(text.contains("[CRITICAL] "), "{text}");
@@ -133,7 +140,11 @@ fn every_family_and_packing_gives_its_findings_with_device_evidence() {
     );
     assert!(text.contains("account unknown"), "{text}");
     let csv = String::from_utf8(digest.attachments["forced-resets.csv"].clone()).unwrap();
-    assert_eq!(csv.matches("revoke sessions").count(), 8, "{csv}");
+    assert_eq!(csv.matches("revoke sessions").count(), sessions, "{csv}");
+    // The macOS families are named, not only found.
+    for family in ["Atomic (AMOS)", "Banshee", "Poseidon", "Cthulhu"] {
+        assert!(text.contains(family), "{family}: {text}");
+    }
 
     // Nothing of the logs in clear in the state: no password, no machine id, no cookie.
     assert_nowhere(&tmp.path().join("state"), &passwords);
@@ -357,4 +368,78 @@ fn feed_archive_passwords_open_logs_and_failures_land_in_the_run_row() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["email"], accounts[0].email.as_str());
     assert_eq!(list[0]["severity"], "critical");
+}
+
+/// A machine's folder extracted into a drop directory: its files are read together, so
+/// its cookies become sessions of the accounts stolen with them; the same machine dropped
+/// again under another folder name is the same device.
+#[test]
+fn an_extracted_machine_folder_in_a_drop_directory_is_read_as_one_machine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let drop = tmp.path().join("drop");
+    std::fs::create_dir_all(&drop).unwrap();
+    let accounts = small_directory(tmp.path(), 21, 6);
+    let mut rng = synth::Rng::new(3);
+    let plant = stealer::Plant {
+        accounts: vec![(accounts[0].email.clone(), "Drop-Pw-0!".into())],
+        session_hosts: vec!["sso.agence-exemple.fr".into()],
+    };
+    let (device, entries) = stealer::device(
+        &mut rng,
+        leakwatch::parse::device::Family::Lumma,
+        &plant,
+        "https://sso.agence-exemple.fr/login",
+        "sso.agence-exemple.fr.evil.example",
+    );
+    let write = |folder: &str| {
+        for (path, bytes) in &entries {
+            let rel = path.replacen(&device.folder, folder, 1);
+            let full = drop.join(rel);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, bytes).unwrap();
+        }
+    };
+    write("FR_machine_A");
+
+    let cfg = write_config(tmp.path(), "file", "");
+    let feeds = add_feeds_dir(&cfg, tmp.path());
+    import(&cfg, &tmp.path().join("accounts.csv"));
+    std::fs::write(
+        feeds.join("drop.toml"),
+        format!(
+            "name = \"drop\"\nkind = \"directory\"\nschedule = \"*/5 * * * *\"\npath = \"{}\"\nsettle_secs = 0\n",
+            drop.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&cfg, &["run", "--once"]);
+    expect_code(&o, 0);
+    let (list, rows) = findings(&cfg);
+    let kinds: BTreeSet<(&str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect();
+    assert!(
+        kinds.contains(&(accounts[0].email.as_str(), "password")),
+        "{rows:?}"
+    );
+    assert!(
+        kinds.contains(&(accounts[0].email.as_str(), "session")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r.2 == "critical" && r.3 == "Lumma"),
+        "{rows:?}"
+    );
+    let devices = |list: &[serde_json::Value]| -> BTreeSet<i64> {
+        list.iter()
+            .map(|f| f["device"]["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(devices(&list).len(), 1);
+
+    // The same machine's log, renamed: one device still, no new finding.
+    write("BE_same_machine_renamed");
+    let o = run(&cfg, &["run", "--once"]);
+    expect_code(&o, 0);
+    let (again, _) = findings(&cfg);
+    assert_eq!(again.len(), list.len());
+    assert_eq!(devices(&again), devices(&list));
 }
