@@ -274,7 +274,8 @@ mod tests {
                 format!("<row r=\"{r}\"><c r=\"A{r}\" t=\"s\"><v>{}</v></c><c r=\"B{r}\" t=\"inlineStr\"><is><t>u{r}@example.net</t></is></c></row>", r % 3)
             })
             .collect();
-        let shared = "<sst><si><t>email</t></si><si><t>x@example.org</t></si><si><t>pw</t></si></sst>";
+        let shared =
+            "<sst><si><t>email</t></si><si><t>x@example.org</t></si><si><t>pw</t></si></sst>";
         let cells: String = (0..30)
             .map(|r| format!("<table:table-row><table:table-cell office:value-type=\"string\"><text:p>o{r}@example.net</text:p></table:table-cell></table:table-row>"))
             .collect();
@@ -312,12 +313,46 @@ mod tests {
     #[test]
     fn row_readers_on_random_bytes() {
         const PIECES: &[&[u8]] = &[
-            b"INSERT INTO t VALUES (", b"INSERT INTO `u` (`id`, `email`) VALUES ", b"),(", b");\n",
-            b"'", b"''", b"\\'", b"\"", b"NULL", b"_binary ", b"CREATE TABLE t (a int, email text);\n",
-            b"COPY t (id, email, pass) FROM stdin;\n", b"\\.\n", b"\\N", b"\t", b",", b";", b"|",
-            b"\n", b"\r\n", b"{", b"}", b"[", b"]", b"\"email\":", b"\"pass\": ", b"\\u00e9",
-            b"\\ud83d\\ude00", b"\\ud800", b"a@b.example", b"x", b"1", b"-- c\n", b"/*", b"*/",
-            b"\xff", b"\xc3\xa9", b"\x00", b"(", b")",
+            b"INSERT INTO t VALUES (",
+            b"INSERT INTO `u` (`id`, `email`) VALUES ",
+            b"),(",
+            b");\n",
+            b"'",
+            b"''",
+            b"\\'",
+            b"\"",
+            b"NULL",
+            b"_binary ",
+            b"CREATE TABLE t (a int, email text);\n",
+            b"COPY t (id, email, pass) FROM stdin;\n",
+            b"\\.\n",
+            b"\\N",
+            b"\t",
+            b",",
+            b";",
+            b"|",
+            b"\n",
+            b"\r\n",
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b"\"email\":",
+            b"\"pass\": ",
+            b"\\u00e9",
+            b"\\ud83d\\ude00",
+            b"\\ud800",
+            b"a@b.example",
+            b"x",
+            b"1",
+            b"-- c\n",
+            b"/*",
+            b"*/",
+            b"\xff",
+            b"\xc3\xa9",
+            b"\x00",
+            b"(",
+            b")",
         ];
         let mut rng = Rng::new(23);
         for _ in 0..4000 {

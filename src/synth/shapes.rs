@@ -818,8 +818,8 @@ pub fn write_bench(
         ))
     };
 
-    // mysqldump: rows average about 150 bytes.
-    let rows = bytes / 150;
+    // mysqldump: rows average about 109 bytes.
+    let rows = bytes / 109;
     let mut f = create("dump.sql")?;
     f.write_all(b"-- MySQL dump 10.13\n/*!40101 SET NAMES utf8mb4 */;\nCREATE TABLE `users` (\n  `id` int NOT NULL,\n  `name` varchar(64),\n  `email` varchar(255),\n  `password` varchar(255),\n  `created` datetime,\n  PRIMARY KEY (`id`)\n);\n")?;
     for i in 0..rows {
@@ -851,8 +851,8 @@ pub fn write_bench(
     f.write_all(b";\n")?;
     f.flush()?;
 
-    // NDJSON: about 130 bytes a line.
-    let rows = bytes / 130;
+    // NDJSON: about 121 bytes a line.
+    let rows = bytes / 121;
     let mut f = create("dump.ndjson")?;
     for i in 0..rows {
         let email = row_email(&mut rng, i, rows);
@@ -867,8 +867,8 @@ pub fn write_bench(
     }
     f.flush()?;
 
-    // Windows-1252 CSV: about 110 bytes a line.
-    let rows = bytes / 110;
+    // Windows-1252 CSV: about 78 bytes a line.
+    let rows = bytes / 78;
     let mut f = create("dump-cp1252.csv")?;
     f.write_all(&windows_1252("Nom;Prénom;Courriel;Mot de passe;Ville\r\n"))?;
     for i in 0..rows {
