@@ -237,6 +237,9 @@ mod tests {
                 &ZipLock::None,
             )
             .unwrap(),
+            // Read by `unar` where it is installed, reported where it is not.
+            pack::rar4_stored(&[e("a/Passwords.txt"), e("b.txt")]),
+            pack::rar5_stored(&[e("a/Passwords.txt"), e("b.txt")]),
         ];
         let mut rng = Rng::new(99);
         for seed in &seeds {

@@ -103,6 +103,11 @@ impl<'a, 'h> Walker<'a, 'h> {
         self.opts.limits
     }
 
+    /// The bytes handed on or spooled so far across the input's layers (shared).
+    pub(super) fn total_counter(&self) -> Counter {
+        self.total.clone()
+    }
+
     pub(super) fn broken(&mut self, path: &str, kind: &'static str, message: impl ToString) {
         self.handler.error(SourceError::Archive {
             path: path.to_string(),
@@ -237,19 +242,12 @@ impl<'a, 'h> Walker<'a, 'h> {
         r.take(HEAD as u64).read_to_end(&mut head)?;
         let kind = Container::sniff(&head);
         let mut input = Cursor::new(head).chain(r);
-        if kind != Container::Plain && kind != Container::Rar && !self.may_open(name, kind, depth) {
+        if kind != Container::Plain && !self.may_open(name, kind, depth) {
             return Ok(Flow::Failed);
         }
         Ok(match kind {
             Container::Plain => self.deliver(name, &mut input),
-            Container::Rar => {
-                self.skip(
-                    name,
-                    "RAR archive: not supported (no maintained pure-Rust RAR reader; \
-                     repack it as zip or 7z)",
-                );
-                Flow::Failed
-            }
+            Container::Rar => self.rar(name, &mut input, depth + 1),
             Container::Gzip => self.gzip(name, &mut input, depth + 1),
             Container::Tar => self.tar(name, &mut input, depth + 1),
             Container::Zip | Container::SevenZ => match self.spool(name, &mut input) {

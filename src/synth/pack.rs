@@ -277,6 +277,92 @@ pub fn zip_bomb(size: u64) -> io::Result<Vec<u8>> {
     Ok(w.finish().map_err(io::Error::other)?.into_inner())
 }
 
+/// A RAR 4 archive of stored (uncompressed) entries, written by hand: no free tool writes
+/// RAR, and the readers must be tested on the format sellers use most. The layout is the
+/// one RARLAB documents (`technote.txt`): marker, archive header, a file header and the
+/// data for each entry, end of archive; header CRCs are the low 16 bits of CRC-32.
+pub fn rar4_stored(entries: &[Entry]) -> Vec<u8> {
+    fn header(out: &mut Vec<u8>, kind: u8, flags: u16, fields: &[u8]) {
+        let mut h = vec![kind];
+        h.extend(flags.to_le_bytes());
+        h.extend(((7 + fields.len()) as u16).to_le_bytes());
+        h.extend(fields);
+        out.extend(((crc32(&h) & 0xffff) as u16).to_le_bytes());
+        out.extend(h);
+    }
+    let mut out = b"Rar!\x1a\x07\x00".to_vec();
+    header(&mut out, 0x73, 0, &[0; 6]);
+    for (name, data) in entries {
+        let mut f = Vec::new();
+        f.extend((data.len() as u32).to_le_bytes()); // packed size
+        f.extend((data.len() as u32).to_le_bytes()); // unpacked size
+        f.push(2); // host OS: Windows
+        f.extend(crc32(data).to_le_bytes());
+        f.extend(0x5A21_0000u32.to_le_bytes()); // DOS time: 2025-01-01
+        f.push(29); // version needed
+        f.push(0x30); // method: store
+        f.extend((name.len() as u16).to_le_bytes());
+        f.extend(0x20u32.to_le_bytes()); // attributes: archive
+        f.extend(name.replace('/', "\\").as_bytes());
+        header(&mut out, 0x74, 0x8000, &f);
+        out.extend(data);
+    }
+    header(&mut out, 0x7b, 0x4000, &[]);
+    out
+}
+
+/// A RAR 5 archive of stored entries, written by hand (see [`rar4_stored`]): signature,
+/// main header, a file header and the data for each entry, end of archive. Numbers are
+/// variable-length integers; each header starts with the CRC-32 of what follows it.
+pub fn rar5_stored(entries: &[Entry]) -> Vec<u8> {
+    fn vint(out: &mut Vec<u8>, mut v: u64) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    fn block(out: &mut Vec<u8>, body: &[u8]) {
+        let mut sized = Vec::new();
+        vint(&mut sized, body.len() as u64);
+        sized.extend(body);
+        out.extend(crc32(&sized).to_le_bytes());
+        out.extend(sized);
+    }
+    let mut out = b"Rar!\x1a\x07\x01\x00".to_vec();
+    let mut main = Vec::new();
+    vint(&mut main, 1); // main archive header
+    vint(&mut main, 0); // header flags
+    vint(&mut main, 0); // archive flags
+    block(&mut out, &main);
+    for (name, data) in entries {
+        let mut f = Vec::new();
+        vint(&mut f, 2); // file header
+        vint(&mut f, 0x02); // header flags: a data area follows
+        vint(&mut f, data.len() as u64); // data size
+        vint(&mut f, 0x04); // file flags: data CRC-32 present
+        vint(&mut f, data.len() as u64); // unpacked size
+        vint(&mut f, 0x20); // attributes
+        f.extend(crc32(data).to_le_bytes());
+        vint(&mut f, 0); // compression: version 0, store
+        vint(&mut f, 0); // host OS: Windows
+        vint(&mut f, name.len() as u64);
+        f.extend(name.as_bytes());
+        block(&mut out, &f);
+        out.extend(data);
+    }
+    let mut end = Vec::new();
+    vint(&mut end, 5); // end of archive
+    vint(&mut end, 0);
+    vint(&mut end, 0);
+    block(&mut out, &end);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

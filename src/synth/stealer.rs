@@ -423,9 +423,14 @@ pub fn write_scenario(dir: &std::path::Path, seed: u64) -> std::io::Result<Steal
             )?,
         ),
         ("mystic.zip", pack::zip_deflate64("mystic.tar", &mystic_tar)),
+        // RAR, as sellers pack most (stored: no free tool compresses RAR).
         (
-            "macos_amos_banshee.zip",
-            pack::zip(&by_family[8..].concat(), ZipMethod::Deflate, &aes)?,
+            "macos_amos_banshee.rar",
+            pack::rar5_stored(&by_family[8..10].concat()),
+        ),
+        (
+            "macos_forks.rar",
+            pack::rar4_stored(&by_family[10..].concat()),
         ),
     ];
     let mut inputs = vec![dir.join("combo.txt")];

@@ -411,3 +411,29 @@ pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// `unar` and `lsar` (RAR), installed from Debian's packages when missing and running as
+/// root, as the tests install what they need; otherwise a failure naming the package.
+pub fn ensure_unar() {
+    let have = || {
+        ["lsar", "unar"].iter().all(|t| {
+            Command::new(t)
+                .arg("-v")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+    };
+    if have() {
+        return;
+    }
+    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "unar"])
+        .status();
+    assert!(
+        have(),
+        "the RAR tests need `unar` and `lsar` (Debian package unar): apt-get install unar"
+    );
+}
