@@ -203,6 +203,29 @@ mod tests {
     use crate::synth::pack::{self, ZipLock, ZipMethod};
     use crate::synth::Rng;
 
+    /// `seed` with a few bytes flipped, cut short, or a run of it spliced in elsewhere:
+    /// what a fuzzer does to its corpus first.
+    fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+        let mut m = seed.to_vec();
+        match rng.below(3) {
+            0 => {
+                for _ in 0..1 + rng.below(8) {
+                    let i = rng.below(m.len() as u64) as usize;
+                    m[i] = rng.below(256) as u8;
+                }
+            }
+            1 => m.truncate(rng.below(m.len() as u64) as usize),
+            _ => {
+                let i = rng.below(m.len() as u64) as usize;
+                let j = rng.below(m.len() as u64) as usize;
+                let run: Vec<u8> = m[i.min(j)..i.max(j)].to_vec();
+                let at = rng.below(m.len() as u64) as usize;
+                m.splice(at..at, run);
+            }
+        }
+        m
+    }
+
     /// Valid archives of every kind, then thousands of mutations of them (flipped bytes,
     /// cuts, spliced runs) through the walker: the same inputs a fuzzer starts from.
     #[test]
@@ -245,23 +268,7 @@ mod tests {
         for seed in &seeds {
             archive(seed);
             for _ in 0..150 {
-                let mut m = seed.clone();
-                match rng.below(3) {
-                    0 => {
-                        for _ in 0..1 + rng.below(8) {
-                            let i = rng.below(m.len() as u64) as usize;
-                            m[i] = rng.below(256) as u8;
-                        }
-                    }
-                    1 => m.truncate(rng.below(m.len() as u64) as usize),
-                    _ => {
-                        let i = rng.below(m.len() as u64) as usize;
-                        let j = rng.below(m.len() as u64) as usize;
-                        let run: Vec<u8> = m[i.min(j)..i.max(j)].to_vec();
-                        let at = rng.below(m.len() as u64) as usize;
-                        m.splice(at..at, run);
-                    }
-                }
+                let m = mutate(&mut rng, seed);
                 archive(&m);
             }
         }
@@ -290,23 +297,7 @@ mod tests {
         for seed in &seeds {
             sheet(seed);
             for _ in 0..300 {
-                let mut m = seed.clone();
-                match rng.below(3) {
-                    0 => {
-                        for _ in 0..1 + rng.below(8) {
-                            let i = rng.below(m.len() as u64) as usize;
-                            m[i] = rng.below(256) as u8;
-                        }
-                    }
-                    1 => m.truncate(rng.below(m.len() as u64) as usize),
-                    _ => {
-                        let i = rng.below(m.len() as u64) as usize;
-                        let j = rng.below(m.len() as u64) as usize;
-                        let run: Vec<u8> = m[i.min(j)..i.max(j)].to_vec();
-                        let at = rng.below(m.len() as u64) as usize;
-                        m.splice(at..at, run);
-                    }
-                }
+                let m = mutate(&mut rng, seed);
                 sheet(&m);
             }
         }

@@ -464,6 +464,12 @@ impl<R: Read> SqlReader<R> {
 
     /// Reports the row just read.
     fn emit(&mut self, cols: Columns, format: Format, sink: &mut dyn Sink) {
+        let line = self.c.line();
+        self.emit_at(cols, line, format, sink);
+    }
+
+    /// Reports the row just read as of line `line`.
+    fn emit_at(&mut self, cols: Columns, line: u64, format: Format, sink: &mut dyn Sink) {
         let texts: Vec<Option<std::borrow::Cow<'_, str>>> = self.fields[..self.used]
             .iter()
             .zip(&self.nulls)
@@ -473,7 +479,6 @@ impl<R: Read> SqlReader<R> {
             })
             .collect();
         let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
-        let line = self.c.line();
         self.stats.records += columns::emit_row(&refs, cols, line, format, sink);
     }
 
@@ -611,16 +616,7 @@ impl<R: Read> SqlReader<R> {
                     });
                 }
             }
-            let texts: Vec<Option<std::borrow::Cow<'_, str>>> = self.fields[..self.used]
-                .iter()
-                .zip(&self.nulls)
-                .enumerate()
-                .map(|(i, (f, &null))| {
-                    (!null && columns::needed(i, f, cols)).then(|| decode::line_text(f))
-                })
-                .collect();
-            let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
-            self.stats.records += columns::emit_row(&refs, cols, no, Format::Sql, sink);
+            self.emit_at(cols, no, Format::Sql, sink);
             sink.end_entry();
         }
     }
