@@ -50,6 +50,7 @@ pub fn parse<R: Read>(input: R, max_field: usize, sink: &mut dyn Sink) -> io::Re
         stats: ParseStats::default(),
         records: Vec::new(),
         key: Vec::new(),
+        key_login: None,
         value: Vec::new(),
         next_progress: PROGRESS_EVERY,
     };
@@ -61,6 +62,7 @@ pub fn parse<R: Read>(input: R, max_field: usize, sink: &mut dyn Sink) -> io::Re
         match r.value(0, None, sink)? {
             Ok(()) => {}
             Err(why) => {
+                r.key_login = None;
                 r.stats.entries += 1;
                 r.stats.malformed += 1;
                 sink.malformed(r.c.line(), why);
@@ -104,6 +106,8 @@ struct JsonReader<R> {
     /// The records being read, innermost last.
     records: Vec<Rec>,
     key: Vec<u8>,
+    /// The address that the key being read is, for the object under it.
+    key_login: Option<String>,
     value: Vec<u8>,
     next_progress: u64,
 }
@@ -127,9 +131,16 @@ impl<R: Read> JsonReader<R> {
             None => Ok(Err(Malformed::Unterminated)),
             Some(b'{') => {
                 self.c.bump()?;
-                let record = key.is_none();
+                // An object under an address (`{"jean@example.net": {…}}`, a map keyed
+                // by user) is that user's record.
+                let login = self.key_login.take();
+                let record = key.is_none() || login.is_some();
                 if record {
-                    self.records.push(Rec::default());
+                    self.records.push(Rec {
+                        login_named: login.is_some(),
+                        login,
+                        ..Rec::default()
+                    });
                 }
                 let r = self.object(depth, sink)?;
                 if record && r.is_ok() {
@@ -189,7 +200,21 @@ impl<R: Read> JsonReader<R> {
             if let Err(e) = self.string(&mut key, MAX_KEY)? {
                 return Ok(Err(e));
             }
-            let name = columns::Named::of(&decode::line_text(&key));
+            let text = decode::line_text(&key);
+            let name = columns::Named::of(&text);
+            if memchr::memchr(b'@', &key).is_some() {
+                // A key that is an address starts the record of the object under it; the
+                // addresses of any other key are the floor's.
+                let trimmed = text.trim();
+                if columns::looks_like_email(trimmed) {
+                    self.key_login = Some(trimmed.to_string());
+                } else if let Some(rec) = self.records.last_mut() {
+                    for a in super::text::addresses(&text) {
+                        push_floor(rec, a.to_string());
+                    }
+                }
+            }
+            drop(text);
             self.key = key;
             self.c.skip_ws()?;
             if self.c.bump()? != Some(b':') {
@@ -197,6 +222,12 @@ impl<R: Read> JsonReader<R> {
             }
             if let Err(e) = self.value(depth + 1, Some(name), sink)? {
                 return Ok(Err(e));
+            }
+            // An address key over a value that is not an object: the address alone.
+            if let Some(address) = self.key_login.take() {
+                if let Some(rec) = self.records.last_mut() {
+                    push_floor(rec, address);
+                }
             }
             self.c.skip_ws()?;
             match self.c.bump()? {
@@ -469,6 +500,22 @@ mod tests {
         // Loose strings in an array.
         let (got, _, _) = read(br#"["x@example.net", "y"]"#);
         assert_eq!(got, vec![rec("x@example.net", None, 1, Format::Text)]);
+    }
+
+    #[test]
+    fn maps_keyed_by_address() {
+        let (got, _, _) = read(
+            br#"{"users": {"jean@example.net": {"password": "1", "name": "J"}, "marie@example.org": {"pass": "2"}}, "admin@example.com": "Admin", "see x@example.net": 1}"#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                rec("jean@example.net", Some("1"), 1, Format::Json),
+                rec("marie@example.org", Some("2"), 1, Format::Json),
+                rec("admin@example.com", None, 1, Format::Text),
+                rec("x@example.net", None, 1, Format::Text),
+            ]
+        );
     }
 
     #[test]

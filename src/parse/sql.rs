@@ -124,7 +124,7 @@ enum RowEnd {
 impl<R: Read> SqlReader<R> {
     fn run(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
         loop {
-            self.skip_ws_and_comments()?;
+            self.skip_ws_and_comments(sink)?;
             let Some(b) = self.c.peek()? else {
                 return Ok(());
             };
@@ -155,14 +155,17 @@ impl<R: Read> SqlReader<R> {
         }
     }
 
-    /// Skips white space, `-- …` and `# …` lines and `/* … */` comments.
-    fn skip_ws_and_comments(&mut self) -> io::Result<()> {
-        let mut scratch = Vec::new();
+    /// Skips white space, `-- …` and `# …` lines and `/* … */` comments. A comment is an
+    /// entry of its own, read by the grep floor (`-- Dumped by admin@example.net`).
+    fn skip_ws_and_comments(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        let mut text = Vec::new();
         loop {
             self.c.skip_ws()?;
+            text.clear();
+            let line = self.c.line();
             match self.c.peek()? {
                 Some(b'#') => {
-                    self.c.push_bounded(b"\n", &mut scratch, 0)?;
+                    self.c.push_bounded(b"\n", &mut text, self.max_field)?;
                 }
                 Some(b'-') => {
                     self.c.bump()?;
@@ -170,7 +173,7 @@ impl<R: Read> SqlReader<R> {
                         // A lone `-`: the start of something else; read it as a statement.
                         return Ok(());
                     }
-                    self.c.push_bounded(b"\n", &mut scratch, 0)?;
+                    self.c.push_bounded(b"\n", &mut text, self.max_field)?;
                 }
                 Some(b'/') => {
                     self.c.bump()?;
@@ -179,20 +182,26 @@ impl<R: Read> SqlReader<R> {
                     }
                     self.c.bump()?;
                     loop {
-                        match self.c.push_bounded(b"*", &mut scratch, 0)?.0 {
-                            None => return Ok(()),
+                        match self.c.push_bounded(b"*", &mut text, self.max_field)?.0 {
+                            None => break,
                             Some(_) => {
                                 self.c.bump()?;
                                 if self.c.peek()? == Some(b'/') {
                                     self.c.bump()?;
                                     break;
                                 }
+                                text.push(b'*');
                             }
                         }
                     }
                 }
                 _ => return Ok(()),
             }
+            self.stats.entries += 1;
+            if memchr::memchr(b'@', &text).is_some() {
+                self.stats.records += text::floor(&decode::line_text(&text), 0, None, line, sink);
+            }
+            sink.end_entry();
         }
     }
 
@@ -722,6 +731,23 @@ SELECT pg_catalog.setval('x', 3, true);\n";
             ]
         );
         assert_eq!(stats.malformed, 0);
+    }
+
+    #[test]
+    fn comments_are_read_by_the_floor() {
+        let (sink, stats) = read(
+            b"-- Dumped by admin@example.net\n/* owner: dba@example.org */\n# x\nSET a = 1;\n",
+        );
+        assert_eq!(
+            got(&sink),
+            vec![
+                ("admin@example.net".into(), None, 1),
+                ("dba@example.org".into(), None, 2),
+            ]
+        );
+        // Three comments and a statement, each an entry.
+        assert_eq!(stats.entries, 4);
+        assert_eq!(sink.ended, 4);
     }
 
     #[test]
