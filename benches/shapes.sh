@@ -90,11 +90,11 @@ echo
 echo "| file              |      MiB | leakwatch s | GB/s | 1 core s | GB/s | RSS MiB | found | rg -c -i -F '@domain' s | GB/s |"
 echo "|-------------------|----------|-------------|------|----------|------|---------|-------|-------------------------|------|"
 for f in "${files[@]}"; do
-  python3 - "$f" "$(stat -c %s "$data/$f")" "${best[lw:$f]}" "${best[lw1:$f]}" "${rss[lw:$f]}" "${found[$f]}" "$planted" "${best[rg:$f]:-0}" <<'PY'
+  python3 - "$f" "$(stat -c %s "$data/$f")" "${best[lw:$f]}" "${best[lw1:$f]}" "${rss[lw:$f]}" "${found[$f]}" "$planted" "${best[rg:$f]:--1}" <<'PY'
 import sys
 f, n, lw, lw1, rss, found, planted, rg = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7], float(sys.argv[8])
 gb = lambda s: n / max(s, 0.01) / 1e9
-rgs = f"{rg:23.2f} | {gb(rg):4.2f}" if rg else f"{'-':>23} | {'-':>4}"
+rgs = f"{rg:23.2f} | {gb(rg):4.2f}" if rg >= 0 else f"{'-':>23} | {'-':>4}"
 print(f"| {f:<17} | {n/1048576:8.1f} | {lw:11.2f} | {gb(lw):4.2f} | {lw1:8.2f} | {gb(lw1):4.2f} | {rss/1024:7.1f} | {found:>5} | {rgs} |")
 PY
 done
