@@ -755,7 +755,17 @@ impl Ingest<'_> {
                 }
                 // The reference path (`--reference`) settles each record alone.
                 layout @ (Layout::Sql | Layout::Json | Layout::Table(_))
-                    if logger.inner.threads > 0 =>
+                    if logger.inner.threads > 1 =>
+                {
+                    let norm = logger.inner.norm.clone();
+                    let filter = logger.inner.filter;
+                    let input = opened.input;
+                    crate::settle::run(&mut logger, &norm, filter, |sink| {
+                        parse::parse_layout(layout, input, max_line, sink)
+                    })
+                }
+                layout @ (Layout::Sql | Layout::Json | Layout::Table(_))
+                    if logger.inner.threads == 1 =>
                 {
                     let norm = logger.inner.norm.clone();
                     let filter = logger.inner.filter;
@@ -1013,6 +1023,19 @@ impl Sink for Batched<'_, '_, '_> {
     }
     fn end_entry(&mut self) {
         self.events.push(None);
+    }
+}
+
+impl crate::settle::Target for MalformedLog<'_, '_> {
+    /// What the worker settled without the store: counted as `Ingest::record` would.
+    fn settled(&mut self, c: &crate::settle::Counts) {
+        let ingest = &mut *self.inner;
+        ingest.stats.records += c.records;
+        if ingest.fatal.is_none() && !ingest.cancelled {
+            ingest.stats.identities += c.identities;
+            ingest.stats.with_identity += c.with_identity;
+            ingest.stats.no_identity += c.no_identity;
+        }
     }
 }
 

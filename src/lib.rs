@@ -6,7 +6,8 @@
 //! ```text
 //! feed      (drop directory, HTTP(S)/SOCKS5/Tor, range API, HIBP; fetched on schedules)
 //!   → source (files, directories, zip entries, download spools as byte streams)
-//!   → parse     (bounded lines → `Record`s pushed into a `Sink`)
+//!   → parse     (decoded streams → `Record`s pushed into a `Sink`; a row reader's
+//!                identity stage on a second core: `settle`)
 //!   → identity  (normalise email / login+host → SHA-1 `IdentityHash` and its `HashPrefix`)
 //!   → filter    (Bloom filter of the organisation's hashes; every hit is confirmed exactly by the store)
 //!   → store     (SQLite: accounts, findings deduplicated across files and runs, the mail queue)
@@ -42,6 +43,7 @@ pub mod progress;
 pub mod scan;
 pub mod schedule;
 pub mod secret;
+pub mod settle;
 pub mod sort;
 pub mod source;
 pub mod store;

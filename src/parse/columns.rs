@@ -214,6 +214,31 @@ pub fn needed(i: usize, raw: &[u8], cols: Columns) -> bool {
     cols.password == Some(i) || memchr::memchr(b'@', raw).is_some()
 }
 
+/// Reports a row of raw fields (`None` for `NULL`): to the sink's own [`Sink::row`] if it
+/// takes rows, else decoded here (only the fields [`needed`]) and sorted by [`emit_row`].
+/// Returns the records reported here.
+pub fn report_row(
+    fields: &[Option<&[u8]>],
+    cols: Columns,
+    line: u64,
+    format: Format,
+    sink: &mut dyn Sink,
+) -> u64 {
+    if let Some(n) = sink.row(fields, cols, line, format) {
+        return n;
+    }
+    let texts: Vec<Option<std::borrow::Cow<'_, str>>> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            f.filter(|f| needed(i, f, cols))
+                .map(super::decode::line_text)
+        })
+        .collect();
+    let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+    emit_row(&refs, cols, line, format, sink)
+}
+
 /// Reports one row: a record for its login (the named column, else the first field that
 /// is an address) with its password, and the grep floor over every other field. Returns
 /// the number of records. `NULL`-like values are `None`.

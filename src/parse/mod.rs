@@ -179,6 +179,19 @@ pub trait Sink {
     /// the records reported since the last call were its records. With `malformed`,
     /// every entry ends in exactly one of three counters (see [`ParseStats::entries`]).
     fn end_entry(&mut self) {}
+    /// A row of a table or SQL dump, its fields as read (`None` for `NULL`), before they
+    /// are decoded and sorted into records. A sink that settles rows elsewhere (on
+    /// another core) takes it and returns `Some(0)`; by default it is `None`, and the
+    /// reader reports the row's records itself ([`columns::report_row`]).
+    fn row(
+        &mut self,
+        _fields: &[Option<&[u8]>],
+        _cols: columns::Columns,
+        _line: u64,
+        _format: Format,
+    ) -> Option<u64> {
+        None
+    }
 }
 
 /// Counters of one parsed stream.

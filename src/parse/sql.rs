@@ -479,16 +479,12 @@ impl<R: Read> SqlReader<R> {
 
     /// Reports the row just read as of line `line`.
     fn emit_at(&mut self, cols: Columns, line: u64, format: Format, sink: &mut dyn Sink) {
-        let texts: Vec<Option<std::borrow::Cow<'_, str>>> = self.fields[..self.used]
+        let raw: Vec<Option<&[u8]>> = self.fields[..self.used]
             .iter()
             .zip(&self.nulls)
-            .enumerate()
-            .map(|(i, (f, &null))| {
-                (!null && columns::needed(i, f, cols)).then(|| decode::line_text(f))
-            })
+            .map(|(f, &null)| (!null).then_some(f.as_slice()))
             .collect();
-        let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
-        self.stats.records += columns::emit_row(&refs, cols, line, format, sink);
+        self.stats.records += columns::report_row(&raw, cols, line, format, sink);
     }
 
     /// `CREATE [TEMPORARY] TABLE [IF NOT EXISTS] t ( defs ) …;`: remembers its columns.

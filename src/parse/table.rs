@@ -114,17 +114,11 @@ impl TableLayout {
                     sink.end_entry();
                 }
                 Record::Fields(n) => {
-                    let texts: Vec<_> = fields[..n]
-                        .iter()
-                        .enumerate()
-                        .map(|(i, f)| {
-                            columns::needed(i, f, self.columns).then(|| decode::line_text(f))
-                        })
-                        .collect();
-                    let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+                    let raw: Vec<Option<&[u8]>> =
+                        fields[..n].iter().map(|f| Some(f.as_slice())).collect();
                     let line = c.lines();
                     stats.records +=
-                        columns::emit_row(&refs, self.columns, line, Format::Table, sink);
+                        columns::report_row(&raw, self.columns, line, Format::Table, sink);
                     sink.end_entry();
                 }
             }
