@@ -291,13 +291,7 @@ impl Walker<'_, '_> {
                 limits.max_compression_ratio,
                 Counter::default(),
             );
-            let flow = match self.stream(&entry_name, &mut limited, depth) {
-                Ok(flow) => flow,
-                Err(e) => {
-                    self.io_failed(&entry_name, e);
-                    Flow::Failed
-                }
-            };
+            let flow = self.stream_reported(&entry_name, &mut limited, depth);
             drop(limited);
             // A stream stopped early (a limit, a shutdown) leaves unar writing to a closed
             // pipe: it ends on SIGPIPE, or is ended here.

@@ -60,13 +60,7 @@ impl Walker<'_, '_> {
             files += 1;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let entry_name = self.entry_name(name, &raw);
-            let flow = match self.stream(&entry_name, &mut entry, depth) {
-                Ok(flow) => flow,
-                Err(e) => {
-                    self.io_failed(&entry_name, e);
-                    Flow::Failed
-                }
-            };
+            let flow = self.stream_reported(&entry_name, &mut entry, depth);
             if flow == Flow::Stop {
                 return Flow::Stop;
             }

@@ -208,13 +208,7 @@ impl<'a, 'h> Walker<'a, 'h> {
                     self.sevenz(name, r, depth + 1)
                 }
             }
-            _ => match self.stream(name, &mut r, depth) {
-                Ok(flow) => flow,
-                Err(e) => {
-                    self.io_failed(name, e);
-                    Flow::Failed
-                }
-            },
+            _ => self.stream_reported(name, &mut r, depth),
         }
     }
 
@@ -233,6 +227,18 @@ impl<'a, 'h> Walker<'a, 'h> {
             return false;
         }
         true
+    }
+
+    /// [`Walker::stream`], with an error reported under the stream's name: the container
+    /// goes on with its next entry.
+    pub(super) fn stream_reported(&mut self, name: &str, r: &mut dyn Read, depth: u32) -> Flow {
+        match self.stream(name, r, depth) {
+            Ok(flow) => flow,
+            Err(e) => {
+                self.io_failed(name, e);
+                Flow::Failed
+            }
+        }
     }
 
     /// A stream read once, in order. `Err` only when its very first bytes cannot be read

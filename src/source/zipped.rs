@@ -105,13 +105,7 @@ impl Walker<'_, '_> {
                 ratio,
                 Counter::default(),
             );
-            let flow = match self.stream(&entry_name, &mut limited, depth) {
-                Ok(flow) => flow,
-                Err(e) => {
-                    self.io_failed(&entry_name, e);
-                    Flow::Failed
-                }
-            };
+            let flow = self.stream_reported(&entry_name, &mut limited, depth);
             if depth == 1 {
                 self.handler.archive_progress(compressed);
             }
