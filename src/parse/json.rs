@@ -339,14 +339,22 @@ impl<R: Read> JsonReader<R> {
     /// A string value of the innermost open record: a candidate login or password by
     /// its key's name, else by content, else for the floor.
     fn take_string(&mut self, key: Option<Named>, value: &[u8], sink: &mut dyn Sink) {
+        // Only a password, or a value with an `@` (a login or the floor's addresses), is
+        // of use: the rest (ids, names, dates) is not even decoded.
+        let useful = key == Some(Named::Password) || memchr::memchr(b'@', value).is_some();
         let Some(rec) = self.records.last_mut() else {
             // A string outside any object (`["a@b.example", …]`): the floor's.
-            let text = decode::line_text(value);
             self.stats.entries += 1;
-            self.stats.records += super::text::floor(&text, 0, None, self.c.line(), sink);
+            if useful {
+                let text = decode::line_text(value);
+                self.stats.records += super::text::floor(&text, 0, None, self.c.line(), sink);
+            }
             sink.end_entry();
             return;
         };
+        if !useful {
+            return;
+        }
         let text = decode::line_text(value);
         let text = text.trim();
         if text.is_empty() {
