@@ -13,7 +13,7 @@ use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::filter::AccountFilter;
 use crate::fingerprint::{password_hint, Fingerprinter};
-use crate::identity::block::{hash_blocks, Fast, KeyBlocks};
+use crate::identity::block::KeyBlocks;
 use crate::identity::{mask_email, url_host, IdentityHash, IdentityKind, Normalizer};
 use crate::parse::detect::Layout;
 use crate::parse::device::{self, DeviceInfo, Role};
@@ -769,10 +769,10 @@ impl Ingest<'_> {
                 {
                     let norm = logger.inner.norm.clone();
                     let filter = logger.inner.filter;
-                    let mut batched = Batched::new(&mut logger, KeyBlocks::new(&norm), filter);
-                    let stats = parse::parse_layout(layout, opened.input, max_line, &mut batched);
-                    batched.flush();
-                    stats
+                    let input = opened.input;
+                    crate::settle::run_inline(&mut logger, &norm, filter, |sink| {
+                        parse::parse_layout(layout, input, max_line, sink)
+                    })
                 }
                 layout => parse::parse_layout(layout, opened.input, max_line, &mut logger),
             }?;
@@ -876,153 +876,6 @@ impl Sink for MalformedLog<'_, '_> {
     }
     fn end_entry(&mut self) {
         self.inner.end_entry();
-    }
-}
-
-/// Records of the row readers (SQL, JSON, tables), settled in batches: their keys are
-/// written into SHA-1 blocks, hashed together and their filter blocks prefetched, as the
-/// fast path does for lines. Tested one at a time, each lookup waited for its cache line
-/// (a fifth of a SQL dump's time). Only the records that may be ours, or whose key the
-/// fast builder leaves to the normaliser, go through `Ingest::record`, in input order
-/// with the entries around them.
-struct Batched<'l, 'i, 'a> {
-    inner: &'l mut MalformedLog<'i, 'a>,
-    keys: KeyBlocks<'l>,
-    filter: &'l AccountFilter,
-    /// The batch's logins, passwords and URLs, end to end.
-    text: String,
-    records: Vec<Pending>,
-    /// Records and entry ends, in input order.
-    events: Vec<Option<usize>>,
-    blocks: Vec<[u8; 64]>,
-    hashes: Vec<IdentityHash>,
-}
-
-/// A record of a batch: its fields as ranges of `Batched::text`.
-struct Pending {
-    login: std::ops::Range<usize>,
-    password: Option<std::ops::Range<usize>>,
-    url: Option<std::ops::Range<usize>>,
-    line: u64,
-    format: Format,
-}
-
-/// Records per batch: enough to overlap the filter's memory loads.
-const BATCH_RECORDS: usize = 64;
-
-impl<'l, 'i, 'a> Batched<'l, 'i, 'a> {
-    fn new(
-        inner: &'l mut MalformedLog<'i, 'a>,
-        keys: KeyBlocks<'l>,
-        filter: &'l AccountFilter,
-    ) -> Self {
-        Batched {
-            inner,
-            keys,
-            filter,
-            text: String::new(),
-            records: Vec::with_capacity(BATCH_RECORDS),
-            events: Vec::with_capacity(BATCH_RECORDS * 2),
-            blocks: Vec::with_capacity(BATCH_RECORDS),
-            hashes: Vec::with_capacity(BATCH_RECORDS),
-        }
-    }
-
-    fn push(&mut self, s: &str) -> std::ops::Range<usize> {
-        let start = self.text.len();
-        self.text.push_str(s);
-        start..self.text.len()
-    }
-
-    /// Settles every record and entry of the batch, in order.
-    fn flush(&mut self) {
-        let mut fast = Vec::with_capacity(self.records.len());
-        self.blocks.clear();
-        for r in &self.records {
-            let mut block = [0u8; 64];
-            let f = self.keys.key(
-                &self.text[r.login.clone()],
-                r.url.clone().map(|u| &self.text[u]),
-                &mut block,
-            );
-            if let Fast::Key(_) = f {
-                self.blocks.push(block);
-            }
-            fast.push(f);
-        }
-        self.hashes.clear();
-        self.hashes.resize(self.blocks.len(), IdentityHash([0; 20]));
-        hash_blocks(&self.blocks, &mut self.hashes);
-        for h in &self.hashes {
-            self.filter.prefetch(h);
-        }
-        let mut next_hash = 0;
-        for event in std::mem::take(&mut self.events) {
-            let Some(i) = event else {
-                self.inner.end_entry();
-                continue;
-            };
-            let settled = match fast[i] {
-                Fast::NoKey => true,
-                Fast::Key(_) => {
-                    let hash = &self.hashes[next_hash];
-                    next_hash += 1;
-                    !self.filter.may_contain(hash)
-                }
-                Fast::Defer => false,
-            };
-            let ingest = &mut *self.inner.inner;
-            if settled {
-                if let Fast::Key(_) = fast[i] {
-                    if ingest.fatal.is_none() && !ingest.cancelled {
-                        ingest.stats.identities += 1;
-                        ingest.entry_has_identity = true;
-                    }
-                }
-                continue;
-            }
-            let r = &self.records[i];
-            let text = &self.text;
-            self.inner.record(&Record {
-                login: &text[r.login.clone()],
-                password: r.password.clone().map(|p| &text[p]),
-                url: r.url.clone().map(|u| &text[u]),
-                line: r.line,
-                format: r.format,
-            });
-        }
-        self.records.clear();
-        self.text.clear();
-    }
-}
-
-impl Sink for Batched<'_, '_, '_> {
-    fn record(&mut self, r: &Record<'_>) {
-        let pending = Pending {
-            login: self.push(r.login),
-            password: r.password.map(|p| self.push(p)),
-            url: r.url.map(|u| self.push(u)),
-            line: r.line,
-            format: r.format,
-        };
-        self.events.push(Some(self.records.len()));
-        self.records.push(pending);
-        if self.records.len() == BATCH_RECORDS {
-            self.flush();
-        }
-    }
-    fn malformed(&mut self, line: u64, why: Malformed) {
-        Sink::malformed(self.inner, line, why);
-    }
-    fn progress(&mut self, bytes_read: u64) {
-        Sink::progress(self.inner, bytes_read);
-    }
-    fn section(&mut self, name: &str) {
-        self.flush();
-        self.inner.section(name);
-    }
-    fn end_entry(&mut self) {
-        self.events.push(None);
     }
 }
 

@@ -10,6 +10,8 @@
 //! entries that may be ours (or that the fast key builder leaves to the normaliser), to
 //! be replayed through the store's sink in input order. The results are those of the
 //! reader alone, line for line: an end-to-end test compares them with `--reference`.
+//! With one core ([`run_inline`]) the same batches are settled on the reader's thread:
+//! tested one at a time, each filter lookup waited for its cache line.
 
 use std::ops::Range;
 use std::sync::mpsc;
@@ -84,6 +86,30 @@ pub struct Pipelined<'t> {
     to_worker: Option<mpsc::SyncSender<Batch>>,
     from_worker: mpsc::Receiver<Settled>,
     in_flight: usize,
+    /// With one core: the batches are settled here, by the same function.
+    inline: Option<(KeyBlocks<'t>, &'t AccountFilter)>,
+}
+
+/// As [`run`] with one core: the batches are settled on the reader's thread, between
+/// reads (still hashed together and with the filter's blocks asked for ahead).
+pub fn run_inline<'t, T>(
+    target: &'t mut dyn Target,
+    norm: &'t crate::identity::Normalizer,
+    filter: &'t AccountFilter,
+    read: impl FnOnce(&mut Pipelined<'t>) -> T,
+) -> T {
+    let (_, from_worker) = mpsc::channel::<Settled>();
+    let mut p = Pipelined {
+        target,
+        batch: Batch::default(),
+        to_worker: None,
+        from_worker,
+        in_flight: 0,
+        inline: Some((KeyBlocks::new(norm), filter)),
+    };
+    let out = read(&mut p);
+    p.finish();
+    out
 }
 
 /// Runs `read` with a [`Pipelined`] sink over `target`, the worker on a second thread.
@@ -111,6 +137,7 @@ pub fn run<T>(
             to_worker: Some(to_worker),
             from_worker,
             in_flight: 0,
+            inline: None,
         };
         let out = read(&mut p);
         p.finish();
@@ -128,6 +155,11 @@ impl Pipelined<'_> {
     /// Ships the batch (at an entry's end) and applies what came back meanwhile.
     fn ship(&mut self) {
         let batch = std::mem::take(&mut self.batch);
+        if let Some((keys, filter)) = &self.inline {
+            let settled = settle(&batch, keys, filter);
+            self.apply(settled);
+            return;
+        }
         if let Some(tx) = &self.to_worker {
             if tx.send(batch).is_ok() {
                 self.in_flight += 1;
@@ -434,6 +466,25 @@ mod tests {
             let p = run(&mut piped, &norm, &filter, |sink| {
                 parse::parse_layout(layout, opened.input, 1024, sink).unwrap()
             });
+            // And on one core, the same.
+            let mut inline = Count {
+                norm: Some(norm.clone()),
+                ..Count::default()
+            };
+            let opened = parse::open(&bytes[..], &f.path).unwrap();
+            let i = run_inline(&mut inline, &norm, &filter, |sink| {
+                parse::parse_layout(layout, opened.input, 1024, sink).unwrap()
+            });
+            assert_eq!(a.records, i.records + inline.c.records, "{}", f.path);
+            assert_eq!(alone.c.identities, inline.c.identities, "{}", f.path);
+            assert_eq!(alone.c.with_identity, inline.c.with_identity, "{}", f.path);
+            assert_eq!(alone.c.no_identity, inline.c.no_identity, "{}", f.path);
+            for p in &f.planted {
+                let key = p.email.to_lowercase();
+                let want: Vec<_> = alone.seen.iter().filter(|s| s.0 == key).collect();
+                let got: Vec<_> = inline.seen.iter().filter(|s| s.0 == key).collect();
+                assert_eq!(want, got, "{} on one core", f.path);
+            }
             assert_eq!(a.entries, p.entries, "{}", f.path);
             assert_eq!(a.records, p.records + piped.c.records, "{}", f.path);
             assert_eq!(alone.c.identities, piped.c.identities, "{}", f.path);
