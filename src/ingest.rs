@@ -753,6 +753,20 @@ impl Ingest<'_> {
                 Layout::Lines if logger.inner.threads > 0 => {
                     logger.scan(opened.input, map, max_line)
                 }
+                // Tables and NDJSON: pieces read on every core (`split`).
+                layout if logger.inner.threads > 1 && crate::split::may_split(layout) => {
+                    let norm = logger.inner.norm.clone();
+                    let setup = crate::split::Setup {
+                        norm: &norm,
+                        filter: logger.inner.filter,
+                        max_line,
+                        threads: logger.inner.threads,
+                        piece_bytes: crate::split::PIECE_BYTES,
+                        max_join: crate::split::MAX_JOIN,
+                    };
+                    let mut input = opened.input;
+                    crate::split::run(&mut logger, &setup, layout, &mut input)
+                }
                 // The reference path (`--reference`) settles each record alone.
                 layout @ (Layout::Sql | Layout::Json | Layout::Table(_))
                     if logger.inner.threads > 1 =>

@@ -46,6 +46,7 @@ pub mod secret;
 pub mod settle;
 pub mod sort;
 pub mod source;
+pub mod split;
 pub mod store;
 pub mod synth;
 pub mod timefmt;

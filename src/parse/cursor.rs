@@ -50,7 +50,13 @@ impl<R: Read> Cursor<R> {
 
     fn count_to(&mut self, to: usize) {
         if to > self.counted {
-            self.line += memchr::memchr_iter(b'\n', &self.buf[self.counted..to]).count() as u64;
+            let span = &self.buf[self.counted..to];
+            // A row's worth is counted faster by hand than by a vector search's set-up.
+            self.line += if span.len() < 128 {
+                span.iter().filter(|&&b| b == b'\n').count()
+            } else {
+                memchr::memchr_iter(b'\n', span).count()
+            } as u64;
             self.counted = to;
         }
     }

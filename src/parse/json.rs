@@ -26,6 +26,8 @@ const MAX_DEPTH: usize = 256;
 const MAX_FLOOR: usize = 4096;
 /// Bytes of a key kept (enough for any column name).
 const MAX_KEY: usize = 128;
+/// Distinct keys whose names are kept.
+const MAX_NAMES: usize = 64;
 const PROGRESS_EVERY: u64 = 1 << 20;
 
 /// Whether a sample reads as JSON: it starts (after white space) with `{` then `"` or `}`,
@@ -50,6 +52,7 @@ pub fn parse<R: Read>(input: R, max_field: usize, sink: &mut dyn Sink) -> io::Re
         stats: ParseStats::default(),
         records: Vec::new(),
         key: Vec::new(),
+        names: Vec::new(),
         key_login: None,
         value: Vec::new(),
         next_progress: PROGRESS_EVERY,
@@ -60,8 +63,10 @@ pub fn parse<R: Read>(input: R, max_field: usize, sink: &mut dyn Sink) -> io::Re
             break;
         }
         match r.value(0, None, sink)? {
-            Ok(()) => {}
+            Ok(()) => r.stats.ended_inside = false,
             Err(why) => {
+                // At the end of the input: the value was cut by it, not broken.
+                r.stats.ended_inside = r.c.peek()?.is_none();
                 r.key_login = None;
                 r.stats.entries += 1;
                 r.stats.malformed += 1;
@@ -106,6 +111,8 @@ struct JsonReader<R> {
     /// The records being read, innermost last.
     records: Vec<Rec>,
     key: Vec<u8>,
+    /// Keys met, with what they name (see [`JsonReader::named`]).
+    names: Vec<(Vec<u8>, Named)>,
     /// The address that the key being read is, for the object under it.
     key_login: Option<String>,
     value: Vec<u8>,
@@ -200,9 +207,9 @@ impl<R: Read> JsonReader<R> {
             if let Err(e) = self.string(&mut key, MAX_KEY)? {
                 return Ok(Err(e));
             }
-            let text = decode::line_text(&key);
-            let name = columns::Named::of(&text);
+            let name = self.named(&key);
             if memchr::memchr(b'@', &key).is_some() {
+                let text = decode::line_text(&key);
                 // A key that is an address starts the record of the object under it; the
                 // addresses of any other key are the floor's.
                 let trimmed = text.trim();
@@ -214,7 +221,6 @@ impl<R: Read> JsonReader<R> {
                     }
                 }
             }
-            drop(text);
             self.key = key;
             self.c.skip_ws()?;
             if self.c.bump()? != Some(b':') {
@@ -258,6 +264,19 @@ impl<R: Read> JsonReader<R> {
                 Some(_) => return Ok(Err(Malformed::Syntax)),
             }
         }
+    }
+
+    /// What a key names. An export repeats the same few keys in every record: they are
+    /// classified once (keys that hold an address, unique by nature, are not kept).
+    fn named(&mut self, key: &[u8]) -> Named {
+        if let Some((_, n)) = self.names.iter().find(|(k, _)| k == key) {
+            return *n;
+        }
+        let n = Named::of(&decode::line_text(key));
+        if self.names.len() < MAX_NAMES && memchr::memchr(b'@', key).is_none() {
+            self.names.push((key.to_vec(), n));
+        }
+        n
     }
 
     /// A string after its opening quote, unescaped into `out` (bounded by `max`).

@@ -205,6 +205,10 @@ pub struct ParseStats {
     pub malformed: u64,
     pub records: u64,
     pub bytes: u64,
+    /// The input ended inside an entry that its end cut short (a quoted field or a JSON
+    /// value still open): for a piece of a larger stream ([`crate::split`]), a sign that
+    /// the piece must be read again joined to the next. Set by the row readers.
+    pub ended_inside: bool,
 }
 
 /// Detects the format of `input` from its first bytes and its `name`, then parses it all.

@@ -108,6 +108,8 @@ impl TableLayout {
                 Record::Cut => {
                     stats.malformed += 1;
                     sink.malformed(start, Malformed::TooLong);
+                    // Cut by the end of the input (a quote still open), not by the bound.
+                    stats.ended_inside = c.peek()?.is_none();
                 }
                 Record::Fields(_) if header => {
                     header = false;

@@ -237,6 +237,10 @@ mod tests {
     /// `unar` (for RAR) installed from Debian's packages if missing, as the tests install
     /// what they need; a clear failure if it cannot be.
     fn ensure_unar() {
+        // Tests run in parallel: one installs, the others wait for it (two `apt-get` at
+        // once fail on dpkg's lock).
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
         if rar::available_now() {
             return;
         }

@@ -193,8 +193,9 @@ fn http_feed_retries_a_500_and_records_the_failure_in_its_run_row() {
     assert!(status_row(&cfg, "flaky").contains(" ok "));
 }
 
-/// microsocks, which .ci/run installs from Debian's packages.
+/// microsocks, from Debian's packages (installed here when missing).
 fn microsocks(port: u16, bind: &str) -> Child {
+    ensure_debian_tools("microsocks", &["microsocks"], "the proxy test");
     let child = Command::new("microsocks")
         .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-b", bind])
         .stdout(Stdio::null())

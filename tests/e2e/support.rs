@@ -415,25 +415,37 @@ pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 /// `unar` and `lsar` (RAR), installed from Debian's packages when missing and running as
 /// root, as the tests install what they need; otherwise a failure naming the package.
 pub fn ensure_unar() {
+    ensure_debian_tools("unar", &["lsar", "unar"], "the RAR tests");
+}
+
+/// Installs Debian's `package` for `tools` when they are missing (as root, with apt-get),
+/// so that `cargo test` alone passes on a fresh machine; panics, saying what to install,
+/// when they still cannot run.
+pub fn ensure_debian_tools(package: &str, tools: &[&str], who: &str) {
     let have = || {
-        ["lsar", "unar"].iter().all(|t| {
+        tools.iter().all(|t| {
             Command::new(t)
-                .arg("-v")
+                .arg("-h")
+                .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
                 .is_ok()
         })
     };
+    // Tests run in parallel: one installs, the others wait for it (two `apt-get` at once
+    // fail on dpkg's lock).
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     if have() {
         return;
     }
     let _ = Command::new("apt-get").args(["update", "-qq"]).status();
     let _ = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "unar"])
+        .args(["install", "-y", "-qq", package])
         .status();
     assert!(
         have(),
-        "the RAR tests need `unar` and `lsar` (Debian package unar): apt-get install unar"
+        "{who} need {tools:?} (Debian package {package}): apt-get install {package}"
     );
 }
