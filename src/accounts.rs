@@ -98,7 +98,10 @@ pub fn parse_directory<R: Read>(
                         .rows
                         .iter()
                         .map(|row| match &row.error {
-                            None => (row.line, check_row(&row.record, cols, norm, &mut key)),
+                            None => (
+                                row.line,
+                                check_row(&row.record, row.line, cols, norm, &mut key),
+                            ),
                             Some(e) => (row.line, Err(e.clone())),
                         })
                         .collect();
@@ -201,6 +204,7 @@ impl Batch {
 /// Checks one row on its own (everything but duplicates).
 fn check_row(
     record: &csv::StringRecord,
+    line: u64,
     cols: &Columns,
     norm: &Normalizer,
     key: &mut String,
@@ -236,7 +240,18 @@ fn check_row(
     Ok(DirectoryAccount {
         email,
         username,
-        name: field(cols.name).map(str::to_string),
+        name: field(cols.name).and_then(|n| {
+            let clean = crate::notify::message::display_name(n);
+            if clean != n {
+                // Not a reason to leave the person unprotected: the name is cleaned, and
+                // the directory's owner told which line to fix.
+                tracing::warn!(
+                    line,
+                    "the name holds control characters (a line break?): cleaned"
+                );
+            }
+            Some(clean).filter(|c| !c.is_empty())
+        }),
         lang,
         keys,
     })

@@ -16,6 +16,7 @@ use crate::identity::{IdentityHash, Normalizer};
 use crate::ingest::IngestStats;
 use crate::notify::{self, Delivered, Templates, Transport};
 use crate::pipeline::{self, Pipeline};
+use crate::shown::shown;
 use crate::store::{StateLock, Store};
 use crate::timefmt::{self, Clock, SystemClock};
 
@@ -335,7 +336,8 @@ pub fn status(cfg: &Config, json: bool) -> Result<i32> {
                 .unwrap_or_else(|| "-".into())
         )?;
         if let Some(m) = r.and_then(|r| r.message.as_deref()) {
-            writeln!(out, "    last run: {m}")?;
+            // A server's or an archive's words, among others: escaped.
+            writeln!(out, "    last run: {}", shown(m))?;
         }
     }
     for r in runs
@@ -397,16 +399,18 @@ pub fn findings_list(cfg: &Config, json: bool) -> Result<i32> {
             f.id,
             f.kind.as_str(),
             f.severity.as_str(),
-            f.email,
-            f.site.as_deref().unwrap_or("-"),
-            f.format,
+            shown(&f.email),
+            shown(f.site.as_deref().unwrap_or("-")),
+            shown(&f.format),
             timefmt::date(f.first_seen),
             f.times_seen,
-            f.device
-                .as_ref()
-                .map(|d| d.describe())
-                .unwrap_or_else(|| "-".into()),
-            f.sources.join(", ")
+            shown(
+                &f.device
+                    .as_ref()
+                    .map(|d| d.describe())
+                    .unwrap_or_else(|| "-".into())
+            ),
+            shown(&f.sources.join(", "))
         )?;
     }
     writeln!(out, "{} finding(s)", findings.len())?;
@@ -419,9 +423,10 @@ pub fn mail_list(cfg: &Config) -> Result<i32> {
     for (id, kind, recipient, status, attempts, err, created) in store.mail_log()? {
         writeln!(
             out,
-            "{id:>6}  {kind:<6}  {status:<7}  attempts {attempts:<3}  {}  {recipient}{}",
+            "{id:>6}  {kind:<6}  {status:<7}  attempts {attempts:<3}  {}  {}{}",
             timefmt::rfc3339(created),
-            err.map(|e| format!("  last error: {e}"))
+            shown(&recipient),
+            err.map(|e| format!("  last error: {}", shown(&e)))
                 .unwrap_or_default()
         )?;
     }

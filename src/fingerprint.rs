@@ -39,38 +39,68 @@ impl std::fmt::Debug for Fingerprinter {
 }
 
 impl Fingerprinter {
-    /// Loads the key from the state dir, creating it (mode 0600, never overwritten) on first use.
+    /// Loads the key from the state dir, creating it (mode 0600, never overwritten) on
+    /// first use. The key is written whole to a file of its own, flushed, then linked to
+    /// its name, which fails if another process linked one first (whose key is then
+    /// read): a crash at any point leaves no key or a whole one, never a short one. A
+    /// 0-byte key, which versions before this left on such a crash, was never used to
+    /// fingerprint anything, and is replaced.
     pub fn open(state_dir: &Path) -> Result<Fingerprinter, KeyError> {
         let path = state_dir.join(KEY_FILE);
         let io = |source| KeyError::Io {
             path: path.clone(),
             source,
         };
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        match opts.open(&path) {
-            Ok(mut f) => {
-                let mut key = [0u8; KEY_LEN];
-                rand::rng().fill_bytes(&mut key);
-                f.write_all(&key).map_err(io)?;
-                f.sync_all().map_err(io)?;
-                Ok(Fingerprinter { key })
+        loop {
+            match std::fs::read(&path) {
+                Ok(bytes) if bytes.is_empty() => {
+                    tracing::warn!(path = %path.display(), "the installation key is empty (a crash while it was first written): made anew");
+                    std::fs::remove_file(&path).map_err(io)?;
+                }
+                Ok(bytes) => {
+                    let key: [u8; KEY_LEN] =
+                        bytes.as_slice().try_into().map_err(|_| KeyError::Length {
+                            path: path.clone(),
+                            len: bytes.len(),
+                        })?;
+                    return Ok(Fingerprinter { key });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let bytes = std::fs::read(&path).map_err(io)?;
-                let key: [u8; KEY_LEN] =
-                    bytes.as_slice().try_into().map_err(|_| KeyError::Length {
-                        path: path.clone(),
-                        len: bytes.len(),
-                    })?;
-                Ok(Fingerprinter { key })
+            let mut key = [0u8; KEY_LEN];
+            rand::rng().fill_bytes(&mut key);
+            let mut suffix = [0u8; 8];
+            rand::rng().fill_bytes(&mut suffix);
+            let tmp = state_dir.join(format!(
+                ".{KEY_FILE}.{}",
+                crate::identity::to_hex_upper(&suffix)
+            ));
+            let written = (|| {
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    opts.mode(0o600);
+                }
+                let mut f = opts.open(&tmp)?;
+                f.write_all(&key)?;
+                f.sync_all()?;
+                std::fs::hard_link(&tmp, &path)
+            })();
+            let _ = std::fs::remove_file(&tmp);
+            match written {
+                Ok(()) => {
+                    if let Ok(dir) = std::fs::File::open(state_dir) {
+                        let _ = dir.sync_all();
+                    }
+                    return Ok(Fingerprinter { key });
+                }
+                // Another process made it first: its key is read.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io(e)),
             }
-            Err(e) => Err(io(e)),
         }
     }
 
@@ -110,6 +140,29 @@ pub fn password_hint(password: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key left empty by a crash (as versions before the write-then-link did) is made
+    /// anew; a short one is refused with its length; no temporary file is left.
+    #[test]
+    fn an_empty_key_is_replaced_and_a_short_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(KEY_FILE), b"").unwrap();
+        let a = Fingerprinter::open(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join(KEY_FILE)).unwrap().len(),
+            KEY_LEN
+        );
+        let b = Fingerprinter::open(dir.path()).unwrap();
+        assert_eq!(a.password(1, "pw"), b.password(1, "pw"));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [KEY_FILE], "only the key is left");
+        std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
+        let e = Fingerprinter::open(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("has 5 bytes"), "{e}");
+    }
 
     #[test]
     fn key_is_created_once_with_mode_600_and_fingerprints_are_stable() {

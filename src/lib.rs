@@ -44,6 +44,7 @@ pub mod scan;
 pub mod schedule;
 pub mod secret;
 pub mod settle;
+pub mod shown;
 pub mod sort;
 pub mod source;
 pub mod split;

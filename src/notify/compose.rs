@@ -144,8 +144,23 @@ pub fn compose(
                 })
                 .collect(),
         };
-        let rendered = templates.render("user", account.lang, &ctx)?;
-        let bytes = message::build(&cfg.notify.from, &to, &rendered, None, now)?;
+        // One message that cannot be made is that message's failure, not the queue's:
+        // its findings go to the digest, with the reason in the log.
+        let built = templates
+            .render("user", account.lang, &ctx)
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                message::build(&cfg.notify.from, &to, &r, None, now).map_err(|e| e.to_string())
+            });
+        let bytes = match built {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(account = account.id, error = %e, "user mail cannot be made; listed in the digest only");
+                out.undeliverable += ids.len() as u64;
+                batch.user_skipped.extend(ids);
+                continue;
+            }
+        };
         batch.user_mails.push((
             NewMail {
                 kind: MailKind::User,
@@ -267,6 +282,16 @@ fn digest_ctx<'a>(
 
 /// `forced-resets.csv`: one row per exposed password or stolen session, with the action
 /// it calls for; never the password or its hint.
+/// A cell a spreadsheet will not run: one that starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return (OWASP's list for CSV injection) gets a leading `'`, so that a site or
+/// a file name a dump chose is shown as text, never evaluated.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
 pub fn forced_resets_csv(findings: &[FindingView]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -285,24 +310,27 @@ pub fn forced_resets_csv(findings: &[FindingView]) -> Vec<u8> {
     ])
     .expect("writing to a Vec cannot fail");
     for f in findings.iter().filter(|f| f.kind != FindingKind::Identity) {
-        w.write_record([
-            f.email.as_str(),
-            f.username.as_deref().unwrap_or(""),
-            f.kind.as_str(),
-            if f.kind == FindingKind::Session {
-                "revoke sessions"
-            } else {
-                "reset password"
-            },
-            f.severity.as_str(),
-            &f.device.as_ref().map(|d| d.describe()).unwrap_or_default(),
-            &timefmt::rfc3339(f.first_seen),
-            &timefmt::rfc3339(f.last_seen),
-            f.site.as_deref().unwrap_or(""),
-            &f.format,
-            &f.sources.join("; "),
-            f.hash_algo.as_deref().unwrap_or(""),
-        ])
+        w.write_record(
+            [
+                f.email.as_str(),
+                f.username.as_deref().unwrap_or(""),
+                f.kind.as_str(),
+                if f.kind == FindingKind::Session {
+                    "revoke sessions"
+                } else {
+                    "reset password"
+                },
+                f.severity.as_str(),
+                &f.device.as_ref().map(|d| d.describe()).unwrap_or_default(),
+                &timefmt::rfc3339(f.first_seen),
+                &timefmt::rfc3339(f.last_seen),
+                f.site.as_deref().unwrap_or(""),
+                &f.format,
+                &f.sources.join("; "),
+                f.hash_algo.as_deref().unwrap_or(""),
+            ]
+            .map(|cell| spreadsheet_safe(cell).into_owned()),
+        )
         .expect("writing to a Vec cannot fail");
     }
     w.into_inner().expect("flushing a Vec cannot fail")
@@ -404,6 +432,60 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Text a dump chose (a site, a source name) cannot become a formula in the
+    /// forced-reset list, whichever cell it lands in.
+    #[test]
+    fn forced_reset_cells_are_never_formulas() {
+        for bad in [
+            "=HYPERLINK(\"http://x\")",
+            "+1+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tcmd",
+            "\rcmd",
+        ] {
+            assert_eq!(spreadsheet_safe(bad), format!("'{bad}"));
+        }
+        assert_eq!(
+            spreadsheet_safe("sso.agence-exemple.fr"),
+            "sso.agence-exemple.fr"
+        );
+        let f = FindingView {
+            id: 1,
+            account: crate::store::AccountRow {
+                id: 1,
+                email: "jean@agence-exemple.fr".into(),
+                username: None,
+                name: None,
+                lang: crate::config::Lang::Fr,
+            },
+            email: "jean@agence-exemple.fr".into(),
+            username: Some("-jdupont".into()),
+            kind: FindingKind::Password,
+            severity: Severity::High,
+            device: None,
+            password_hint: None,
+            site: Some("=cmd|' /C calc'!A0".into()),
+            format: "combo".into(),
+            hash_algo: None,
+            first_source: "@leak.txt".into(),
+            first_seen: 0,
+            last_seen: 0,
+            times_seen: 1,
+            sources: vec!["+dump.csv".into()],
+        };
+        let csv = String::from_utf8(forced_resets_csv(&[f])).unwrap();
+        let mut rows = csv::Reader::from_reader(csv.as_bytes());
+        let row = rows.records().next().unwrap().unwrap();
+        for cell in row.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell:?} in {csv}"
+            );
+        }
+        assert_eq!(&row[8], "'=cmd|' /C calc'!A0");
+    }
 
     #[test]
     fn defang_hosts() {

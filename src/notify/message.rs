@@ -44,7 +44,7 @@ pub fn build(
     let builder = Message::builder()
         .from(from.clone())
         .to(to.clone())
-        .subject(rendered.subject.clone())
+        .subject(display_name(&rendered.subject))
         .message_id(Some(message_id))
         .date(UNIX_EPOCH + Duration::from_secs(now.max(0) as u64));
     let body = MultiPart::alternative_plain_html(rendered.text.clone(), rendered.html.clone());
@@ -60,8 +60,68 @@ pub fn build(
     Ok(msg.formatted())
 }
 
-/// A mailbox for a directory address (the display name is optional).
+/// A mailbox for a directory address (the display name is optional). The name is cleaned
+/// by [`display_name`] here too, whatever the import did: lettre panics on a line break in
+/// a display name, and with `panic = "abort"` one such name stopped all mail for good.
 pub fn mailbox(email: &str, name: Option<&str>) -> Result<Mailbox, MessageError> {
     let addr = Address::from_str(email).map_err(|_| MessageError::Address(email.to_string()))?;
-    Ok(Mailbox::new(name.map(str::to_string), addr))
+    let name = name.map(display_name).filter(|n| !n.is_empty());
+    Ok(Mailbox::new(name, addr))
+}
+
+/// Text fit for one header line: control characters (CR, LF, TAB, ESC, C1) and Unicode's
+/// line and paragraph separators become spaces, runs of spaces one, ends trimmed; at
+/// most 200 characters.
+pub fn display_name(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut space = false;
+    for c in s.chars().take(200) {
+        if c.is_control() || c.is_whitespace() || matches!(c, '\u{2028}' | '\u{2029}') {
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory name or a subject with line breaks (and other controls) once made
+    /// lettre panic, and so stopped the process; now they are one clean header line, and
+    /// no header can be added through them.
+    #[test]
+    fn hostile_names_and_subjects_make_one_header_line() {
+        let from = mailbox("secops@agence-exemple.fr", Some("Sécurité\r\nX-Evil: 1")).unwrap();
+        for name in [
+            "Jean\r\nBcc: victim@example.net",
+            "Jean\nDupont",
+            "\r\n",
+            "Ma\u{1b}[31mrie\u{7}\u{85}\u{2028}Curie",
+        ] {
+            let to = mailbox("jean@agence-exemple.fr", Some(name)).unwrap();
+            let rendered = Rendered {
+                subject: format!("Alerte\r\nBcc: x@example.net {name}"),
+                text: "texte".into(),
+                html: "<p>texte</p>".into(),
+            };
+            let bytes = build(&from, &to, &rendered, None, 1_700_000_000).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            let head = &text[..text.find("\r\n\r\n").unwrap()];
+            for line in head.split("\r\n") {
+                assert!(!line.starts_with("Bcc:"), "{name:?}: injected {line:?}");
+                assert!(!line.starts_with("X-Evil:"), "{name:?}: injected {line:?}");
+                assert!(!line.bytes().any(|b| b < 0x20 && b != b'\t'), "{line:?}");
+            }
+            assert!(head.contains("To: "), "{head}");
+        }
+        assert_eq!(display_name("  a\r\n\tb \u{2029} c  "), "a b c");
+        assert_eq!(display_name("\r\n"), "");
+    }
 }

@@ -4,6 +4,7 @@
 mod crash;
 mod daemon;
 mod feeds;
+mod hostile;
 mod pipeline;
 mod shapes;
 mod smtp;
