@@ -18,10 +18,12 @@
 //! without this module. So the results are those of the reader alone, line for line: a
 //! unit test compares them on every shape with pieces of a few bytes.
 //!
-//! Which dumps split: tables always (their header row is read with the first piece, and
-//! the rest read without one); JSON when its first line is one whole object and the next
-//! starts another (NDJSON). SQL dumps do not: a statement's column names come from a
-//! `CREATE TABLE` far before it, state this module does not carry.
+//! Which dumps split: tables (their header row is read with the first piece, the rest
+//! without one); SQL dumps, whose reader carries state from statement to statement (the
+//! columns of each `CREATE TABLE`, a `COPY` block's rows being read: [`sql::State`]):
+//! each piece is read from the state after the last piece applied when it was handed
+//! out, and read again, on applying, if a piece between changed it; JSON when its first
+//! line is one whole object and the next starts another (NDJSON).
 //!
 //! Memory: `2 × threads` pieces in flight, their results (counts, and only the entries
 //! that may be ours), and a join of at most [`MAX_JOIN`] bytes.
@@ -29,11 +31,12 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::ops::Range;
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use crate::filter::AccountFilter;
 use crate::identity::Normalizer;
 use crate::parse::detect::Layout;
+use crate::parse::sql::{self, State};
 use crate::parse::{self, Format, Malformed, ParseStats, Record, Sink};
 use crate::settle::{self, Counts, Target};
 
@@ -60,7 +63,7 @@ pub struct Setup<'a> {
 /// Whether a dump of this layout may be split at all (the first piece then decides for
 /// JSON, by [`ndjson`]).
 pub fn may_split(layout: Layout) -> bool {
-    matches!(layout, Layout::Table(_) | Layout::Json)
+    matches!(layout, Layout::Table(_) | Layout::Json | Layout::Sql)
 }
 
 /// Reads `input` (all of it, from its first byte, as [`parse::Opened::input`] gives it)
@@ -73,6 +76,23 @@ pub fn run(
     layout: Layout,
     input: &mut dyn Read,
 ) -> io::Result<ParseStats> {
+    let (stats, reread) = run_counted(target, setup, layout, input)?;
+    if reread > 0 {
+        tracing::debug!(
+            reread,
+            "pieces read again (joined, or from a changed state)"
+        );
+    }
+    Ok(stats)
+}
+
+/// As [`run`]; also returns how many pieces were read again.
+fn run_counted(
+    target: &mut dyn Target,
+    setup: &Setup<'_>,
+    layout: Layout,
+    input: &mut dyn Read,
+) -> io::Result<(ParseStats, u64)> {
     let mut cutter = Cutter {
         input,
         carry: Vec::new(),
@@ -83,15 +103,15 @@ pub fn run(
     let mut first = Vec::new();
     let cut = cutter.next(&mut first)?;
     let splits = match layout {
-        Layout::Table(_) => true,
+        Layout::Table(_) | Layout::Sql => true,
         Layout::Json => ndjson(&first),
         _ => false,
     };
     if !splits || cut != Cut::Piece {
         // One piece, or a shape that does not split: the reader alone, as before.
         let mut apply = Apply::new(target);
-        apply.rest(setup, layout, first, &mut cutter)?;
-        return Ok(apply.stats);
+        apply.rest(setup, layout, &State::default(), first, &mut cutter)?;
+        return Ok((apply.stats, 0));
     }
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(setup.threads);
     let job_rx = Mutex::new(job_rx);
@@ -121,6 +141,9 @@ pub fn run(
                 let job = Job {
                     seq,
                     layout: if seq == 0 { layout } else { continued(layout) },
+                    // The state after the last piece applied: right but where a piece
+                    // still being read changes it (a `CREATE TABLE`), checked on applying.
+                    state: apply.state.clone(),
                     buf,
                     last: cut == Cut::Last,
                 };
@@ -176,14 +199,15 @@ pub fn run(
         // pieces after it gathered), then a line too long for a piece, then the stream.
         let join = apply.join.take();
         if join.is_some() || long.is_some() {
-            let layout = join
-                .as_ref()
-                .map_or_else(|| continued(layout), |j| j.layout);
+            let (layout, state) = match &join {
+                Some(j) => (j.layout, j.state.clone()),
+                None => (continued(layout), apply.state.clone()),
+            };
             let mut bytes = join.map(|j| j.bytes).unwrap_or_default();
             bytes.extend_from_slice(&long.unwrap_or_default());
-            apply.rest(setup, layout, bytes, &mut cutter)?;
+            apply.rest(setup, layout, &state, bytes, &mut cutter)?;
         }
-        Ok(apply.stats)
+        Ok((apply.stats, apply.reread))
     })
 }
 
@@ -262,7 +286,11 @@ impl Cutter<'_> {
                 return Ok(if buf.is_empty() { Cut::End } else { Cut::Last });
             }
             let start = buf.len();
-            let want = self.piece.saturating_sub(start).max(64 << 10);
+            // To the piece's size; past it (a line longer), in steps of at most 64 KiB.
+            let want = match self.piece.checked_sub(start) {
+                Some(n) if n > 0 => n,
+                _ => self.piece.min(64 << 10),
+            };
             buf.resize(start + want, 0);
             let n = loop {
                 match self.input.read(&mut buf[start..]) {
@@ -283,6 +311,8 @@ impl Cutter<'_> {
 struct Job {
     seq: u64,
     layout: Layout,
+    /// The reader's state at the piece's start, as guessed when it was handed out.
+    state: Arc<State>,
     buf: Vec<u8>,
     last: bool,
 }
@@ -290,17 +320,23 @@ struct Job {
 struct Done {
     seq: u64,
     layout: Layout,
+    state: Arc<State>,
     buf: Vec<u8>,
     last: bool,
-    read: io::Result<(ParseStats, Collect)>,
+    read: io::Result<Reading>,
 }
+
+/// A piece's reading: its stats, what reaches the store, the reader's state after it
+/// (`None`: the reader carries none).
+type Reading = (ParseStats, Collect, Option<State>);
 
 /// A worker's job: the piece read and settled, what reaches the store gathered.
 fn read_piece(setup: &Setup<'_>, job: Job) -> Done {
-    let read = read_bytes(setup, job.layout, &job.buf);
+    let read = read_bytes(setup, job.layout, &job.state, &job.buf);
     Done {
         seq: job.seq,
         layout: job.layout,
+        state: job.state,
         buf: job.buf,
         last: job.last,
         read,
@@ -310,13 +346,31 @@ fn read_piece(setup: &Setup<'_>, job: Job) -> Done {
 fn read_bytes(
     setup: &Setup<'_>,
     layout: Layout,
+    state: &State,
     bytes: &[u8],
-) -> io::Result<(ParseStats, Collect)> {
+) -> io::Result<Reading> {
     let mut collect = Collect::default();
-    let stats = settle::run_inline(&mut collect, setup.norm, setup.filter, |sink| {
-        parse::parse_layout(layout, bytes, setup.max_line, sink)
+    let (stats, state) = settle::run_inline(&mut collect, setup.norm, setup.filter, |sink| {
+        read_from(layout, state, bytes, setup.max_line, sink)
     })?;
-    Ok((stats, collect))
+    Ok((stats, collect, state))
+}
+
+/// `layout`'s reader over `input`, from `state` for a reader that carries one.
+fn read_from(
+    layout: Layout,
+    state: &State,
+    input: impl Read,
+    max_line: usize,
+    sink: &mut dyn Sink,
+) -> io::Result<(ParseStats, Option<State>)> {
+    match layout {
+        Layout::Sql => {
+            let (stats, state) = sql::parse_from(input, max_line, state.clone(), sink)?;
+            Ok((stats, Some(state)))
+        }
+        _ => Ok((parse::parse_layout(layout, input, max_line, sink)?, None)),
+    }
 }
 
 /// What a piece's reader gave the store's sink, kept to be applied in order.
@@ -380,6 +434,8 @@ impl Target for Collect {
 /// Pieces being read again together, from the first whose reading ended inside an entry.
 struct Join {
     layout: Layout,
+    /// The reader's state at the join's start.
+    state: Arc<State>,
     bytes: Vec<u8>,
 }
 
@@ -391,6 +447,10 @@ struct Apply<'t> {
     join: Option<Join>,
     /// A join grew past its bound: the rest is read by one reader.
     gave_up: bool,
+    /// The reader's state after the pieces applied.
+    state: Arc<State>,
+    /// Pieces read again: joined to the next, or started from a state guessed wrong.
+    reread: u64,
 }
 
 impl<'t> Apply<'t> {
@@ -401,6 +461,8 @@ impl<'t> Apply<'t> {
             stats: ParseStats::default(),
             join: None,
             gave_up: false,
+            state: Arc::default(),
+            reread: 0,
         }
     }
 
@@ -414,16 +476,26 @@ impl<'t> Apply<'t> {
             }
             return None;
         }
-        let (layout, bytes, read) = match self.join.take() {
-            None => (d.layout, d.buf, d.read),
+        let (layout, state, bytes, read) = match self.join.take() {
+            None if Arc::ptr_eq(&d.state, &self.state) || *d.state == *self.state => {
+                (d.layout, d.state, d.buf, d.read)
+            }
+            None => {
+                // Read from a state that a piece before it changed: read again.
+                self.reread += 1;
+                let state = self.state.clone();
+                let read = read_bytes(setup, d.layout, &state, &d.buf);
+                (d.layout, state, d.buf, read)
+            }
             Some(mut j) => {
                 // The piece's own reading started inside an entry: dropped, read again.
+                self.reread += 1;
                 j.bytes.extend_from_slice(&d.buf);
-                let read = read_bytes(setup, j.layout, &j.bytes);
-                (j.layout, j.bytes, read)
+                let read = read_bytes(setup, j.layout, &j.state, &j.bytes);
+                (j.layout, j.state, j.bytes, read)
             }
         };
-        let (stats, collect) = match read {
+        let (stats, collect, after) = match read {
             Ok(r) => r,
             // Reading bytes in memory fails only if a reader does; counted as lost.
             Err(e) => {
@@ -435,10 +507,19 @@ impl<'t> Apply<'t> {
             if bytes.len() >= setup.max_join {
                 self.gave_up = true;
             }
-            self.join = Some(Join { layout, bytes });
+            self.join = Some(Join {
+                layout,
+                state,
+                bytes,
+            });
             return None;
         }
         self.emit(stats, collect);
+        if let Some(after) = after {
+            if after != *self.state {
+                self.state = Arc::new(after);
+            }
+        }
         Some(bytes)
     }
 
@@ -481,6 +562,7 @@ impl<'t> Apply<'t> {
         &mut self,
         setup: &Setup<'_>,
         layout: Layout,
+        state: &State,
         head: Vec<u8>,
         cutter: &mut Cutter<'_>,
     ) -> io::Result<()> {
@@ -493,13 +575,13 @@ impl<'t> Apply<'t> {
             lines: self.stats.lines,
             bytes: self.stats.bytes,
         };
-        let s = if setup.threads > 1 {
+        let (s, _) = if setup.threads > 1 {
             settle::run(&mut on, setup.norm, setup.filter, |sink| {
-                parse::parse_layout(layout, input, setup.max_line, sink)
+                read_from(layout, state, input, setup.max_line, sink)
             })
         } else {
             settle::run_inline(&mut on, setup.norm, setup.filter, |sink| {
-                parse::parse_layout(layout, input, setup.max_line, sink)
+                read_from(layout, state, input, setup.max_line, sink)
             })
         }?;
         let t = &mut self.stats;
@@ -599,14 +681,14 @@ mod tests {
         (stats, seen)
     }
 
-    fn read_split(setup: &Setup<'_>, layout: Layout, bytes: &[u8]) -> (ParseStats, Seen) {
+    fn read_split(setup: &Setup<'_>, layout: Layout, bytes: &[u8]) -> (ParseStats, Seen, u64) {
         let mut seen = Seen::default();
         let mut input = bytes;
-        let stats = run(&mut seen, setup, layout, &mut input).unwrap();
-        (stats, seen)
+        let (stats, reread) = run_counted(&mut seen, setup, layout, &mut input).unwrap();
+        (stats, seen, reread)
     }
 
-    fn same(alone: &(ParseStats, Seen), split: &(ParseStats, Seen), what: &str) {
+    fn same(alone: &(ParseStats, Seen), split: &(ParseStats, Seen, u64), what: &str) {
         let (a, b) = (&alone.0, &split.0);
         assert_eq!(
             (a.lines, a.entries, a.malformed, a.records, a.bytes),
@@ -656,8 +738,32 @@ mod tests {
             };
             nd.extend(obj.bytes());
         }
+        // SQL whose pieces need the state before them: tables created part way, rows by
+        // their `CREATE TABLE`'s columns, `COPY` blocks across pieces, phpMyAdmin's
+        // statements over many lines, a comment never closed.
+        let mut dump = Vec::new();
+        for t in 0..6 {
+            dump.extend(
+                format!("CREATE TABLE t{t} (id int, nom text, courriel text, mdp text);\n").bytes(),
+            );
+            dump.extend(format!("INSERT INTO t{t} VALUES\n").bytes());
+            for i in 0..40 {
+                let end = if i == 39 { ";" } else { "," };
+                let u = t * 40 + i;
+                dump.extend(format!("({u},'n{u}','u{u}@agence-exemple.fr','p{u}'){end}\n").bytes());
+            }
+            dump.extend(format!("COPY t{t} FROM stdin;\n").bytes());
+            for i in 0..30 {
+                let u = (t * 40 + i + 7) % 400;
+                dump.extend(format!("{u}\tn\tu{u}@agence-exemple.fr\tq{u}\n").bytes());
+            }
+            dump.extend(b"\\.\n-- dumped by admin@agence-exemple.fr\n");
+        }
+        dump.extend(b"/* a comment never closed, u5@agence-exemple.fr\n");
         files.push(("quoted.csv".into(), quoted));
         files.push(("pretty.ndjson".into(), nd));
+        files.push(("states.sql".into(), dump));
+        let mut reread = 0;
         let planted: Vec<IdentityHash> = (0..400)
             .map(|i| IdentityHash::of(&format!("u{i}@agence-exemple.fr")))
             .collect();
@@ -685,8 +791,16 @@ mod tests {
                 let alone = read_alone(&setup, layout, &decoded);
                 let split = read_split(&setup, layout, &decoded);
                 same(&alone, &split, &format!("{name} in pieces of {piece}"));
+                if name.as_str() == "states.sql" && piece < 4096 {
+                    assert!(
+                        split.2 > 0,
+                        "{name} in pieces of {piece}: nothing read again"
+                    );
+                }
+                reread += split.2;
             }
         }
-        assert!(split_shapes >= 6, "{split_shapes} dumps split");
+        assert!(split_shapes >= 9, "{split_shapes} dumps split");
+        assert!(reread > 0);
     }
 }

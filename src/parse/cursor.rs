@@ -61,6 +61,11 @@ impl<R: Read> Cursor<R> {
         }
     }
 
+    /// The last byte consumed.
+    pub fn last(&self) -> Option<u8> {
+        self.last
+    }
+
     /// Bytes consumed so far.
     pub fn bytes_read(&self) -> u64 {
         self.base + self.pos as u64

@@ -84,10 +84,36 @@ pub fn sniff(sample: &[u8]) -> bool {
 /// Reads a SQL dump; see the module's doc. `max_field` bounds each value (and a skipped
 /// statement's text read by the floor).
 pub fn parse<R: Read>(input: R, max_field: usize, sink: &mut dyn Sink) -> io::Result<ParseStats> {
+    Ok(parse_from(input, max_field, State::default(), sink)?.0)
+}
+
+/// What the reader carries from one statement to the next, so that a dump read in pieces
+/// (`crate::split`) reads each as the reader of the whole would: the tables' columns,
+/// and whether a `COPY` block's rows are being read (they are lines, so a piece may
+/// start among them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// Column names of the tables created so far, by lower-case table name.
+    tables: HashMap<String, Vec<String>>,
+    /// Inside a `COPY … FROM stdin` block, with its columns.
+    copying: Option<Columns>,
+}
+
+/// As [`parse`], from `state` (the state after the bytes before `input`); returns the
+/// state after `input` too. [`ParseStats::ended_inside`] is set when `input` ends inside
+/// a statement (which a `COPY` block's rows are not).
+pub fn parse_from<R: Read>(
+    input: R,
+    max_field: usize,
+    state: State,
+    sink: &mut dyn Sink,
+) -> io::Result<(ParseStats, State)> {
     let mut r = SqlReader {
         c: Cursor::new(input),
         max_field,
-        tables: HashMap::new(),
+        tables: state.tables,
+        copying: state.copying,
+        block_ended: false,
         fields: Vec::new(),
         nulls: Vec::new(),
         used: 0,
@@ -97,7 +123,11 @@ pub fn parse<R: Read>(input: R, max_field: usize, sink: &mut dyn Sink) -> io::Re
     r.run(sink)?;
     r.stats.lines = r.c.lines();
     r.stats.bytes = r.c.bytes_read();
-    Ok(r.stats)
+    let state = State {
+        tables: r.tables,
+        copying: r.copying,
+    };
+    Ok((r.stats, state))
 }
 
 struct SqlReader<R> {
@@ -105,6 +135,10 @@ struct SqlReader<R> {
     max_field: usize,
     /// Column names of the tables created so far, by lower-case table name.
     tables: HashMap<String, Vec<String>>,
+    /// Inside a `COPY` block's rows, with its columns.
+    copying: Option<Columns>,
+    /// The statement just read was a `COPY` block that ended at its `\.`.
+    block_ended: bool,
     /// The row being read: its values' bytes (reused), whether each is `NULL`.
     fields: Vec<Vec<u8>>,
     nulls: Vec<bool>,
@@ -123,6 +157,9 @@ enum RowEnd {
 
 impl<R: Read> SqlReader<R> {
     fn run(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        if let Some(cols) = self.copying {
+            self.copy_rows(cols, sink)?;
+        }
         loop {
             self.skip_ws_and_comments(sink)?;
             let Some(b) = self.c.peek()? else {
@@ -132,6 +169,20 @@ impl<R: Read> SqlReader<R> {
                 self.c.bump()?;
                 continue;
             }
+            self.block_ended = false;
+            self.statement(sink)?;
+            // A statement ends at its `;` (a `COPY` block, at its `\.` or among its rows):
+            // one that the input's end cut short is the next piece's to finish.
+            let ended = self.c.last() == Some(b';') || self.block_ended;
+            if !ended && self.copying.is_none() && self.c.peek()?.is_none() {
+                self.stats.ended_inside = true;
+            }
+        }
+    }
+
+    /// One statement, from its first word.
+    fn statement(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        {
             let word = self.word()?;
             match word.as_str() {
                 "INSERT" | "REPLACE" => self.insert(sink)?,
@@ -153,6 +204,7 @@ impl<R: Read> SqlReader<R> {
                 sink.progress(read);
             }
         }
+        Ok(())
     }
 
     /// Skips white space, `-- …` and `# …` lines and `/* … */` comments. A comment is an
@@ -183,7 +235,11 @@ impl<R: Read> SqlReader<R> {
                     self.c.bump()?;
                     loop {
                         match self.c.push_bounded(b"*", &mut text, self.max_field)?.0 {
-                            None => break,
+                            None => {
+                                // The input ended inside the comment.
+                                self.stats.ended_inside = true;
+                                break;
+                            }
                             Some(_) => {
                                 self.c.bump()?;
                                 if self.c.peek()? == Some(b'/') {
@@ -580,6 +636,14 @@ impl<R: Read> SqlReader<R> {
         let mut line = Vec::new();
         self.c.push_bounded(b"\n", &mut line, 0)?;
         self.c.bump()?;
+        self.copy_rows(cols, sink)
+    }
+
+    /// A `COPY` block's rows, one per line, through `\.`; at the input's end without it,
+    /// still [`SqlReader::copying`].
+    fn copy_rows(&mut self, cols: Columns, sink: &mut dyn Sink) -> io::Result<()> {
+        self.copying = Some(cols);
+        let mut line = Vec::new();
         loop {
             line.clear();
             let (stop, cut) = self.c.push_bounded(b"\n", &mut line, self.max_field)?;
@@ -590,6 +654,8 @@ impl<R: Read> SqlReader<R> {
             self.c.bump()?;
             let row = line.strip_suffix(b"\r").unwrap_or(&line);
             if row == b"\\." {
+                self.copying = None;
+                self.block_ended = true;
                 return Ok(());
             }
             self.stats.entries += 1;
