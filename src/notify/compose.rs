@@ -94,6 +94,24 @@ pub fn defang(host: &str) -> String {
     host.replace('.', "[.]")
 }
 
+/// The site of a finding as a mail may name it: a host name, IDNA-normalised (so that
+/// fullwidth dots and other lookalikes become what a browser would go to), of letters,
+/// digits and hyphens in labels of 1–63 bytes, 253 bytes at most; `None` for anything
+/// else. A site is text the dump chose (`sso[.]agence-exemple[.]fr — urgent, call +33…`
+/// was once mailed as it came): a mail that cannot name a host names none.
+pub fn mail_host(site: &str) -> Option<String> {
+    // A cookie's domain (`.example.net`) names the same host.
+    let site = site.strip_prefix('.').unwrap_or(site);
+    let ascii = idna::domain_to_ascii(site).ok()?;
+    let ldh = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    (ascii.len() <= 253 && ascii.split('.').all(ldh)).then_some(ascii)
+}
+
 /// Composes and queues everything the store owes: user mails for findings not yet told,
 /// and a digest of everything not yet digested. Does nothing when nothing is owed.
 pub fn compose(
@@ -136,7 +154,7 @@ pub fn compose(
                 .iter()
                 .map(|f| Exposure {
                     kind: f.kind.as_str(),
-                    site: f.site.as_deref().map(defang),
+                    site: f.site.as_deref().and_then(mail_host).map(|h| defang(&h)),
                     format: f.format.clone(),
                     first_seen: timefmt::date(f.first_seen),
                     hint: f.password_hint.clone(),
@@ -221,7 +239,7 @@ fn digest_ctx<'a>(
         email: f.email.clone(),
         username: f.username.clone(),
         first_seen: timefmt::date(f.first_seen),
-        site: f.site.clone(),
+        site: f.site.as_deref().and_then(mail_host),
         format: f.format.clone(),
         sources: f.sources.join(", "),
         critical: f.severity == Severity::Critical,
@@ -490,5 +508,45 @@ mod tests {
     #[test]
     fn defang_hosts() {
         assert_eq!(defang("sso.agence-exemple.fr"), "sso[.]agence-exemple[.]fr");
+    }
+
+    /// Only a host name reaches a mail; what a dump wrote around or instead of one does
+    /// not, however it hides its dots and spaces.
+    #[test]
+    fn only_host_names_are_named_in_mail() {
+        let ok = |s: &str| mail_host(s);
+        assert_eq!(
+            ok("sso.agence-exemple.fr").as_deref(),
+            Some("sso.agence-exemple.fr")
+        );
+        assert_eq!(
+            ok("SSO.Agence-Exemple.FR").as_deref(),
+            Some("sso.agence-exemple.fr")
+        );
+        assert_eq!(
+            ok("www.société.example").as_deref(),
+            Some("www.xn--socit-esab.example")
+        );
+        // Fullwidth dots are dots: the host a browser would go to is the one named.
+        assert_eq!(
+            ok("agence-exemple\u{ff0e}secure-login\u{ff0e}com").as_deref(),
+            Some("agence-exemple.secure-login.com")
+        );
+        assert_eq!(ok("10.0.0.5").as_deref(), Some("10.0.0.5"));
+        for bad in [
+            "sso[.]agence-exemple[.]fr — urgent call +33 1 23 45 67 89",
+            "agence-exemple.fr\u{a0}or\u{a0}visit\u{a0}x.example",
+            "a b.example",
+            "host.example:8080",
+            "-bad.example",
+            "x..example",
+            "",
+            &"a".repeat(64),
+            &format!("{}.example", ["abc"; 70].join(".")),
+            "evil\u{1b}]0;x\u{7}.example",
+            "user@host.example",
+        ] {
+            assert_eq!(ok(bad), None, "{bad:?}");
+        }
     }
 }

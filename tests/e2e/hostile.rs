@@ -60,12 +60,18 @@ fn findings_list_escapes_what_a_dump_wrote() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), "file", "");
     let csv = tmp.path().join("accounts.csv");
-    std::fs::write(&csv, "email\njean@agence-exemple.fr\n").unwrap();
+    std::fs::write(
+        &csv,
+        "email\njean@agence-exemple.fr\nmarie@agence-exemple.fr\npaul@agence-exemple.fr\n",
+    )
+    .unwrap();
     import(&cfg, &csv);
     let dump = tmp.path().join("ulp.txt");
     std::fs::write(
         &dump,
-        "https://evil\u{1b}]0;owned\u{7}.example/login:jean@agence-exemple.fr:Secret-1\n",
+        "https://evil\u{1b}]0;owned\u{7}.example/login:jean@agence-exemple.fr:Secret-1\n\
+         https://sso[.]agence-exemple[.]fr urgent call +33 1 23 45 67 89/login:marie@agence-exemple.fr:Secret-2\n\
+         https://sso.agence-exemple\u{ff0e}fr/login:paul@agence-exemple.fr:Secret-3\n",
     )
     .unwrap();
     expect_code(&ingest(&cfg, &[&dump]), 0);
@@ -78,4 +84,21 @@ fn findings_list_escapes_what_a_dump_wrote() {
         out.contains("\\x1b]0;owned\\x07"),
         "the site is shown, escaped: {out}"
     );
+
+    // The users' mails name a site only when it is a host name.
+    let mails = read_outbox(&tmp.path().join("state/outbox"));
+    let to = |who: &str| {
+        mails
+            .iter()
+            .find(|m| m.to_address() == who)
+            .unwrap_or_else(|| panic!("no mail to {who}"))
+            .text
+            .clone()
+    };
+    let jean = to("jean@agence-exemple.fr");
+    assert!(!jean.contains("owned") && !jean.contains('\u{1b}'), "{jean}");
+    let marie = to("marie@agence-exemple.fr");
+    assert!(!marie.contains("urgent") && !marie.contains("+33"), "{marie}");
+    let paul = to("paul@agence-exemple.fr");
+    assert!(paul.contains("sso[.]agence-exemple[.]fr"), "{paul}");
 }
