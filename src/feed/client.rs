@@ -8,6 +8,8 @@
 //! site is ever sent to the local resolver.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -196,6 +198,44 @@ pub struct Client {
     pub http: reqwest::Client,
     opts: ClientOptions,
     auth: Option<(HeaderName, HeaderValue)>,
+    /// Whether requests carry a secret header: the redirect policy then keeps to the
+    /// origin (see [`redirect_policy`]).
+    secret: Arc<AtomicBool>,
+}
+
+/// Redirects followed: at most 5; never from `https` to `http`; and, when the requests
+/// carry a secret (`auth_header`, `hibp-api-key`), never to another origin (scheme,
+/// host, port). `reqwest` drops `Authorization` on such a hop but sends any other header
+/// on, so a feed's key would reach whatever host a redirect names: the transfer fails
+/// instead, saying where the redirect went.
+fn redirect_policy(secret: Arc<AtomicBool>) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let Some(first) = attempt.previous().first() else {
+            return attempt.follow();
+        };
+        let (from, to) = (first.clone(), attempt.url().clone());
+        if attempt.previous().len() > 5 {
+            return attempt.error("more than 5 redirects");
+        }
+        let prev = attempt.previous().last().unwrap_or(&from);
+        if prev.scheme() == "https" && to.scheme() != "https" {
+            return attempt.error(format!("redirect from https to {} refused", to.scheme()));
+        }
+        let origin = |u: &reqwest::Url| {
+            (
+                u.scheme().to_string(),
+                u.host_str().map(str::to_string),
+                u.port_or_known_default(),
+            )
+        };
+        if secret.load(Ordering::Relaxed) && origin(&to) != origin(&from) {
+            return attempt.error(format!(
+                "redirect to another host ({}) refused: the feed's credentials go to its own host only",
+                to.host_str().unwrap_or("?")
+            ));
+        }
+        attempt.follow()
+    })
 }
 
 impl Client {
@@ -205,11 +245,18 @@ impl Client {
             .user_agent
             .clone()
             .unwrap_or_else(|| format!("leakwatch/{}", env!("CARGO_PKG_VERSION")));
+        let auth = match (&opts.auth_header, &opts.auth_file) {
+            (Some(h), Some(f)) => Some(auth_header(h, f)?),
+            _ => None,
+        };
+        let secret = Arc::new(AtomicBool::new(auth.is_some()));
         let mut b = reqwest::Client::builder()
             .user_agent(ua)
             .connect_timeout(Duration::from_secs(opts.connect_timeout_secs))
             .read_timeout(Duration::from_secs(opts.read_timeout_secs))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(redirect_policy(secret.clone()))
+            // A URL may carry a token (`?token=`): it is not told to the next server.
+            .referer(false)
             .no_proxy();
         if let Some(p) = &opts.proxy {
             b = b.proxy(reqwest::Proxy::all(p).map_err(|e| setup(&e))?);
@@ -221,14 +268,11 @@ impl Client {
                 .map_err(|e| FetchError::Setup(format!("{}: {e}", ca.display())))?;
             b = b.add_root_certificate(cert);
         }
-        let auth = match (&opts.auth_header, &opts.auth_file) {
-            (Some(h), Some(f)) => Some(auth_header(h, f)?),
-            _ => None,
-        };
         Ok(Client {
             http: b.build().map_err(|e| setup(&e))?,
             opts: opts.clone(),
             auth,
+            secret,
         })
     }
 
@@ -240,6 +284,7 @@ impl Client {
         file: &std::path::Path,
     ) -> Result<Client, FetchError> {
         self.auth = Some(auth_header(name, file)?);
+        self.secret.store(true, Ordering::Relaxed);
         Ok(self)
     }
 

@@ -479,3 +479,71 @@ fn check_names_the_feed_file_and_key_at_fault() {
     expect_code(&o, 78);
     assert_stderr(&o, "tor.toml: key `urls`");
 }
+
+/// A feed's secret header goes to its own host only: a redirect to another host is
+/// refused (reqwest drops `Authorization` on such a hop, but sends any other header on);
+/// a redirect within the host is followed without a `Referer` (which carried the URL's
+/// `?token=`); https never falls back to http.
+#[test]
+fn secrets_do_not_follow_redirects_to_another_host() {
+    let Setup {
+        tmp,
+        data,
+        cfg,
+        feeds,
+        ..
+    } = setup(37, 20, 2_000);
+    let server = HttpServer::start(
+        tmp.path(),
+        &["--root", data.join("dumps").to_str().unwrap()],
+    );
+    let key = tmp.path().join("api.key");
+    std::fs::write(&key, "k3y-v4lue\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // 127.0.0.1 and localhost: the same server, another host name.
+    let elsewhere = format!("http://localhost:{}/files/ulp.txt", server.port);
+    let within = "/files/combo.txt";
+    let enc = |u: &str| u.replace(':', "%3A").replace('/', "%2F");
+    let feed = |name: &str, to: &str| {
+        format!(
+            "name = \"{name}\"\nkind = \"http\"\nschedule = \"0 * * * *\"\n\
+             urls = [\"{}\"]\nauth_header = \"X-Api-Key\"\nauth_file = \"{}\"\n\
+             retry_backoff_ms = 50\nretries = 0\n",
+            server.url(&format!("/redirect?token=s3cret-token&to={}", enc(to))),
+            key.display()
+        )
+    };
+    write_feed(&feeds, "away", &feed("away", &elsewhere));
+    write_feed(&feeds, "home", &feed("home", within));
+    let o = run_once(&cfg);
+    let away = status_row(&cfg, "away");
+    assert!(away.contains(" failed "), "{away}");
+    let s = status(&cfg);
+    assert!(s.contains("refused"), "the run row says why:\n{s}");
+    assert!(status_row(&cfg, "home").contains(" ok "), "{}", stderr(&o));
+    let reqs = server.requests();
+    assert!(
+        !reqs
+            .iter()
+            .any(|r| r["host"].as_str().unwrap_or("").starts_with("localhost")),
+        "the redirect to another host was followed: {reqs:?}"
+    );
+    let home: Vec<_> = reqs
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().starts_with("/files/combo.txt"))
+        .collect();
+    assert_eq!(home.len(), 1, "{reqs:?}");
+    assert_eq!(
+        home[0]["x_api_key"], "k3y-v4lue",
+        "same host: the key is sent"
+    );
+    assert!(
+        home[0]["referer"].is_null(),
+        "a Referer was sent: {:?}",
+        home[0]
+    );
+}

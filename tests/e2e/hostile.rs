@@ -96,9 +96,15 @@ fn findings_list_escapes_what_a_dump_wrote() {
             .clone()
     };
     let jean = to("jean@agence-exemple.fr");
-    assert!(!jean.contains("owned") && !jean.contains('\u{1b}'), "{jean}");
+    assert!(
+        !jean.contains("owned") && !jean.contains('\u{1b}'),
+        "{jean}"
+    );
     let marie = to("marie@agence-exemple.fr");
-    assert!(!marie.contains("urgent") && !marie.contains("+33"), "{marie}");
+    assert!(
+        !marie.contains("urgent") && !marie.contains("+33"),
+        "{marie}"
+    );
     let paul = to("paul@agence-exemple.fr");
     assert!(paul.contains("sso[.]agence-exemple[.]fr"), "{paul}");
 }

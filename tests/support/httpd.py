@@ -15,6 +15,9 @@ Serves:
                   content of --hibp-key, and the very first request answers 429 with
                   Retry-After: 1.
 
+  /redirect?to=URL
+                  302 to URL (the query's value, percent-decoded).
+
 Every request is logged to --log as one JSON object per line: method, path, client
 address, the headers that matter, the status sent.
 
@@ -78,6 +81,9 @@ class Handler(BaseHTTPRequestHandler):
             "add_padding": self.headers.get("Add-Padding"),
             "user_agent": self.headers.get("User-Agent"),
             "authorization": self.headers.get("Authorization"),
+            "x_api_key": self.headers.get("X-Api-Key"),
+            "referer": self.headers.get("Referer"),
+            "host": self.headers.get("Host"),
             "hibp_api_key_ok": self.server.state.hibp_key is not None
             and self.headers.get("hibp-api-key") == self.server.state.hibp_key,
         }
@@ -104,6 +110,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.serve_range(path[len("/range/"):])
         if path.startswith("/api/v3/"):
             return self.serve_hibp(path[len("/api/v3/"):])
+        if path == "/redirect":
+            from urllib.parse import parse_qs, urlsplit
+            to = parse_qs(urlsplit(self.path).query).get("to", [""])[0]
+            return self.send_plain(302, b"", [("Location", to)])
         self.send_plain(404, b"not found\n")
 
     def serve_file(self, name):
