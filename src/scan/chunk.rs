@@ -164,8 +164,10 @@ fn trim_ascii(text: &str) -> &str {
 #[inline]
 fn text_of(line: &[u8], clean: bool) -> Result<&str, Malformed> {
     if clean {
-        // SAFETY: the whole chunk is ASCII (checked by the caller), hence UTF-8.
-        return Ok(unsafe { std::str::from_utf8_unchecked(line) });
+        // The chunk was ASCII when the caller checked it; but a mapped file's bytes can be
+        // changed by its uploader between that check and this read, so the line is
+        // checked again (cheap on ASCII) rather than trusted: at worst it is malformed.
+        return std::str::from_utf8(line).map_err(|_| Malformed::InvalidUtf8);
     }
     if memchr::memchr(0, line).is_some() {
         return Err(Malformed::NulByte);

@@ -53,6 +53,31 @@ pub enum Compressed {
     Fixed(u64),
     /// Counted as the decompressor consumes it (gzip).
     Counted(Counter),
+    /// Counted as the decompressor consumes it, from this count on (a zip entry, whose
+    /// declared compressed size is the archive's word: a forged one once let 100 KB
+    /// inflate to 100 MB within the ratio).
+    Since(Counter, u64),
+}
+
+/// Counts the bytes read through it (a zip archive's file: what its entries' readers
+/// actually consume); seeks pass through.
+pub struct Metered<R> {
+    pub inner: R,
+    pub count: Counter,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: io::Seek> io::Seek for Metered<R> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
+    }
 }
 
 /// Fails once the output is more than `ratio` times the compressed input (+ slack).
@@ -83,6 +108,7 @@ impl<R: Read> Read for RatioReader<R> {
         let compressed = match &self.compressed {
             Compressed::Fixed(c) => *c,
             Compressed::Counted(c) => c.get(),
+            Compressed::Since(c, start) => c.get().saturating_sub(*start),
         };
         let max = self
             .ratio

@@ -371,6 +371,97 @@ mod tests {
         assert!(c.errors.is_empty(), "{:?}", c.errors);
     }
 
+    /// A zip entry whose declared compressed size is forged (here 200 MiB for about 8 KiB
+    /// of deflate) is held to the ratio by the bytes its reader consumes: cut, reported.
+    #[test]
+    fn a_forged_compressed_size_does_not_widen_the_ratio() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("forged.zip");
+        zip_with(&path, &[("big.txt", &vec![b'a'; 8 << 20])]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let forged = (200u32 << 20).to_le_bytes();
+        // The local header's compressed size (offset 18) and the central directory's
+        // (offset 20 of its entry).
+        assert_eq!(&bytes[..4], b"PK\x03\x04");
+        bytes[18..22].copy_from_slice(&forged);
+        let cd = bytes
+            .windows(4)
+            .rposition(|w| w == b"PK\x01\x02")
+            .expect("a central directory entry");
+        bytes[cd + 20..cd + 24].copy_from_slice(&forged);
+        std::fs::write(&path, &bytes).unwrap();
+        let (files, _) = collect_files(std::slice::from_ref(&path));
+        let mut c = Collect::default();
+        let limits = Limits::default();
+        for f in &files {
+            read_file(f, opts(&limits, d.path()), &mut c);
+        }
+        let errs = c.errors.join("\n");
+        assert!(
+            errs.contains("forged.zip!big.txt") && errs.contains("max_compression_ratio"),
+            "{errs}"
+        );
+        let read: usize = c.streams.iter().map(|(_, d)| d.len()).sum();
+        assert!(read < 8 << 20, "{read} bytes read past the ratio");
+    }
+
+    /// GNU long names and PAX paths name their entries; one declared larger than what is
+    /// kept is reported (it once was read whole into memory, whatever its size) and the
+    /// entry after it is still read, under its short name.
+    #[test]
+    fn tar_long_names_are_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let long = format!("Dev1/{}/Passwords.txt", "d".repeat(300));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o644);
+        b.append_data(&mut h, &long, &b"one\n"[..]).unwrap();
+        // A long-name header declaring 200 KB (the crate would keep it all).
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_size(200_000);
+        h.set_path("././@LongLink").unwrap();
+        h.set_cksum();
+        b.append(&h, &vec![b'x'; 200_000][..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "short.txt", &b"two\n"[..]).unwrap();
+        // A PAX header with a path record.
+        let record = "path=Dev2/pax-named.txt\n";
+        let pax = format!("{} {record}", record.len() + 3);
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_size(pax.len() as u64);
+        h.set_path("PaxHeader/x").unwrap();
+        h.set_cksum();
+        b.append(&h, pax.as_bytes()).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(6);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "x.txt", &b"three\n"[..]).unwrap();
+        std::fs::write(d.path().join("names.tar"), b.into_inner().unwrap()).unwrap();
+        let (files, _) = collect_files(&[d.path().to_path_buf()]);
+        let mut c = Collect::default();
+        let limits = Limits::default();
+        for f in &files {
+            read_file(f, opts(&limits, d.path()), &mut c);
+        }
+        let names: Vec<String> = c
+            .streams
+            .iter()
+            .map(|(n, _)| n.rsplit('!').next().unwrap().to_string())
+            .collect();
+        assert_eq!(names, [long.as_str(), "short.txt", "Dev2/pax-named.txt"]);
+        let errs = c.errors.join("\n");
+        assert!(
+            errs.contains("GNU long-name header of 200000 bytes"),
+            "{errs}"
+        );
+        assert_eq!(c.errors.len(), 1, "{errs}");
+    }
+
     #[test]
     fn bombs_nesting_and_corrupt_archives() {
         let d = tempfile::tempdir().unwrap();

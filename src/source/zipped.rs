@@ -5,11 +5,16 @@ use std::io::{Read, Seek, SeekFrom};
 
 use crate::parse::sheet::SheetKind;
 
-use super::budget::{Compressed, Counter, RatioReader};
+use super::budget::{Compressed, Counter, Metered, RatioReader};
 use super::walk::{Flow, Walker};
 
 impl Walker<'_, '_> {
     pub(super) fn zip<R: Read + Seek>(&mut self, name: &str, r: R, depth: u32) -> Flow {
+        let consumed = Counter::default();
+        let r = Metered {
+            inner: r,
+            count: consumed.clone(),
+        };
         let mut archive = match zip::ZipArchive::new(r) {
             Ok(a) => a,
             Err(e) => {
@@ -98,10 +103,11 @@ impl Walker<'_, '_> {
                     continue;
                 }
             };
+            // The entry's compressed bytes as its reader consumes them, not as declared.
             let ratio = self.limits().max_compression_ratio;
             let mut limited = RatioReader::new(
                 &mut file,
-                Compressed::Fixed(compressed),
+                Compressed::Since(consumed.clone(), consumed.get()),
                 ratio,
                 Counter::default(),
             );
