@@ -102,6 +102,14 @@ enum MailCommand {
 }
 
 fn main() -> ExitCode {
+    // Everything leakwatch creates (the database and its journal, the filter, the key
+    // index, the outbox's messages, spooled downloads) is its own alone: files 0600 and
+    // directories 0700, whatever mode a directory that already exists has.
+    // SAFETY: umask only sets this process's file-creation mask; it cannot fail.
+    #[cfg(unix)]
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     // Colours only on a terminal. Under systemd (JOURNAL_STREAM set) the journal stamps
     // each line itself, so ours carry no time.

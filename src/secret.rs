@@ -43,7 +43,9 @@ pub enum SecretError {
     },
     #[error("secret file {path} is empty")]
     Empty { path: PathBuf },
-    #[error("secret file {path} is readable by other users (mode {mode:o}); chmod 600 it")]
+    #[error(
+        "secret file {path} is readable by other users or its group (mode {mode:o}); chmod 600 it"
+    )]
     Loose { path: PathBuf, mode: u32 },
 }
 
@@ -59,8 +61,9 @@ pub fn expand_credentials_dir(path: &Path) -> PathBuf {
 
 /// Reads a secret from a file: trailing newlines are dropped, everything else is kept.
 ///
-/// A file that other users can read is refused rather than warned about: a world-readable
-/// SMTP password is a finding in itself, and the fix (`chmod 600`) is one command.
+/// A file that other users can read, its group's included, is refused rather than warned
+/// about: a readable SMTP password is a finding in itself, and the fix (`chmod 600`) is one
+/// command. (systemd's credentials are 0400 to the service's user.)
 pub fn read_secret_file(path: &Path) -> Result<Secret, SecretError> {
     let path = expand_credentials_dir(path);
     let meta = std::fs::metadata(&path).map_err(|source| SecretError::Read {
@@ -71,7 +74,7 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, SecretError> {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o007 != 0 {
+        if mode & 0o077 != 0 {
             return Err(SecretError::Loose { path, mode });
         }
     }
@@ -107,11 +110,15 @@ mod tests {
         std::fs::write(&p, "s3cret\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_secret_file(&p).unwrap().expose(), "s3cret");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(
-            read_secret_file(&p),
-            Err(SecretError::Loose { .. })
-        ));
+        for loose in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(loose)).unwrap();
+            assert!(
+                matches!(read_secret_file(&p), Err(SecretError::Loose { .. })),
+                "{loose:o}"
+            );
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(read_secret_file(&p).unwrap().expose(), "s3cret");
         std::fs::write(dir.path().join("empty"), "\n").unwrap();
         std::fs::set_permissions(
             dir.path().join("empty"),

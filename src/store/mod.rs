@@ -116,6 +116,16 @@ pub fn ensure_state_dir(dir: &Path) -> Result<(), StoreError> {
         }
         b.create(dir).map_err(err)?;
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(dir) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "the state directory is open to other users (its files are created 0600 all the same); chmod 700 it");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -108,3 +108,44 @@ fn findings_list_escapes_what_a_dump_wrote() {
     let paul = to("paul@agence-exemple.fr");
     assert!(paul.contains("sso[.]agence-exemple[.]fr"), "{paul}");
 }
+
+/// A state directory that already exists open to others (0755, as `mkdir` makes it) is
+/// warned about, and every file leakwatch writes in it is still its own alone (0600;
+/// directories 0700): the database, the filter, the key index, the installation key, the
+/// outbox's messages.
+#[test]
+fn state_files_are_private_whatever_the_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "file", "");
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let csv = tmp.path().join("accounts.csv");
+    std::fs::write(&csv, "email\njean@agence-exemple.fr\n").unwrap();
+    let o = run(&cfg, &["accounts", "import", csv.to_str().unwrap()]);
+    expect_code(&o, 0);
+    assert_stderr(&o, "chmod 700");
+    let dump = tmp.path().join("combo.txt");
+    std::fs::write(&dump, "jean@agence-exemple.fr:Secret-1\n").unwrap();
+    expect_code(&ingest(&cfg, &[&dump]), 0);
+    let files = all_files(&state);
+    assert!(files.len() >= 5, "{files:?}");
+    assert!(
+        files
+            .iter()
+            .any(|(p, _)| p.extension().is_some_and(|e| e == "eml")),
+        "a mail was written"
+    );
+    for (path, _) in &files {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", p.display());
+        }
+    }
+}
