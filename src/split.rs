@@ -546,6 +546,11 @@ impl<'t> Apply<'t> {
             }
         }
         self.target.settled(&c.counts);
+        self.add(&s);
+    }
+
+    /// Adds a reading's stats to the stream's, and tells how far it is.
+    fn add(&mut self, s: &ParseStats) {
         let t = &mut self.stats;
         t.lines += s.lines;
         t.entries += s.entries;
@@ -584,14 +589,7 @@ impl<'t> Apply<'t> {
                 read_from(layout, state, input, setup.max_line, sink)
             })
         }?;
-        let t = &mut self.stats;
-        t.lines += s.lines;
-        t.entries += s.entries;
-        t.malformed += s.malformed;
-        t.records += s.records;
-        t.bytes += s.bytes;
-        t.ended_inside = s.ended_inside;
-        self.target.progress(t.bytes);
+        self.add(&s);
         Ok(())
     }
 }

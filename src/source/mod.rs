@@ -223,6 +223,17 @@ mod tests {
         }
     }
 
+    /// Every file under `paths` read with the default limits, spooling into `spool`.
+    fn read_paths(paths: &[PathBuf], spool: &Path) -> Collect {
+        let (files, _) = collect_files(paths);
+        let mut c = Collect::default();
+        let limits = Limits::default();
+        for f in &files {
+            read_file(f, opts(&limits, spool), &mut c);
+        }
+        c
+    }
+
     fn zip_with(path: &Path, entries: &[(&str, &[u8])]) {
         let mut w = zip::ZipWriter::new(File::create(path).unwrap());
         let opts = zip::write::SimpleFileOptions::default()
@@ -390,12 +401,7 @@ mod tests {
             .expect("a central directory entry");
         bytes[cd + 20..cd + 24].copy_from_slice(&forged);
         std::fs::write(&path, &bytes).unwrap();
-        let (files, _) = collect_files(std::slice::from_ref(&path));
-        let mut c = Collect::default();
-        let limits = Limits::default();
-        for f in &files {
-            read_file(f, opts(&limits, d.path()), &mut c);
-        }
+        let c = read_paths(std::slice::from_ref(&path), d.path());
         let errs = c.errors.join("\n");
         assert!(
             errs.contains("forged.zip!big.txt") && errs.contains("max_compression_ratio"),
@@ -442,12 +448,7 @@ mod tests {
         h.set_mode(0o644);
         b.append_data(&mut h, "x.txt", &b"three\n"[..]).unwrap();
         std::fs::write(d.path().join("names.tar"), b.into_inner().unwrap()).unwrap();
-        let (files, _) = collect_files(&[d.path().to_path_buf()]);
-        let mut c = Collect::default();
-        let limits = Limits::default();
-        for f in &files {
-            read_file(f, opts(&limits, d.path()), &mut c);
-        }
+        let c = read_paths(&[d.path().to_path_buf()], d.path());
         let names: Vec<String> = c
             .streams
             .iter()
@@ -482,12 +483,7 @@ mod tests {
         std::fs::write(d.path().join("corrupt.zip"), b"PK\x03\x04garbage").unwrap();
         std::fs::write(d.path().join("logs.rar"), b"Rar!\x1A\x07\x01\x00rest").unwrap();
         ensure_unar();
-        let (files, _) = collect_files(&[d.path().to_path_buf()]);
-        let mut c = Collect::default();
-        let limits = Limits::default();
-        for f in &files {
-            read_file(f, opts(&limits, d.path()), &mut c);
-        }
+        let c = read_paths(&[d.path().to_path_buf()], d.path());
         let errs = c.errors.join("\n");
         assert!(
             errs.contains("bomb.zip!big.txt") && errs.contains("max_compression_ratio"),
@@ -519,10 +515,8 @@ mod tests {
             ..Limits::default()
         };
         let mut c = Collect::default();
-        let nested = files
-            .iter()
-            .find(|f| f.path.ends_with("nested.zip"))
-            .unwrap();
+        let (files, _) = collect_files(&[d.path().join("nested.zip")]);
+        let nested = &files[0];
         read_file(nested, opts(&shallow, d.path()), &mut c);
         assert!(c.streams.is_empty());
         assert!(c.errors[0].contains("max_archive_depth"), "{:?}", c.errors);
