@@ -35,6 +35,14 @@ pub struct ClientOptions {
     pub connect_timeout_secs: u64,
     /// Longest silence while reading a response.
     pub read_timeout_secs: u64,
+    /// Longest a whole transfer may take, request and body (a download with its
+    /// resumptions, an API call with its retries).
+    pub deadline_secs: u64,
+    /// Slowest a body may arrive, in bytes per second over each `rate_window_secs`: a
+    /// server that trickles a byte every few seconds never trips `read_timeout_secs`, and
+    /// would hold the feed (and, two such, every feed) for good. 0: no floor.
+    pub min_bytes_per_sec: u64,
+    pub rate_window_secs: u64,
     /// Attempts after the first, for connection errors, 5xx, 429 and cut downloads.
     pub retries: u32,
     /// First backoff; doubled at each retry (at most 60 s), with random jitter.
@@ -53,6 +61,9 @@ impl Default for ClientOptions {
             proxy: None,
             connect_timeout_secs: 30,
             read_timeout_secs: 120,
+            deadline_secs: 6 * 3600,
+            min_bytes_per_sec: 1024,
+            rate_window_secs: 60,
             retries: 4,
             retry_backoff_ms: 1000,
             user_agent: None,
@@ -65,10 +76,13 @@ impl Default for ClientOptions {
 
 impl ClientOptions {
     /// The keys of this struct, to split them from a feed kind's own keys.
-    pub const KEYS: [&'static str; 9] = [
+    pub const KEYS: [&'static str; 12] = [
         "proxy",
         "connect_timeout_secs",
         "read_timeout_secs",
+        "deadline_secs",
+        "min_bytes_per_sec",
+        "rate_window_secs",
         "retries",
         "retry_backoff_ms",
         "user_agent",
@@ -97,6 +111,12 @@ impl ClientOptions {
             return Err((
                 "read_timeout_secs",
                 "timeouts must be at least 1 second".into(),
+            ));
+        }
+        if self.deadline_secs == 0 || self.rate_window_secs == 0 {
+            return Err((
+                "deadline_secs",
+                "deadline_secs and rate_window_secs must be at least 1 second".into(),
             ));
         }
         if self.retries > 20 {
@@ -172,6 +192,10 @@ pub enum FetchError {
     Setup(String),
     #[error("spool: {0}")]
     Spool(#[from] std::io::Error),
+    /// Past the transfer's deadline, or slower than its minimum rate: not retried (a
+    /// retry would hold the feed as long again).
+    #[error("{url}: {message}")]
+    Slow { url: String, message: String },
     #[error("stopped by shutdown")]
     Cancelled,
 }
@@ -186,6 +210,72 @@ impl FetchError {
             }
             _ => false,
         }
+    }
+}
+
+/// The pace of one transfer: its deadline, and its body's rate checked over windows.
+pub struct Pace {
+    deadline: tokio::time::Instant,
+    deadline_secs: u64,
+    min_per_window: u64,
+    window: Duration,
+    window_end: tokio::time::Instant,
+    window_start_bytes: u64,
+}
+
+impl Pace {
+    pub fn start(opts: &ClientOptions) -> Pace {
+        let now = tokio::time::Instant::now();
+        let window = Duration::from_secs(opts.rate_window_secs.max(1));
+        Pace {
+            deadline: now + Duration::from_secs(opts.deadline_secs.max(1)),
+            deadline_secs: opts.deadline_secs,
+            min_per_window: opts.min_bytes_per_sec.saturating_mul(window.as_secs()),
+            window,
+            window_end: now + window,
+            window_start_bytes: 0,
+        }
+    }
+
+    /// When [`Pace::check`] must run next, data or not.
+    pub fn next_check(&self) -> tokio::time::Instant {
+        self.window_end.min(self.deadline)
+    }
+
+    pub fn deadline(&self) -> tokio::time::Instant {
+        self.deadline
+    }
+
+    pub fn over_deadline(&self) -> String {
+        format!("not done within deadline_secs ({} s)", self.deadline_secs)
+    }
+
+    /// `Err` with the reason once the transfer is past its deadline, or a window has
+    /// ended with fewer than its bytes; `bytes` is the body's total so far.
+    pub fn check(&mut self, bytes: u64) -> Result<(), String> {
+        let now = tokio::time::Instant::now();
+        if now >= self.deadline {
+            return Err(self.over_deadline());
+        }
+        if now >= self.window_end {
+            let got = bytes.saturating_sub(self.window_start_bytes);
+            if got < self.min_per_window {
+                return Err(format!(
+                    "{got} bytes in {} s, slower than min_bytes_per_sec ({} per second)",
+                    self.window.as_secs(),
+                    self.min_per_window / self.window.as_secs().max(1)
+                ));
+            }
+            self.window_end = now + self.window;
+            self.window_start_bytes = bytes;
+        }
+        Ok(())
+    }
+
+    /// A new window from now (after a pause this side chose: a backoff, a resumption).
+    pub fn restart_window(&mut self, bytes: u64) {
+        self.window_end = tokio::time::Instant::now() + self.window;
+        self.window_start_bytes = bytes;
     }
 }
 
@@ -376,7 +466,14 @@ impl Client {
         cancel: &Cancel,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Option<Vec<u8>>, FetchError> {
-        let mut resp = self.send(url, cancel, build).await?;
+        let mut pace = Pace::start(&self.opts);
+        let mut resp = tokio::select! {
+            r = self.send(url, cancel, build) => r?,
+            _ = tokio::time::sleep_until(pace.deadline()) => {
+                return Err(FetchError::Slow { url: redact(url), message: pace.over_deadline() });
+            }
+        };
+        pace.restart_window(0);
         let status = resp.status();
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -390,7 +487,19 @@ impl Client {
             let chunk = tokio::select! {
                 c = resp.chunk() => c,
                 _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+                _ = tokio::time::sleep_until(pace.next_check()) => {
+                    pace.check(body.len() as u64).map_err(|message| FetchError::Slow {
+                        url: shown.clone(),
+                        message,
+                    })?;
+                    continue;
+                }
             };
+            pace.check(body.len() as u64)
+                .map_err(|message| FetchError::Slow {
+                    url: shown.clone(),
+                    message,
+                })?;
             match chunk {
                 Ok(Some(bytes)) => {
                     if body.len() + bytes.len() > MAX_API_BODY {

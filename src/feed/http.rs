@@ -108,29 +108,39 @@ pub async fn fetch(
     let mut interruptions = 0;
     let started = Instant::now();
     let mut last_log = started;
+    // One deadline for the whole transfer, resumptions included; the rate from each
+    // (re)start of the body.
+    let mut pace = super::client::Pace::start(client.options());
+    let slow = |message: String| FetchError::Slow {
+        url: redact(url),
+        message,
+    };
     loop {
         let resume_from = spool.len();
         // The validator that ties a resumed range to the body already spooled.
         let if_range = got.etag.clone().or_else(|| got.last_modified.clone());
-        let resp = client
-            .send(url, cancel, || {
-                let mut r = client.get(url);
-                if resume_from > 0 {
-                    r = r.header(RANGE, format!("bytes={resume_from}-"));
-                    if let Some(v) = &if_range {
-                        r = r.header(IF_RANGE, v);
-                    }
-                } else {
-                    if let Some(e) = &previous.etag {
-                        r = r.header(IF_NONE_MATCH, e);
-                    }
-                    if let Some(m) = &previous.last_modified {
-                        r = r.header(IF_MODIFIED_SINCE, m);
-                    }
+        let sending = client.send(url, cancel, || {
+            let mut r = client.get(url);
+            if resume_from > 0 {
+                r = r.header(RANGE, format!("bytes={resume_from}-"));
+                if let Some(v) = &if_range {
+                    r = r.header(IF_RANGE, v);
                 }
-                r
-            })
-            .await?;
+            } else {
+                if let Some(e) = &previous.etag {
+                    r = r.header(IF_NONE_MATCH, e);
+                }
+                if let Some(m) = &previous.last_modified {
+                    r = r.header(IF_MODIFIED_SINCE, m);
+                }
+            }
+            r
+        });
+        let resp = tokio::select! {
+            r = sending => r?,
+            _ = tokio::time::sleep_until(pace.deadline()) => return Err(slow(pace.over_deadline())),
+        };
+        pace.restart_window(spool.len());
         let status = resp.status();
         match status {
             StatusCode::NOT_MODIFIED if resume_from == 0 => return Ok(Fetched::NotModified),
@@ -178,7 +188,12 @@ pub async fn fetch(
             let chunk = tokio::select! {
                 c = resp.chunk() => c,
                 _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+                _ = tokio::time::sleep_until(pace.next_check()) => {
+                    pace.check(spool.len()).map_err(slow)?;
+                    continue;
+                }
             };
+            pace.check(spool.len()).map_err(slow)?;
             match chunk {
                 Ok(Some(bytes)) => {
                     if spool.len() + bytes.len() as u64 > max_bytes {

@@ -547,3 +547,51 @@ fn secrets_do_not_follow_redirects_to_another_host() {
         home[0]
     );
 }
+
+/// A server that trickles a byte every tenth of a second never trips the read timeout;
+/// the feed's minimum rate ends it, and its deadline ends one whose rate has no floor.
+/// Each failure is the feed's own, said in its run row; the other feeds run.
+#[test]
+fn a_trickling_server_does_not_hold_a_feed() {
+    let Setup {
+        tmp,
+        data,
+        cfg,
+        feeds,
+        ..
+    } = setup(41, 20, 2_000);
+    let server = HttpServer::start(
+        tmp.path(),
+        &[
+            "--root",
+            data.join("dumps").to_str().unwrap(),
+            "--trickle",
+            "combo.txt",
+        ],
+    );
+    let feed = |name: &str, extra: &str| {
+        format!(
+            "name = \"{name}\"\nkind = \"http\"\nschedule = \"0 * * * *\"\n\
+             urls = [\"{}\"]\nretries = 0\n{extra}\n",
+            server.url("/files/combo.txt")
+        )
+    };
+    write_feed(
+        &feeds,
+        "slow",
+        &feed("slow", "min_bytes_per_sec = 100\nrate_window_secs = 1"),
+    );
+    write_feed(
+        &feeds,
+        "late",
+        &feed("late", "min_bytes_per_sec = 0\ndeadline_secs = 2"),
+    );
+    // Without a floor or a deadline this run would last the file's length in tenths of
+    // a second (hours).
+    run_once(&cfg);
+    let s = status(&cfg);
+    assert!(status_row(&cfg, "slow").contains(" failed "), "{s}");
+    assert!(status_row(&cfg, "late").contains(" failed "), "{s}");
+    assert!(s.contains("slower than min_bytes_per_sec"), "{s}");
+    assert!(s.contains("deadline_secs (2 s)"), "{s}");
+}

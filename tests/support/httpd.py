@@ -6,6 +6,7 @@ Serves:
                   --cut NAME: the first full answer for NAME announces its whole length,
                   sends half the body and closes the connection (a cut download).
                   --fail-first N: the first N requests for files answer 500.
+                  --trickle NAME: NAME is sent a byte every 0.1 s (a stalling server).
   /range/PREFIX   a k-anonymity range API over the hashes in --range-hashes (lines
                   HASH:COUNT): lines SUFFIX:COUNT; with "Add-Padding: true", 40 extra
                   random suffixes with count 0. Anything but 5 hex digits -> 400.
@@ -151,6 +152,26 @@ class Handler(BaseHTTPRequestHandler):
             cut = name in (st.args.cut or []) and name not in st.cut_done
             if cut:
                 st.cut_done.add(name)
+        if name in (st.args.trickle or []):
+            # Headers at once, then the body a byte every tenth of a second: never silent
+            # long enough for a read timeout, never done.
+            import time
+
+            self.send_response(200)
+            for k, v in common:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.log_request_json("200-trickle")
+            try:
+                for b in data:
+                    self.wfile.write(bytes([b]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+            self.close_connection = True
+            return
         if cut:
             self.send_response(200)
             for k, v in common:
@@ -205,6 +226,7 @@ def main():
     p.add_argument("--root", default=".")
     p.add_argument("--log", required=True)
     p.add_argument("--cut", action="append")
+    p.add_argument("--trickle", action="append")
     p.add_argument("--fail-first", type=int, default=0)
     p.add_argument("--auth")
     p.add_argument("--range-hashes")
