@@ -104,6 +104,23 @@ impl Fingerprinter {
         }
     }
 
+    /// `logs.zip!FR[9F3A…] [2025-10-12]/Passwords.txt` → `logs.zip!device-3fa1b2c4d5e6/Passwords.txt`:
+    /// `name` with its device folder `root` (a prefix of it) replaced by the folder's
+    /// keyed label. A device folder's name often holds the machine's HWID or IP: logs,
+    /// sources and the drop directory's file rows name it by this label instead.
+    pub fn redact_folder(&self, name: &str, root: &str) -> String {
+        let Some(rest) = name.strip_prefix(root) else {
+            return name.to_string();
+        };
+        let key = self.label("device-folder", root);
+        let label: String = key[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let parent = match root.rfind(['/', '\\', '!']) {
+            Some(i) => &root[..=i],
+            None => "",
+        };
+        format!("{parent}device-{label}{rest}")
+    }
+
     pub fn from_key(key: [u8; KEY_LEN]) -> Fingerprinter {
         Fingerprinter { key }
     }

@@ -110,6 +110,9 @@ pub struct Ingest<'a> {
     /// Set when a cancel stopped the run part-way.
     cancelled: bool,
     archive_passwords: Vec<String>,
+    /// Device folders known before reading (a drop directory's machine folder): a file
+    /// below one that is not a stealer log's own is named by the folder's label too.
+    device_roots: Vec<String>,
     /// Device folders of stealer logs seen in this run, by folder name.
     devices: HashMap<String, DeviceState>,
     /// The device folder of the credential file being parsed.
@@ -149,6 +152,7 @@ impl<'a> Ingest<'a> {
             cancel: None,
             cancelled: false,
             archive_passwords: Vec::new(),
+            device_roots: Vec::new(),
             devices: HashMap::new(),
             current_device: None,
             threads: cfg.ingest.worker_threads(),
@@ -160,6 +164,12 @@ impl<'a> Ingest<'a> {
     /// Parses combo/ULP lists on `threads` threads; 0 for the line-by-line reference path.
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads;
+        self
+    }
+
+    /// Device folders the input is known to hold (see `device_roots`).
+    pub fn with_device_roots(mut self, roots: Vec<String>) -> Self {
+        self.device_roots = roots;
         self
     }
 
@@ -383,19 +393,25 @@ impl<'a> Ingest<'a> {
         tracing::info!(finding = id, account, kind = kind.as_str(), source = %source, "{what}");
     }
 
-    /// `logs.zip!FR[9F3A…] [2025-10-12]/Passwords.txt` → `logs.zip!device-3fa1b2c4d5e6/Passwords.txt`:
-    /// `name` with its device folder `root` replaced by the folder's keyed label.
+    /// The device folder (known before reading, or seen) that `name` lies below, for a
+    /// file that is not a stealer log's own (a screenshot, a browser's history).
+    fn folder_of(&self, name: &str) -> Option<String> {
+        let under = |r: &&String| {
+            name.strip_prefix(r.as_str())
+                .is_some_and(|rest| rest.starts_with(['/', '\\', '!']))
+        };
+        self.device_roots
+            .iter()
+            .chain(self.devices.keys())
+            .filter(under)
+            .max_by_key(|r| r.len())
+            .cloned()
+    }
+
+    /// `name` with its device folder `root` replaced by the folder's keyed label
+    /// ([`Fingerprinter::redact_folder`]).
     fn redact_folder(&self, name: &str, root: &str) -> String {
-        let Some(rest) = name.strip_prefix(root) else {
-            return name.to_string();
-        };
-        let key = self.fingerprinter.label("device-folder", root);
-        let label: String = key[..6].iter().map(|b| format!("{b:02x}")).collect();
-        let parent = match root.rfind(['/', '\\', '!']) {
-            Some(i) => &root[..=i],
-            None => "",
-        };
-        format!("{parent}device-{label}{rest}")
+        self.fingerprinter.redact_folder(name, root)
     }
 
     /// The store's row for a device folder, made on its first finding.
@@ -653,8 +669,11 @@ impl StreamHandler for Ingest<'_> {
         self.current_device = file.map(|f| f.root.to_string());
         // A device folder's name often holds the machine's HWID or IP: sources name the
         // folder by its keyed hash instead.
-        let shown = match file {
-            Some(f) => self.redact_folder(name, f.root),
+        let root = file
+            .map(|f| f.root.to_string())
+            .or_else(|| self.folder_of(name));
+        let shown = match &root {
+            Some(r) => self.redact_folder(name, r),
             None => name.to_string(),
         };
         let result = self.parse_credentials(&shown, input, None);
@@ -665,7 +684,7 @@ impl StreamHandler for Ingest<'_> {
     /// A plain file on disk: a combo/ULP list is scanned in place by the fast path; a
     /// stealer log's file (named by its folder) and other layouts are read as streams.
     fn mapped(&mut self, name: &str, map: &Mapped) -> io::Result<()> {
-        if self.threads == 0 || device::classify(name).is_some() {
+        if self.threads == 0 || device::classify(name).is_some() || self.folder_of(name).is_some() {
             return self.stream(name, &mut map.reader());
         }
         self.stats.streams += 1;

@@ -80,6 +80,15 @@ impl<'c> Pipeline<'c> {
     }
 
     /// An ingest over this pipeline's stages.
+    /// A file's path as logs and the store show it: a device folder (`root`, a prefix of
+    /// `path`) named by its keyed label, not by the HWID or IP its name may hold.
+    pub fn shown_path(&self, path: &str, root: Option<&str>) -> String {
+        match root {
+            Some(r) => self.fingerprinter.redact_folder(path, r),
+            None => path.to_string(),
+        }
+    }
+
     pub fn ingest<'p>(&'p mut self, clock: &'p dyn Clock, cancel: Option<&Cancel>) -> Ingest<'p> {
         let run = Ingest::new(
             self.cfg,

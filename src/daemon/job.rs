@@ -6,7 +6,7 @@
 //! are awaited on the daemon's runtime through `rt.block_on`. A failure in one URL, file
 //! or prefix is recorded and the run goes on to the next; a run's failure is its own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cancel::Cancel;
@@ -232,16 +232,21 @@ fn run_directory(
     // The files of one infected machine's folder are read in one run, so that its device
     // file and cookies are linked to its credentials: read one by one, each was settled
     // alone and a stolen session was never tied to the accounts stolen with it.
-    for group in directory::by_device_folder(files) {
+    for (root, group) in directory::by_device_folder(files, &d.path) {
         if env.cancel.is_cancelled() {
             p.cancelled = true;
             break;
         }
-        let in_folder = group.len() > 1 || group.first().is_some_and(directory::in_device_folder);
+        let in_folder = root.is_some();
+        // A device folder's name (an HWID, an IP) is in no log line and no file row: its
+        // files are named by the folder's keyed label.
+        let shown = |pipe: &Pipeline<'_>, c: &directory::Candidate| {
+            pipe.shown_path(&c.path.display().to_string(), root.as_deref())
+        };
         let mut new = Vec::new();
         let mut known = Vec::new();
         for c in group {
-            let path = c.path.display().to_string();
+            let path = shown(pipe, &c);
             let by_path = pipe.store.seen_file(&feed.name, &path)?;
             let verdict = directory::judge(&c, by_path.as_ref(), |h| {
                 pipe.store.seen_content(&feed.name, h).unwrap_or(false)
@@ -273,11 +278,12 @@ fn run_directory(
         p.parts += new.len() as u64;
         p.changed += new.len() as u64;
         for (c, _) in &new {
-            tracing::info!(feed = %feed.name, file = %c.path.display(), bytes = c.size, "reading new file");
+            tracing::info!(feed = %feed.name, file = %shown(pipe, c), bytes = c.size, "reading new file");
         }
         let r = pipe
             .ingest(env.clock.as_ref(), Some(&env.cancel))
             .with_archive_passwords(&d.archive_passwords)
+            .with_device_roots(root.iter().cloned().collect())
             .with_progress()
             .run(&paths);
         if !ingested(p, r)? {
@@ -286,13 +292,22 @@ fn run_directory(
         // Recorded as read even if some of it was unreadable (reported above): the same
         // bytes would fail the same way. A changed file is read again.
         for (c, seen) in new {
-            let path = c.path.display().to_string();
+            let path = shown(pipe, &c);
             pipe.store
                 .mark_file_seen(&feed.name, &path, &seen, env.clock.now())?;
             if d.processed_dir.is_some() {
                 match directory::move_processed(d, &c.path) {
                     Ok(dest) => {
-                        let dest = dest.display().to_string();
+                        // The folder moved with it: named by its label there too.
+                        let moved_root =
+                            root.as_deref()
+                                .zip(d.processed_dir.as_deref())
+                                .and_then(|(r, to)| {
+                                    let rel = Path::new(r).strip_prefix(&d.path).ok()?;
+                                    Some(to.join(rel).display().to_string())
+                                });
+                        let dest =
+                            pipe.shown_path(&dest.display().to_string(), moved_root.as_deref());
                         pipe.store
                             .mark_file_seen(&feed.name, &dest, &seen, env.clock.now())?;
                     }

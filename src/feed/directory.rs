@@ -62,20 +62,48 @@ pub fn in_device_folder(c: &Candidate) -> bool {
 /// The files in groups to be read together: the files of one machine's folder (by the
 /// folder, wherever they come in the listing), and every other file alone. In the
 /// listing's order of each group's first file.
-pub fn by_device_folder(files: Vec<Candidate>) -> Vec<Vec<Candidate>> {
-    let mut groups: Vec<Vec<Candidate>> = Vec::new();
+pub fn by_device_folder(
+    files: Vec<Candidate>,
+    drop_dir: &Path,
+) -> Vec<(Option<String>, Vec<Candidate>)> {
+    // The device folders: where a file is a stealer log's own (passwords, device info,
+    // cookies). Any other file below one (a screenshot, a browser's history) is of it too,
+    // but for the drop directory itself (a `Passwords.txt` dropped at its top).
+    let top = drop_dir.display().to_string();
+    let roots: std::collections::BTreeSet<String> = files
+        .iter()
+        .filter_map(|c| {
+            let name = c.path.display().to_string();
+            crate::parse::device::classify(&name).map(|f| f.root.to_string())
+        })
+        .collect();
+    let root_of = |name: &str| {
+        if let Some(f) = crate::parse::device::classify(name) {
+            return Some(f.root.to_string());
+        }
+        roots
+            .iter()
+            .filter(|r| r.len() > top.len() && r.starts_with(top.as_str()))
+            .filter(|r| {
+                name.strip_prefix(r.as_str())
+                    .is_some_and(|rest| rest.starts_with(['/', '\\']))
+            })
+            .max_by_key(|r| r.len())
+            .cloned()
+    };
+    let mut groups: Vec<(Option<String>, Vec<Candidate>)> = Vec::new();
     let mut by_root: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for c in files {
         let name = c.path.display().to_string();
-        match crate::parse::device::classify(&name).map(|f| f.root.to_string()) {
+        match root_of(&name) {
             Some(root) => match by_root.get(&root) {
-                Some(&i) => groups[i].push(c),
+                Some(&i) => groups[i].1.push(c),
                 None => {
-                    by_root.insert(root, groups.len());
-                    groups.push(vec![c]);
+                    by_root.insert(root.clone(), groups.len());
+                    groups.push((Some(root), vec![c]));
                 }
             },
-            None => groups.push(vec![c]),
+            None => groups.push((None, vec![c])),
         }
     }
     groups

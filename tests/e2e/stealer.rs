@@ -405,6 +405,15 @@ fn an_extracted_machine_folder_in_a_drop_directory_is_read_as_one_machine() {
         }
     };
     write("FR_machine_A");
+    // A file of the folder that is not a stealer log's own: of the machine all the same.
+    let other = drop.join(
+        entries[0]
+            .0
+            .replacen(&device.folder, "FR_machine_A", 1)
+            .rsplit_once('/')
+            .map_or("FR_machine_A".to_string(), |(dir, _)| dir.to_string()),
+    );
+    std::fs::write(other.join("Screenshot-notes.txt"), "nothing here\n").unwrap();
 
     let cfg = write_config(tmp.path(), "file", "");
     let feeds = add_feeds_dir(&cfg, tmp.path());
@@ -439,6 +448,17 @@ fn an_extracted_machine_folder_in_a_drop_directory_is_read_as_one_machine() {
             .collect()
     };
     assert_eq!(devices(&list).len(), 1);
+    // The folder's name (an HWID or an IP, in real logs) is in no log line and nowhere in
+    // the state: its files are named by the folder's keyed label.
+    assert!(!stderr(&o).contains("FR_machine_A"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("device-"), "{}", stderr(&o));
+    for (path, bytes) in all_files(&tmp.path().join("state")) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("FR_machine_A"),
+            "{} names the folder",
+            path.display()
+        );
+    }
 
     // The same machine's log, renamed: one device still, no new finding.
     write("BE_same_machine_renamed");
