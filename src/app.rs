@@ -123,6 +123,23 @@ pub struct IngestOptions {
     pub threads: Option<usize>,
 }
 
+/// Archive passwords, one per line (blank lines skipped), from `path` or, for `-`, from
+/// standard input.
+pub fn archive_passwords_from(path: &Path) -> Result<Vec<String>> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("archive passwords from stdin")?
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("archive passwords file {}", path.display()))?
+    };
+    Ok(text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
 pub fn ingest(cfg: &Config, paths: &[PathBuf], opts: &IngestOptions) -> Result<i32> {
     let clock = SystemClock;
     let outcome = ingest_with(cfg, paths, opts, &clock)?;

@@ -387,6 +387,16 @@ impl Config {
                         "must be between 1 and 600".into(),
                     ));
                 }
+                // A password in clear may go to a relay on this machine, nowhere else.
+                if smtp.tls == TlsMode::None && smtp.username.is_some() && !loopback(&smtp.host) {
+                    return Err(invalid(
+                        "notify.smtp.tls",
+                        format!(
+                            "tls = \"none\" with a username would send its password in clear to {}; use \"starttls\" or \"tls\" (plain text is for a relay on loopback)",
+                            smtp.host
+                        ),
+                    ));
+                }
             }
             _ => {}
         }
@@ -420,6 +430,14 @@ impl Config {
         }
         w
     }
+}
+
+/// Whether `host` is this machine: `localhost`, or a loopback address (127.0.0.0/8, ::1).
+fn loopback(host: &str) -> bool {
+    let h = host.trim().trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Normalises a domain or host name: trimmed, trailing dot dropped, lower case, IDN to punycode.
@@ -527,6 +545,12 @@ admins = ["secops@agence-exemple.fr"]
                 "admins = []",
                 "notify.admins",
             ),
+            // A password in clear to a relay elsewhere than this machine.
+            (
+                "admins = [\"secops@agence-exemple.fr\"]",
+                "admins = [\"secops@agence-exemple.fr\"]\n[notify.smtp]\nhost = \"smtp.agence-exemple.fr\"\ntls = \"none\"\nusername = \"u\"\npassword_file = \"/run/pw\"",
+                "notify.smtp.tls",
+            ),
         ];
         for (from, to, key) in cases {
             let text = GOOD.replace(from, to);
@@ -540,6 +564,14 @@ admins = ["secops@agence-exemple.fr"]
                 err.contains("test.toml"),
                 "error does not name the file: {err}"
             );
+        }
+        // The same to this machine's relay is allowed (warned about by `check`).
+        for host in ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.53"] {
+            let text = GOOD.replace(
+                "admins = [\"secops@agence-exemple.fr\"]",
+                &format!("admins = [\"secops@agence-exemple.fr\"]\n[notify.smtp]\nhost = \"{host}\"\ntls = \"none\"\nusername = \"u\"\npassword_file = \"/run/pw\""),
+            );
+            parse(&text).unwrap_or_else(|e| panic!("{host}: {e}"));
         }
     }
 }

@@ -38,6 +38,10 @@ enum Command {
         /// Password to try on encrypted zip and 7z archives (repeat for several).
         #[arg(long = "archive-password", value_name = "PASSWORD")]
         archive_passwords: Vec<String>,
+        /// Passwords to try, one per line, from a file (`-`: standard input): unlike
+        /// `--archive-password`, not shown to every local user in the process list.
+        #[arg(long = "archive-passwords-file", value_name = "FILE")]
+        archive_passwords_file: Option<PathBuf>,
         /// No progress bar, even on a terminal.
         #[arg(long)]
         no_progress: bool,
@@ -138,23 +142,37 @@ fn main() -> ExitCode {
         } => app::import_accounts(&cfg, &file),
         Command::Ingest {
             paths,
-            archive_passwords,
+            mut archive_passwords,
+            archive_passwords_file,
             no_progress,
             threads,
             reference,
-        } => app::ingest(
-            &cfg,
-            &paths,
-            &app::IngestOptions {
-                archive_passwords,
-                progress: !no_progress,
-                threads: if reference {
-                    Some(0)
-                } else {
-                    threads.map(usize::from)
-                },
-            },
-        ),
+        } => match archive_passwords_file
+            .as_deref()
+            .map(app::archive_passwords_from)
+            .transpose()
+        {
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(app::EXIT_CONFIG as u8);
+            }
+            Ok(more) => {
+                archive_passwords.extend(more.into_iter().flatten());
+                app::ingest(
+                    &cfg,
+                    &paths,
+                    &app::IngestOptions {
+                        archive_passwords,
+                        progress: !no_progress,
+                        threads: if reference {
+                            Some(0)
+                        } else {
+                            threads.map(usize::from)
+                        },
+                    },
+                )
+            }
+        },
         Command::Run { once } => app::run(&cli.config, cfg, once),
         Command::Status { json } => app::status(&cfg, json),
         Command::Findings {

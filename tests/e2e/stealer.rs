@@ -49,15 +49,19 @@ fn every_family_and_packing_gives_its_findings_with_device_evidence() {
     expect_code(&o, 0);
     assert_stdout(&o, "1 new findings");
 
+    // One password on the command line, the right one from a file (out of the process
+    // list).
     let wrong = "t.me/not_this_one";
     let logs = data.join("logs");
+    let pw_file = tmp.path().join("archive-passwords.txt");
+    std::fs::write(&pw_file, format!("\n{}\r\n", sc.archive_password)).unwrap();
     let args = [
         "ingest",
         "--no-progress",
         "--archive-password",
         wrong,
-        "--archive-password",
-        &sc.archive_password,
+        "--archive-passwords-file",
+        pw_file.to_str().unwrap(),
         logs.to_str().unwrap(),
     ];
     let o = run(&cfg, &args);
