@@ -396,16 +396,10 @@ impl<'a> Ingest<'a> {
     /// The device folder (known before reading, or seen) that `name` lies below, for a
     /// file that is not a stealer log's own (a screenshot, a browser's history).
     fn folder_of(&self, name: &str) -> Option<String> {
-        let under = |r: &&String| {
-            name.strip_prefix(r.as_str())
-                .is_some_and(|rest| rest.starts_with(['/', '\\', '!']))
-        };
-        self.device_roots
-            .iter()
-            .chain(self.devices.keys())
-            .filter(under)
-            .max_by_key(|r| r.len())
-            .cloned()
+        device::folder_above(name, |r| {
+            self.devices.contains_key(r) || self.device_roots.iter().any(|k| k == r)
+        })
+        .map(str::to_string)
     }
 
     /// `name` with its device folder `root` replaced by the folder's keyed label

@@ -167,7 +167,7 @@ fn run_counted(
                     free.extend(apply.one(setup, d));
                 }
             }
-            if apply.gave_up || result.is_err() {
+            if apply.gave_up || apply.failed.is_some() || result.is_err() {
                 break;
             }
             let mut buf = free.pop().unwrap_or_default();
@@ -195,6 +195,9 @@ fn run_counted(
             }
         }
         result?;
+        if let Some(e) = apply.failed.take() {
+            return Err(e);
+        }
         // What is left to one reader: a join that never ended (from its first piece, the
         // pieces after it gathered), then a line too long for a piece, then the stream.
         let join = apply.join.take();
@@ -451,6 +454,8 @@ struct Apply<'t> {
     state: Arc<State>,
     /// Pieces read again: joined to the next, or started from a state guessed wrong.
     reread: u64,
+    /// A piece's reader failed: the stream's error; later pieces are not applied.
+    failed: Option<io::Error>,
 }
 
 impl<'t> Apply<'t> {
@@ -463,12 +468,16 @@ impl<'t> Apply<'t> {
             gave_up: false,
             state: Arc::default(),
             reread: 0,
+            failed: None,
         }
     }
 
     /// Applies the next piece (or joins it); gives its buffer back when done with it.
     fn one(&mut self, setup: &Setup<'_>, d: Done) -> Option<Vec<u8>> {
         self.next_seq += 1;
+        if self.failed.is_some() {
+            return Some(d.buf);
+        }
         if self.gave_up {
             // Gathered by the caller to be read by one reader.
             if let Some(j) = &mut self.join {
@@ -497,9 +506,10 @@ impl<'t> Apply<'t> {
         };
         let (stats, collect, after) = match read {
             Ok(r) => r,
-            // Reading bytes in memory fails only if a reader does; counted as lost.
+            // Reading bytes in memory fails only if a reader does: the stream fails
+            // there, as it would read by one reader, and nothing after it is applied.
             Err(e) => {
-                tracing::warn!(error = %e, "a piece of the stream could not be read");
+                self.failed = Some(e);
                 return Some(bytes);
             }
         };

@@ -81,15 +81,10 @@ pub fn by_device_folder(
         if let Some(f) = crate::parse::device::classify(name) {
             return Some(f.root.to_string());
         }
-        roots
-            .iter()
-            .filter(|r| r.len() > top.len() && r.starts_with(top.as_str()))
-            .filter(|r| {
-                name.strip_prefix(r.as_str())
-                    .is_some_and(|rest| rest.starts_with(['/', '\\']))
-            })
-            .max_by_key(|r| r.len())
-            .cloned()
+        crate::parse::device::folder_above(name, |r| {
+            r.len() > top.len() && r.starts_with(top.as_str()) && roots.contains(r)
+        })
+        .map(str::to_string)
     };
     let mut groups: Vec<(Option<String>, Vec<Candidate>)> = Vec::new();
     let mut by_root: std::collections::HashMap<String, usize> = std::collections::HashMap::new();

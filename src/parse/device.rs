@@ -46,6 +46,20 @@ fn split_last(s: &str) -> (&str, &str) {
     }
 }
 
+/// The longest folder above `name` (cut at `/`, `\\` or `!`) that `is_root` accepts: the
+/// device folder a file that is not a stealer log's own (a screenshot, a history) lies in.
+/// One lookup per level of the path, whatever the number of folders known.
+pub fn folder_above(name: &str, is_root: impl Fn(&str) -> bool) -> Option<&str> {
+    let mut end = name.len();
+    while let Some(i) = name[..end].rfind(['/', '\\', '!']) {
+        if is_root(&name[..i]) {
+            return Some(&name[..i]);
+        }
+        end = i;
+    }
+    None
+}
+
 /// Recognises a stealer-log file by its name (`archive!folder/file` or a path).
 pub fn classify(name: &str) -> Option<StealerFile<'_>> {
     let (dir, base) = split_last(name);
@@ -384,6 +398,23 @@ pub fn cookie_domain(line: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_folder_above_a_file_is_the_longest_known() {
+        let known = ["drop/FR_A", "logs.zip!FR_B", "drop/FR_A/Browsers"];
+        let is = |r: &str| known.contains(&r);
+        assert_eq!(folder_above("drop/FR_A/shot.jpg", is), Some("drop/FR_A"));
+        assert_eq!(
+            folder_above("drop/FR_A/Browsers/Chrome/History.txt", is),
+            Some("drop/FR_A/Browsers")
+        );
+        assert_eq!(
+            folder_above("logs.zip!FR_B/x.txt", is),
+            Some("logs.zip!FR_B")
+        );
+        assert_eq!(folder_above("drop/FR_AB/x.txt", is), None);
+        assert_eq!(folder_above("x.txt", is), None);
+    }
 
     #[test]
     fn files_of_a_device_folder() {
