@@ -382,14 +382,21 @@ pub fn import_file(
     store: &mut Store,
     path: &Path,
 ) -> Result<ImportReport, ImportError> {
-    let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| ImportError::Read {
-        path: name.clone(),
-        source,
-    })?;
+    // `-`: the directory on standard input, so that root can read an export the service
+    // user cannot (`runuser -u leakwatch -- leakwatch accounts import - < export.csv`).
+    let (name, file, size): (String, Box<dyn Read>, u64) = if path == Path::new("-") {
+        ("stdin".into(), Box::new(std::io::stdin().lock()), 0)
+    } else {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|source| ImportError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        (name, Box::new(file), size)
+    };
     let norm = Normalizer::new(&cfg.organization);
     let started = std::time::Instant::now();
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut progress = Progress::of("import progress", size);
     let reading = ProgressRead {
         inner: file,

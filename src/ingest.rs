@@ -251,8 +251,19 @@ impl<'a> Ingest<'a> {
 
     /// Reads every path. Errors in inputs are reported and counted; only a store failure
     /// or a cancel is returned as an error (findings recorded before it are kept).
-    pub fn run(mut self, paths: &[PathBuf]) -> Result<IngestStats, IngestError> {
+    pub fn run(self, paths: &[PathBuf]) -> Result<IngestStats, IngestError> {
         let (files, errors) = source::collect_files(paths);
+        self.run_files(&files, errors, |f| source::beneath::open_regular(&f.path))
+    }
+
+    /// Reads `files`, each opened by `open` when its turn comes (one descriptor at a time,
+    /// however many files): the drop directory opens its own below its descriptor.
+    pub fn run_files(
+        mut self,
+        files: &[source::InputFile],
+        errors: Vec<SourceError>,
+        open: impl Fn(&source::InputFile) -> Result<std::fs::File, source::beneath::Refused>,
+    ) -> Result<IngestStats, IngestError> {
         for e in errors {
             self.error(e);
         }
@@ -260,17 +271,14 @@ impl<'a> Ingest<'a> {
         if self.show_progress {
             self.progress = Progress::new(total);
         }
-        for file in &files {
+        for file in files {
             self.stats.files += 1;
-            match std::fs::File::open(&file.path) {
+            let name = file.path.display().to_string();
+            match open(file) {
                 Ok(f) => {
-                    let name = file.path.display().to_string();
                     self.walk(&name, |opts, me| source::read_open_file(&name, f, opts, me));
                 }
-                Err(source) => self.error(SourceError::Io {
-                    path: file.path.display().to_string(),
-                    source,
-                }),
+                Err(e) => self.error(e.at(name)),
             }
             if self.fatal.is_some() || self.cancelled {
                 break;

@@ -80,7 +80,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AccountsCommand {
-    /// Replace the directory with a CSV (header: email, and optionally username, name, lang).
+    /// Replace the directory with a CSV (header: email, and optionally username, name, lang);
+    /// `-` reads it from standard input.
     Import { file: PathBuf },
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::feed::client::{redact, Client, FetchError};
-use crate::feed::directory::{self, DirectoryFeed, Verdict};
+use crate::feed::directory::{self, DirectoryFeed, DropDir, Verdict};
 use crate::feed::hibp::{self, HibpFeed, Search};
 use crate::feed::http::{self, Fetched, HttpFeed, Validators};
 use crate::feed::range::{self, RangeFeed};
@@ -21,6 +21,7 @@ use crate::identity::{mask_email, IdentityHash, Normalizer};
 use crate::ingest::{IngestError, IngestStats};
 use crate::parse::Format;
 use crate::pipeline::{self, Hit, HitOutcome, Pipeline, PipelineError};
+use crate::source::InputFile;
 use crate::store::{FeedRunStats, RunOutcome, Severity, Store, StoreError, UnknownSighting};
 use crate::timefmt::Clock;
 
@@ -222,10 +223,11 @@ fn run_directory(
     pipe: &mut Pipeline<'_>,
     p: &mut Progress,
 ) -> Result<(), JobError> {
-    let (files, problems) = directory::scan(d, env.clock.now()).map_err(|source| JobError::Io {
+    let drop = DropDir::open(d).map_err(|source| JobError::Io {
         path: d.path.display().to_string(),
         source,
     })?;
+    let (files, problems) = drop.scan(d.settle_secs, env.clock.now());
     for m in problems {
         p.fail(m);
     }
@@ -247,12 +249,17 @@ fn run_directory(
         let mut known = Vec::new();
         for c in group {
             let path = shown(pipe, &c);
+            if let Some(why) = &c.refused {
+                p.parts += 1;
+                p.fail(format!("{path}: {why}"));
+                continue;
+            }
             let by_path = pipe.store.seen_file(&feed.name, &path)?;
-            let verdict = directory::judge(&c, by_path.as_ref(), |h| {
+            let verdict = drop.judge(&c, by_path.as_ref(), |h| {
                 pipe.store.seen_content(&feed.name, h).unwrap_or(false)
             });
             match verdict {
-                Ok(Verdict::Known) => known.push(c.path),
+                Ok(Verdict::Known) => known.push(c),
                 Ok(Verdict::SameContent(seen)) => {
                     tracing::info!(feed = %feed.name, file = %path, "same content as a file already read; skipped");
                     pipe.store
@@ -271,21 +278,37 @@ fn run_directory(
         // A folder with a new file is read whole: the device file or cookies read in an
         // earlier run are needed again to settle the new credentials, and findings
         // already known are only seen again.
-        let mut paths: Vec<PathBuf> = new.iter().map(|(c, _)| c.path.clone()).collect();
+        let mut inputs: Vec<(PathBuf, InputFile)> = new
+            .iter()
+            .map(|(c, _)| (c.rel.clone(), input_of(c)))
+            .collect();
         if in_folder {
-            paths.extend(known);
+            inputs.extend(known.iter().map(|c| (c.rel.clone(), input_of(c))));
         }
         p.parts += new.len() as u64;
         p.changed += new.len() as u64;
         for (c, _) in &new {
             tracing::info!(feed = %feed.name, file = %shown(pipe, c), bytes = c.size, "reading new file");
         }
+        let rel_of: std::collections::HashMap<&Path, &Path> = inputs
+            .iter()
+            .map(|(rel, f)| (f.path.as_path(), rel.as_path()))
+            .collect();
+        let files: Vec<InputFile> = inputs.iter().map(|(_, f)| f.clone()).collect();
         let r = pipe
             .ingest(env.clock.as_ref(), Some(&env.cancel))
             .with_archive_passwords(&d.archive_passwords)
             .with_device_roots(root.iter().cloned().collect())
             .with_progress()
-            .run(&paths);
+            .run_files(&files, Vec::new(), |f| {
+                // Opened again below the drop directory's descriptor: whatever was put
+                // in its place since the scan, no link is followed and no FIFO waited on.
+                let rel = rel_of
+                    .get(f.path.as_path())
+                    .copied()
+                    .unwrap_or(Path::new(""));
+                drop.open_file(rel)
+            });
         if !ingested(p, r)? {
             break;
         }
@@ -296,7 +319,7 @@ fn run_directory(
             pipe.store
                 .mark_file_seen(&feed.name, &path, &seen, env.clock.now())?;
             if d.processed_dir.is_some() {
-                match directory::move_processed(d, &c.path) {
+                match drop.move_processed(d, &c) {
                     Ok(dest) => {
                         // The folder moved with it: named by its label there too.
                         let moved_root =
@@ -317,6 +340,13 @@ fn run_directory(
         }
     }
     Ok(())
+}
+
+fn input_of(c: &directory::Candidate) -> InputFile {
+    InputFile {
+        path: c.path.clone(),
+        size: c.size,
+    }
 }
 
 fn run_http(

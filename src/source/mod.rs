@@ -7,6 +7,7 @@
 //! the bytes actually decompressed rather than on the sizes the archive claims (`budget`).
 //! A file or entry that fails is reported with its name and the walk goes on.
 
+pub mod beneath;
 mod budget;
 mod mapped;
 pub mod rar;
@@ -145,9 +146,9 @@ impl<T: Read + Seek> ReadSeek for T {}
 /// Reads one file: as an archive if it is one, else as a single stream.
 pub fn read_file(file: &InputFile, opts: WalkOptions<'_>, handler: &mut dyn StreamHandler) {
     let name = file.path.display().to_string();
-    match File::open(&file.path) {
+    match beneath::open_regular(&file.path) {
         Ok(f) => read_open_file(&name, f, opts, handler),
-        Err(source) => handler.error(SourceError::Io { path: name, source }),
+        Err(e) => handler.error(e.at(name)),
     }
 }
 

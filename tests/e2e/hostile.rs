@@ -149,3 +149,74 @@ fn state_files_are_private_whatever_the_directory() {
         }
     }
 }
+
+/// Whoever can write the drop directory plants a link to a file elsewhere, a FIFO, and a
+/// link where `processed/` should be. The run reads neither the link's target nor waits
+/// on the FIFO, moves nothing out of the tree, and says why for each in the run's row.
+#[test]
+fn a_drop_directory_cannot_lead_the_run_out_of_it() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "file", "");
+    let feeds = add_feeds_dir(&cfg, tmp.path());
+    let csv = tmp.path().join("accounts.csv");
+    std::fs::write(
+        &csv,
+        "email\njean@agence-exemple.fr\nmarie@agence-exemple.fr\npaul@agence-exemple.fr\n",
+    )
+    .unwrap();
+    import(&cfg, &csv);
+    let (drop, outside, elsewhere) = (
+        tmp.path().join("drop"),
+        tmp.path().join("outside"),
+        tmp.path().join("elsewhere"),
+    );
+    for d in [&drop, &outside, &elsewhere] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(drop.join("ok.txt"), "paul@agence-exemple.fr:Secret-3\n").unwrap();
+    std::fs::write(
+        outside.join("secret.txt"),
+        "jean@agence-exemple.fr:Secret-1\n",
+    )
+    .unwrap();
+    symlink(outside.join("secret.txt"), drop.join("link.txt")).unwrap();
+    symlink(&outside, drop.join("folder")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        drop.join("pipe.txt"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        0,
+    )
+    .unwrap();
+    symlink(&elsewhere, drop.join("processed")).unwrap();
+    std::fs::write(
+        feeds.join("drop.toml"),
+        format!(
+            "name = \"drop\"\nkind = \"directory\"\nschedule = \"*/5 * * * *\"\npath = \"{}\"\nprocessed_dir = \"{}\"\nsettle_secs = 0\n",
+            drop.display(),
+            drop.join("processed").display()
+        ),
+    )
+    .unwrap();
+    // Exit 1: the run had problems, said below.
+    let o = run(&cfg, &["run", "--once"]);
+    expect_code(&o, 1);
+    let status = stdout(&run(&cfg, &["status"]));
+    for said in [
+        "link.txt: refused: a symbolic link, not followed",
+        "folder: refused: a symbolic link, not followed",
+        "pipe.txt: refused: a FIFO, not a regular file",
+        "processed_dir: refused: a symbolic link, not followed",
+    ] {
+        assert!(status.contains(said), "{said:?} not in {status}");
+    }
+    let counts = user_mail_counts(&tmp.path().join("state/outbox"));
+    assert_eq!(counts.get("paul@agence-exemple.fr"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("jean@agence-exemple.fr"), None, "{counts:?}");
+    // Nothing moved out through the planted link; the file read stays where it was.
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert!(drop.join("ok.txt").exists());
+    assert!(outside.join("secret.txt").exists());
+}
