@@ -23,7 +23,9 @@ pub enum KeyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("installation key {path} has {len} bytes, expected {KEY_LEN}")]
+    /// Not made anew: a new key makes every fingerprint new, so credentials already
+    /// reported would be reported (and mailed) again.
+    #[error("installation key {path} has {len} bytes, expected {KEY_LEN}: damaged. Restore it from the backup taken with leakwatch.db. Deleting it makes a new key, and every credential already reported would be reported and mailed again")]
     Length { path: PathBuf, len: usize },
 }
 

@@ -58,12 +58,18 @@ pub async fn deliver(
 ) -> Result<Delivered, NotifyError> {
     let mut out = Delivered::default();
     let mut after = 0;
+    let mut stalled = false;
     loop {
         let due_by = due_only.then(|| clock.now());
         let page = store.pending_mail(due_by, after, QUEUE_PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.id;
         for mail in &page {
+            // After a stall the rest waits, untried (no attempt counted), for the next run.
+            if stalled {
+                out.deferred += 1;
+                continue;
+            }
             match transport.deliver(mail).await {
                 Ok(()) => {
                     store.mark_sent(mail.id, clock.now())?;
@@ -71,6 +77,7 @@ pub async fn deliver(
                     tracing::info!(mail = mail.id, kind = %mail.kind, "mail delivered");
                 }
                 Err(e) => {
+                    stalled = e.stalled;
                     let give_up =
                         e.permanent || mail.attempts + 1 >= i64::from(cfg.notify.max_attempts);
                     store.mark_attempt_failed(
@@ -90,6 +97,12 @@ pub async fn deliver(
                 }
             }
         }
+    }
+    if stalled {
+        tracing::warn!(
+            left = out.deferred,
+            "the SMTP server stopped answering: the rest of the queue waits for the next run"
+        );
     }
     Ok(out)
 }

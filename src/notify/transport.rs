@@ -35,12 +35,19 @@ pub enum TransportError {
     Smtp(#[from] lettre::transport::smtp::Error),
 }
 
+/// One message's delivery over SMTP may take this many `timeout_secs`, all steps together
+/// (connection, greeting, envelope, body, reply).
+const DEADLINE_TIMEOUTS: u64 = 4;
+
 /// A failed delivery; permanent ones are not retried.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct DeliveryError {
     pub message: String,
     pub permanent: bool,
+    /// The server stopped answering: the rest of the queue waits for the next run rather
+    /// than each message waiting out the same deadline.
+    pub stalled: bool,
 }
 
 pub enum Transport {
@@ -50,6 +57,8 @@ pub enum Transport {
     Smtp {
         client: Box<AsyncSmtpTransport<Tokio1Executor>>,
         from: Address,
+        /// The longest one message's delivery may take, connection to final reply.
+        deadline: Duration,
     },
 }
 
@@ -120,6 +129,7 @@ impl Transport {
                 Ok(Transport::Smtp {
                     client: Box::new(b.build()),
                     from: cfg.notify.from.email.clone(),
+                    deadline: Duration::from_secs(smtp.timeout_secs * DEADLINE_TIMEOUTS),
                 })
             }
         }
@@ -130,25 +140,43 @@ impl Transport {
             Transport::File { dir } => write_eml(dir, mail).map_err(|e| DeliveryError {
                 message: format!("outbox {}: {e}", dir.display()),
                 permanent: false,
+                stalled: false,
             }),
-            Transport::Smtp { client, from } => {
+            Transport::Smtp {
+                client,
+                from,
+                deadline,
+            } => {
                 let to = Address::from_str(&mail.recipient).map_err(|e| DeliveryError {
                     message: format!("recipient: {e}"),
                     permanent: true,
+                    stalled: false,
                 })?;
                 let envelope =
                     Envelope::new(Some(from.clone()), vec![to]).map_err(|e| DeliveryError {
                         message: format!("envelope: {e}"),
                         permanent: true,
+                        stalled: false,
                     })?;
-                client
-                    .send_raw(&envelope, &mail.message)
+                // lettre bounds only the connection by its timeout: a server that greets
+                // and then says nothing would hold the run for ever.
+                match tokio::time::timeout(*deadline, client.send_raw(&envelope, &mail.message))
                     .await
-                    .map(|_| ())
-                    .map_err(|e| DeliveryError {
+                {
+                    Ok(r) => r.map(|_| ()).map_err(|e| DeliveryError {
                         permanent: e.is_permanent(),
                         message: e.to_string(),
-                    })
+                        stalled: false,
+                    }),
+                    Err(_) => Err(DeliveryError {
+                        message: format!(
+                            "timed out: the server took more than {} s (4 × timeout_secs) over one message",
+                            deadline.as_secs()
+                        ),
+                        permanent: false,
+                        stalled: true,
+                    }),
+                }
             }
         }
     }

@@ -47,6 +47,9 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// Said with what to do: nothing is changed, the admin chooses.
+    #[error("database {path} is damaged ({what}); nothing was changed. Restore it from a backup (with install.key beside it), or move the state directory aside and import the directory again: findings and the mail history are in it, and credentials already reported would be reported again")]
+    Damaged { path: PathBuf, what: String },
     #[error("database {path} has schema version {found}, this leakwatch knows {SCHEMA_VERSION}")]
     Version { path: PathBuf, found: i64 },
     #[error("database: {0}")]
@@ -166,15 +169,59 @@ impl StateLock {
     }
 }
 
+/// A corrupt or foreign file, as SQLite reports it on first read, said as such.
+fn damaged(path: &Path, e: StoreError) -> StoreError {
+    let code = match &e {
+        StoreError::Sql(rusqlite::Error::SqliteFailure(f, _))
+        | StoreError::Open {
+            source: rusqlite::Error::SqliteFailure(f, _),
+            ..
+        } => Some(f.code),
+        _ => None,
+    };
+    match code {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            StoreError::Damaged {
+                path: path.to_path_buf(),
+                what: match code {
+                    Some(rusqlite::ErrorCode::NotADatabase) => "not a database file".into(),
+                    _ => "its pages do not hold together: truncated or overwritten".into(),
+                },
+            }
+        }
+        _ => e,
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         ensure_state_dir(state_dir)?;
         let path = state_dir.join(DB_FILE);
-        let open_err = |source| StoreError::Open {
-            path: path.clone(),
-            source,
+        let open_err = |source| {
+            damaged(
+                &path,
+                StoreError::Open {
+                    path: path.clone(),
+                    source,
+                },
+            )
         };
+        // SQLite takes an empty file for a new database. Beside files that only an
+        // imported directory leaves, an empty one was lost (truncated, a restore gone
+        // wrong): starting afresh would forget every finding in silence.
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            let others: Vec<&str> = [KEYS_FILE, "install.key"]
+                .into_iter()
+                .filter(|f| state_dir.join(f).exists())
+                .collect();
+            if !others.is_empty() {
+                return Err(StoreError::Damaged {
+                    path,
+                    what: format!("empty, beside {}", others.join(" and ")),
+                });
+            }
+        }
         let conn = Connection::open(&path).map_err(open_err)?;
         // WAL + NORMAL: a commit survives a crash of the process (not necessarily of the
         // machine's power); busy_timeout lets `status` read while an ingest writes.
@@ -198,7 +245,8 @@ impl Store {
             keys: None,
             keys_path: state_dir.join(KEYS_FILE),
         };
-        store.migrate()?;
+        // The first reads of the file: a damaged one is told apart from other failures.
+        store.migrate().map_err(|e| damaged(&store.path, e))?;
         store.open_keys()?;
         Ok(store)
     }

@@ -595,3 +595,87 @@ fn a_trickling_server_does_not_hold_a_feed() {
     assert!(s.contains("slower than min_bytes_per_sec"), "{s}");
     assert!(s.contains("deadline_secs (2 s)"), "{s}");
 }
+
+/// Broken peers: a TCP reset mid-body, a `Content-Length` that promises twice what comes,
+/// a redirect to itself. Each URL fails with its reason in the run's row, the good URL of
+/// the same feed is read, and none of the broken ones is remembered as read: the next run
+/// asks for each again.
+#[test]
+fn broken_http_peers_fail_their_url_with_a_reason_and_the_feed_goes_on() {
+    let Setup {
+        tmp,
+        data,
+        sc,
+        cfg,
+        feeds,
+    } = setup(43, 20, 2_000);
+    let server = HttpServer::start(
+        tmp.path(),
+        &["--root", data.join("dumps").to_str().unwrap()],
+    );
+    let urls = [
+        server.url("/reset/combo.txt"),
+        server.url("/lie/combo.txt"),
+        server.url("/loop"),
+        server.url("/files/combo.txt"),
+    ];
+    let list: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+    write_feed(
+        &feeds,
+        "broken",
+        &format!(
+            "name = \"broken\"\nkind = \"http\"\nschedule = \"0 * * * *\"\nurls = [{}]\nretries = 1\n",
+            list.join(", ")
+        ),
+    );
+    let o = run_once(&cfg);
+    expect_code(&o, 1);
+    let s = status(&cfg);
+    assert!(status_row(&cfg, "broken").contains(" problems "), "{s}");
+    for (url, why) in [
+        ("/reset/combo.txt", "Connection reset by peer"),
+        (
+            "/lie/combo.txt",
+            "end of file before message length reached",
+        ),
+        ("/loop", "more than 5 redirects"),
+    ] {
+        let said = format!("{}: ", server.url(url));
+        let at = s.find(&said).unwrap_or_else(|| panic!("{url} not in {s}"));
+        let reason = &s[at..s[at..].find("; ").map_or(s.len(), |e| at + e)];
+        assert!(reason.contains(why), "{url}: {reason}");
+    }
+    let found = finding_count(&cfg);
+    assert!(found > 0 && found <= sc.expected.password.len() + sc.expected.identity.len());
+    let asked = |path: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r["path"] == path)
+            .count()
+    };
+    let before: Vec<usize> = ["/reset/combo.txt", "/lie/combo.txt", "/loop"]
+        .iter()
+        .map(|p| asked(p))
+        .collect();
+    assert!(before.iter().all(|&n| n >= 1), "{before:?}");
+    run_once(&cfg);
+    let after: Vec<usize> = ["/reset/combo.txt", "/lie/combo.txt", "/loop"]
+        .iter()
+        .map(|p| asked(p))
+        .collect();
+    for (b, a) in before.iter().zip(&after) {
+        assert!(
+            a > b,
+            "a broken URL was not asked again: {before:?} then {after:?}"
+        );
+    }
+    assert_eq!(finding_count(&cfg), found, "the good URL counted once");
+}
+
+fn finding_count(cfg: &Path) -> usize {
+    let o = run(cfg, &["findings", "list", "--json"]);
+    expect_code(&o, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    json.as_array().unwrap().len()
+}

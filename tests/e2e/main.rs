@@ -3,6 +3,7 @@
 
 mod crash;
 mod daemon;
+mod faults;
 mod feeds;
 mod hostile;
 mod pipeline;

@@ -255,7 +255,14 @@ impl SmtpServer {
 
     /// Messages received so far, with their envelope metadata.
     pub fn received(&self) -> Vec<(Mail, serde_json::Value)> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+        received_in(&self.dir)
+    }
+}
+
+/// The messages a test SMTP server saved in `dir` (NNNN.eml, envelope in NNNN.json).
+pub fn received_in(dir: &Path) -> Vec<(Mail, serde_json::Value)> {
+    {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "eml"))

@@ -18,6 +18,10 @@ Serves:
 
   /redirect?to=URL
                   302 to URL (the query's value, percent-decoded).
+  /loop           302 to itself, forever.
+  /reset/NAME     NAME's headers and half its body, then a TCP reset; every time.
+  /lie/NAME       NAME whole, under a Content-Length twice its size, then the connection
+                  closed; every time, Range or not.
 
 Every request is logged to --log as one JSON object per line: method, path, client
 address, the headers that matter, the status sent.
@@ -111,6 +115,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.serve_range(path[len("/range/"):])
         if path.startswith("/api/v3/"):
             return self.serve_hibp(path[len("/api/v3/"):])
+        if path == "/loop":
+            return self.send_plain(302, b"", [("Location", "/loop")])
+        if path.startswith("/reset/") or path.startswith("/lie/"):
+            return self.serve_broken(path)
         if path == "/redirect":
             from urllib.parse import parse_qs, urlsplit
             to = parse_qs(urlsplit(self.path).query).get("to", [""])[0]
@@ -187,6 +195,28 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         self.send_plain(200, data, common)
+
+    def serve_broken(self, path):
+        import socket
+        import struct
+
+        kind, name = path[1:].split("/", 1)
+        fp = os.path.join(self.server.state.args.root, os.path.basename(name))
+        with open(fp, "rb") as f:
+            data = f.read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data) * (2 if kind == "lie" else 1)))
+        self.end_headers()
+        self.wfile.write(data if kind == "lie" else data[: len(data) // 2])
+        self.wfile.flush()
+        self.log_request_json("200-" + kind)
+        self.close_connection = True
+        if kind == "reset":
+            # SO_LINGER 0: close sends RST, not FIN.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        else:
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def serve_range(self, prefix):
         st = self.server.state
