@@ -101,7 +101,7 @@ pub async fn deliver(
     if stalled {
         tracing::warn!(
             left = out.deferred,
-            "the SMTP server stopped answering: the rest of the queue waits for the next run"
+            "delivery stalled (the SMTP server stopped answering, or the outbox cannot be written): the rest of the queue waits for the next run"
         );
     }
     Ok(out)

@@ -45,8 +45,8 @@ const DEADLINE_TIMEOUTS: u64 = 4;
 pub struct DeliveryError {
     pub message: String,
     pub permanent: bool,
-    /// The server stopped answering: the rest of the queue waits for the next run rather
-    /// than each message waiting out the same deadline.
+    /// The server stopped answering, or the outbox's disk failed: the rest of the queue
+    /// waits for the next run rather than each message failing the same way.
     pub stalled: bool,
 }
 
@@ -137,10 +137,12 @@ impl Transport {
 
     pub async fn deliver(&self, mail: &QueuedMail) -> Result<(), DeliveryError> {
         match self {
+            // The outbox's failures are the local disk's (full, read-only), not the
+            // message's: the rest would fail the same way, and burn their attempts.
             Transport::File { dir } => write_eml(dir, mail).map_err(|e| DeliveryError {
                 message: format!("outbox {}: {e}", dir.display()),
                 permanent: false,
-                stalled: false,
+                stalled: true,
             }),
             Transport::Smtp {
                 client,

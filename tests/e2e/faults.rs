@@ -301,3 +301,86 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The state directory's filesystem fills up mid-ingest (while findings are recorded)
+/// and mid-outbox (while mails are written): the run stops with a clear error and no
+/// panic, the database still opens, and once space returns the next run records and
+/// mails everything, each planted account once. The filesystem is a small tmpfs mounted
+/// in a user and mount namespace of the test's own (`unshare -rm`), so it needs no root.
+#[test]
+fn a_full_disk_stops_the_run_cleanly_and_nothing_is_lost_once_space_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let planted = synth::write_bench(&data, 97, 2000, 2 << 20, 300).unwrap();
+    let cfg = write_config(tmp.path(), "file", "");
+    // Free space left when the ingest starts: none to speak of (the installation key
+    // cannot be written), some (the findings' writes fail part way: the WAL grows a page
+    // per commit until its checkpoint), more (the findings fit, queuing their mail does
+    // not), more still (the mail is queued, the outbox's files do not all fit).
+    for free_kb in [32, 1500, 5000, 7000] {
+        let state = tmp.path().join("state");
+        let out = tmp.path().join(format!("out-{free_kb}"));
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        let script = r#"
+set -u
+mount -t tmpfs -o size=32m tmpfs "$STATE" || exit 90
+"$BIN" --config "$CFG" accounts import "$CSV" >"$OUT/import.log" 2>&1 || exit 91
+avail=$(df -k --output=avail "$STATE" | tail -1)
+dd if=/dev/zero of="$STATE/filler" bs=1k count=$((avail - FREE_KB)) 2>/dev/null
+"$BIN" --config "$CFG" ingest --no-progress "$DUMP" >"$OUT/full.out" 2>"$OUT/full.err"
+echo $? >"$OUT/full.rc"
+"$BIN" --config "$CFG" findings list --json >"$OUT/between.json" 2>"$OUT/between.err"
+echo $? >"$OUT/between.rc"
+rm -f "$STATE/filler"
+"$BIN" --config "$CFG" ingest --no-progress "$DUMP" >"$OUT/after.out" 2>"$OUT/after.err"
+echo $? >"$OUT/after.rc"
+cp -r "$STATE/outbox" "$OUT/outbox"
+"$BIN" --config "$CFG" findings list --json >"$OUT/findings.json"
+"#;
+        let o = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "bash", "-c", script])
+            .env("STATE", &state)
+            .env("BIN", BIN)
+            .env("CFG", &cfg)
+            .env("CSV", data.join("accounts.csv"))
+            .env("DUMP", data.join("combo.txt"))
+            .env("OUT", &out)
+            .env("FREE_KB", free_kb.to_string())
+            .env("RUST_LOG", "leakwatch=info")
+            .output()
+            .expect("unshare (util-linux) runs the disk-full sequence");
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "the namespace script failed (90: mount, 91: import): {}",
+            stderr(&o)
+        );
+        let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+        let what = format!("{free_kb} KiB free");
+        let full_err = read("full.err");
+        let rc: i32 = read("full.rc").trim().parse().unwrap();
+        assert!((1..=2).contains(&rc), "{what}: exit {rc}: {full_err}");
+        assert!(!full_err.contains("panicked"), "{what}: {full_err}");
+        assert!(
+            full_err.contains("No space left on device") || full_err.contains("disk is full"),
+            "{what}: the error does not say the disk is full: {full_err}"
+        );
+        assert_eq!(
+            read("between.rc").trim(),
+            "0",
+            "{what}: {}",
+            read("between.err")
+        );
+        assert_eq!(
+            read("after.rc").trim(),
+            "0",
+            "{what}: once space returns: {}",
+            read("after.err")
+        );
+        let counts = user_mail_counts(&out.join("outbox"));
+        let want: BTreeMap<String, usize> = planted.iter().map(|e| (e.clone(), 1)).collect();
+        assert_eq!(counts, want, "{what}: each planted account mailed once");
+        std::fs::remove_dir_all(&state).unwrap();
+    }
+}
