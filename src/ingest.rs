@@ -5,7 +5,7 @@
 //! store afterwards, see `notify`), so an ingest that dies half-way leaves every finding it
 //! recorded ready to be notified by the next run.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::PathBuf;
 
@@ -110,9 +110,10 @@ pub struct Ingest<'a> {
     /// Set when a cancel stopped the run part-way.
     cancelled: bool,
     archive_passwords: Vec<String>,
-    /// Device folders known before reading (a drop directory's machine folder): a file
-    /// below one that is not a stealer log's own is named by the folder's label too.
-    device_roots: Vec<String>,
+    /// Device folders known before reading (a drop directory's machine folder, a zip's or
+    /// 7z's listed entries): a file below one that is not a stealer log's own is named by
+    /// the folder's label too.
+    device_roots: HashSet<String>,
     /// Device folders of stealer logs seen in this run, by folder name.
     devices: HashMap<String, DeviceState>,
     /// The device folder of the credential file being parsed.
@@ -152,7 +153,7 @@ impl<'a> Ingest<'a> {
             cancel: None,
             cancelled: false,
             archive_passwords: Vec::new(),
-            device_roots: Vec::new(),
+            device_roots: HashSet::new(),
             devices: HashMap::new(),
             current_device: None,
             threads: cfg.ingest.worker_threads(),
@@ -169,7 +170,7 @@ impl<'a> Ingest<'a> {
 
     /// Device folders the input is known to hold (see `device_roots`).
     pub fn with_device_roots(mut self, roots: Vec<String>) -> Self {
-        self.device_roots = roots;
+        self.device_roots = roots.into_iter().collect();
         self
     }
 
@@ -202,6 +203,7 @@ impl<'a> Ingest<'a> {
             if let Err(e) = self.finish_devices(|root| root.starts_with(&inside)) {
                 self.fatal = Some(e);
             }
+            self.device_roots.retain(|r| !r.starts_with(&inside));
         }
     }
 
@@ -405,7 +407,7 @@ impl<'a> Ingest<'a> {
     /// file that is not a stealer log's own (a screenshot, a browser's history).
     fn folder_of(&self, name: &str) -> Option<String> {
         device::folder_above(name, |r| {
-            self.devices.contains_key(r) || self.device_roots.iter().any(|k| k == r)
+            self.devices.contains_key(r) || self.device_roots.contains(r)
         })
         .map(str::to_string)
     }
@@ -587,9 +589,17 @@ impl<'a> Ingest<'a> {
         Ok(())
     }
 
-    fn error(&mut self, e: SourceError) {
+    fn error(&mut self, mut e: SourceError) {
         if self.cancelled {
             return; // the input was cut by the shutdown, not broken
+        }
+        // A machine folder's name (an HWID, an IP) is shown by its label here too.
+        let path = e.path_mut();
+        let root = device::classify(path)
+            .map(|f| f.root.to_string())
+            .or_else(|| self.folder_of(path));
+        if let Some(root) = root {
+            *path = self.redact_folder(path, &root);
         }
         self.stats.errors += 1;
         let text = e.to_string();
@@ -695,6 +705,18 @@ impl StreamHandler for Ingest<'_> {
 
     fn error(&mut self, e: SourceError) {
         Ingest::error(self, e);
+    }
+
+    /// Machine folders in an archive known before any of their files is read, so that a
+    /// file read before the folder's first stealer file is named by the folder's label.
+    fn listed(&mut self, names: &mut dyn Iterator<Item = String>) {
+        for n in names {
+            if let Some(f) = device::classify(&n) {
+                if !self.device_roots.contains(f.root) {
+                    self.device_roots.insert(f.root.to_string());
+                }
+            }
+        }
     }
 
     /// A spreadsheet: every sheet read as a table, its sources named `file!sheet:row`.

@@ -43,6 +43,19 @@ pub enum SourceError {
     Suspicious { path: String, reason: &'static str },
 }
 
+impl SourceError {
+    /// The file or entry the error is about, to be shown otherwise (a machine folder by
+    /// its label).
+    pub fn path_mut(&mut self) -> &mut String {
+        match self {
+            SourceError::Io { path, .. }
+            | SourceError::Archive { path, .. }
+            | SourceError::Skipped { path, .. }
+            | SourceError::Suspicious { path, .. } => path,
+        }
+    }
+}
+
 /// A file to read, with its size on disk (for progress).
 #[derive(Debug, Clone)]
 pub struct InputFile {
@@ -116,6 +129,9 @@ pub trait StreamHandler {
     /// Compressed bytes of a top-level archive entry done (plain files report through the
     /// parser).
     fn archive_progress(&mut self, _bytes: u64) {}
+    /// The names of an archive's file entries (`archive!entry`), before any is read: zip
+    /// and 7z list them up front, so a machine folder is known before its first file.
+    fn listed(&mut self, _names: &mut dyn Iterator<Item = String>) {}
     /// True once the walk should stop (shutdown, or a failure that makes going on useless).
     fn should_stop(&self) -> bool {
         false

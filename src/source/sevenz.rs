@@ -50,6 +50,14 @@ impl Walker<'_, '_> {
                     return Flow::Failed;
                 }
             };
+            self.handler.listed(
+                &mut reader
+                    .archive()
+                    .files
+                    .iter()
+                    .filter(|f| f.has_stream && !f.is_directory)
+                    .map(|f| format!("{name}!{}", super::clean_name(f.name()))),
+            );
             reader.set_thread_count(1);
             let produced = Counter::default();
             let ratio = self.limits().max_compression_ratio;

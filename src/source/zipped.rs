@@ -34,6 +34,11 @@ impl Walker<'_, '_> {
         if let Some(kind) = spreadsheet(&mut archive) {
             return self.workbook(name, kind, archive);
         }
+        self.handler.listed(
+            &mut archive
+                .file_names()
+                .map(|n| format!("{name}!{}", super::clean_name(n))),
+        );
         // The password that opened the previous entry is tried first: an archive has one.
         let mut good: Option<usize> = None;
         let mut files = 0u64;

@@ -472,3 +472,72 @@ fn an_extracted_machine_folder_in_a_drop_directory_is_read_as_one_machine() {
     assert_eq!(again.len(), list.len());
     assert_eq!(devices(&again), devices(&list));
 }
+
+/// In a zip or a 7z, a machine folder's other files can come before its first stealer
+/// file (`Autofills/` sorts before `Passwords.txt`). The archive's listing names the
+/// folder up front, so their log lines already use the folder's label, never its name (an
+/// HWID, an IP); so does an entry the walk reports (here one no password opens).
+#[test]
+fn an_archived_machine_folder_is_named_by_its_label_from_its_first_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let accounts = small_directory(tmp.path(), 31, 4);
+    let cfg = write_config(tmp.path(), "file", "");
+    import(&cfg, &tmp.path().join("accounts.csv"));
+    let hwid = "HWID-7F3A9C1D2E4B";
+    let folder = format!("FR[{hwid}] 203.0.113.77");
+    let entries = |with_lock: bool| {
+        let mut e = vec![
+            (
+                format!("{folder}/Autofills/Google_[Chrome]_Default.txt"),
+                b"not a credential line\nnor this one\n".to_vec(),
+            ),
+            (
+                format!("{folder}/Passwords.txt"),
+                format!(
+                    "URL: https://sso.agence-exemple.fr/\nUsername: {}\nPassword: Pw-Label-1\n",
+                    accounts[0].email
+                )
+                .into_bytes(),
+            ),
+        ];
+        if with_lock {
+            e.truncate(1);
+        }
+        e
+    };
+    let dir = tmp.path().join("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("logs.zip"),
+        pack::zip(&entries(false), ZipMethod::Deflate, &ZipLock::None).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("logs.7z"),
+        pack::sevenz(&entries(false), None).unwrap(),
+    )
+    .unwrap();
+    let mut locked = entries(true);
+    locked.push((format!("{folder}/Passwords.txt"), b"x".to_vec()));
+    std::fs::write(
+        dir.join("locked.zip"),
+        pack::zip(
+            &locked[1..],
+            ZipMethod::Deflate,
+            &ZipLock::Aes256("k".into()),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let o = ingest(&cfg, &[&dir]);
+    let err = stderr(&o);
+    assert!(err.contains("Google_[Chrome]_Default.txt"), "{err}");
+    assert!(err.contains("none of the 0 archive_passwords"), "{err}");
+    for raw in [hwid, "203.0.113.77"] {
+        assert!(!err.contains(raw), "{raw} in the log:\n{err}");
+        assert!(!stdout(&o).contains(raw), "{raw} in the output");
+    }
+    let list = stdout(&run(&cfg, &["findings", "list"]));
+    assert!(list.contains(&accounts[0].email), "{list}");
+    assert!(!list.contains(hwid), "{list}");
+}
