@@ -10,6 +10,7 @@
 #    `leakwatch ingest`; any exit by a signal (abort, segfault) or a run past 120 s fails.
 #
 # Usage: fuzz/run.sh            SECS=60 MUTANTS=50 fuzz/run.sh    (a short run)
+#        JOBS=2 fuzz/run.sh     (two targets at a time, on two cores)
 # Installs what it needs: the nightly toolchain (rustup) and cargo-fuzz (crates.io).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,19 +44,29 @@ for t in parse_stream scan_lines rows; do
   corpus "$t" -name '*.txt' -o -name '*.csv' -o -name '*.sql' -o -name '*.json' -o -name '*.ndjson' -o -name '*.tsv' -o -name '*.ldif' -o -name '*.vcf' -o -name '*.eml' -o -name '*.html' -o -name '*.xml'
 done
 
-say "fuzz run $(date -u +%FT%TZ), ${secs} s per target, $(nproc) cores, commit $(git rev-parse --short HEAD)"
-for t in $(ls fuzz/fuzz_targets | sed 's/\.rs$//'); do
-  log=target/fuzz-$t.log
+jobs=${JOBS:-1}
+say "fuzz run $(date -u +%FT%TZ), ${secs} s per target, $jobs target(s) at a time, $(nproc) cores, commit $(git rev-parse --short HEAD)"
+fuzz_one() {
+  local t=$1 log=target/fuzz-$1.log rc
   set +e
   (cd fuzz && cargo +nightly fuzz run "$t" "corpus/$t" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -timeout=30 -max_len=1048576 -print_final_stats=1) > "$log" 2>&1
   rc=$?
   set -e
+  local runs cov crashes
   runs=$(grep -o 'Done [0-9]* runs' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')
   crashes=$(ls "fuzz/artifacts/$t" 2>/dev/null | wc -l)
-  say "  $t: exit $rc, $runs runs, coverage $cov edges, $crashes crash file(s)"
+  echo "  $t: exit $rc, $runs runs, coverage $cov edges, $crashes crash file(s)" > "target/fuzz-line-$t.txt"
+}
+targets=($(ls fuzz/fuzz_targets | sed 's/\.rs$//'))
+# Built once before the lanes start, so that they do not build the same crates at once.
+(cd fuzz && cargo +nightly fuzz build "${targets[0]}" >/dev/null 2>&1) || true
+for ((lane = 0; lane < jobs; lane++)); do
+  (for ((i = lane; i < ${#targets[@]}; i += jobs)); do fuzz_one "${targets[i]}"; done) &
 done
+wait
+for t in "${targets[@]}"; do cat "target/fuzz-line-$t.txt" | tee -a "$report"; done
 
 # The release binary over mutated hostile archives.
 say "mutation run: $mutants mutants of each hostile archive, release binary"

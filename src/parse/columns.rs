@@ -273,13 +273,16 @@ pub fn emit_row(
             line,
             format,
         });
-        if super::combo::decorated(field) {
+        // Any other address in the login's field (`Jean <jd@…>, copy to …`) is the
+        // floor's; the login itself is not reported twice.
+        if login.len() < field.len() {
             let at = login.as_ptr() as usize - field.as_ptr() as usize;
             n += text::floor(field, 0, Some((at, at + login.len())), line, sink);
         }
     }
     for (i, field) in fields.iter().enumerate() {
-        if Some(i) == login_at || Some(i) == columns.password {
+        // The password too: an address in it is someone's identity, as grep would see.
+        if Some(i) == login_at {
             continue;
         }
         if let Some(value) = field {

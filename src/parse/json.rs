@@ -388,6 +388,10 @@ impl<R: Read> JsonReader<R> {
             return;
         }
         if key == Some(Named::Password) && rec.password.is_none() {
+            // An address in a password is the floor's all the same.
+            for address in super::text::addresses(text) {
+                push_floor(rec, address.to_string());
+            }
             rec.password = Some(text.to_string());
             return;
         }

@@ -602,3 +602,116 @@ mod tests {
         assert!(sink.records.iter().all(|r| r.format == Format::Stealer));
     }
 }
+
+/// The grep floor as a property: through every reader, whatever shape wraps it, each
+/// address `grep -o` would find in a line (`text::addresses`, itself checked against
+/// grep on random text) is in some record's login.
+#[cfg(test)]
+mod floor_property {
+    use super::*;
+
+    const PIECES: &[&str] = &[
+        "a",
+        "Z",
+        "9",
+        ".",
+        "@",
+        "-",
+        "_",
+        "+",
+        " ",
+        "<",
+        ">",
+        ":",
+        ",",
+        "é",
+        "example",
+        ".net",
+        ".fr",
+        "x.y",
+        "mailto:",
+        ";",
+        "|",
+        "jean@example.net",
+        "a@b",
+        "@sso.agence-exemple.fr",
+        "Dupont <",
+        "marie.curie@agence-exemple.fr",
+    ];
+
+    fn text(rng: &mut crate::synth::Rng) -> String {
+        (0..1 + rng.below(8)).map(|_| *rng.pick(PIECES)).collect()
+    }
+
+    /// One document of each shape, with random text in every field, key, comment and
+    /// line between: (file name, bytes).
+    fn documents(rng: &mut crate::synth::Rng) -> Vec<(&'static str, String)> {
+        let mut t = || text(rng);
+        vec![
+            (
+                "dump.sql",
+                format!(
+                    "-- {}\nCREATE TABLE `users` (\n  `id` int,\n  `email` varchar(255), -- {}\n  `password` varchar(64)\n);\nINSERT INTO `users` (`id`, `email`, `password`) VALUES (1,'{}','{}'),(2,'{}','{}');\n/* {} */\nCOPY public.members (id, mail, note) FROM stdin;\n3\t{}\t{}\n\\.\n{}\n",
+                    t(), t(), t(), t(), t(), t(), t(), t(), t(), t()
+                ),
+            ),
+            (
+                "export.json",
+                format!(
+                    "[\n  {{\"user\": {{\"contact\": {{\"mail\": \"{}\"}}, \"auth\": {{\"pass\": \"{}\"}}}}, \"note\": \"{}\"}},\n  {{\"{}\": \"{}\"}},\n  \"{}\"\n]\n",
+                    t(), t(), t(), t(), t(), t()
+                ),
+            ),
+            (
+                "users.ndjson",
+                format!("{{\"email\": \"{}\", \"x\": \"{}\"}}\n{{\"login\": \"{}\"}}\n", t(), t(), t()),
+            ),
+            (
+                "table.csv",
+                format!("id,email,name\n1,{},{}\n2,\"{}\",\"{}\"\n{}\n", t(), t(), t(), t(), t()),
+            ),
+            ("plain.tsv", format!("{}\t{}\t{}\n{}\t{}\n", t(), t(), t(), t(), t())),
+            (
+                "Passwords.txt",
+                format!("URL: https://{}\nUsername: {}\nPassword: {}\n\n{}\n===============\n", t(), t(), t(), t()),
+            ),
+            ("combo.txt", format!("{}:{}\n{} {}\n{}\n", t(), t(), t(), t(), t())),
+        ]
+    }
+
+    #[test]
+    fn every_reader_reports_every_address_grep_finds() {
+        let mut rng = crate::synth::Rng::new(16);
+        let mut checked = 0usize;
+        let mut missed: Vec<String> = Vec::new();
+        let mut by_name = std::collections::BTreeMap::new();
+        for _ in 0..3_000 {
+            for (name, doc) in documents(&mut rng) {
+                let mut sink = CollectSink::default();
+                parse_stream(doc.as_bytes(), name, 1 << 16, &mut sink).unwrap();
+                for line in doc.lines() {
+                    for a in text::addresses(line) {
+                        checked += 1;
+                        let lower = a.to_lowercase();
+                        let found = sink
+                            .records
+                            .iter()
+                            .any(|r| r.login.to_lowercase().contains(&lower));
+                        if !found {
+                            *by_name.entry(name).or_insert(0usize) += 1;
+                        }
+                        if !found && missed.len() < 20 {
+                            missed.push(format!("{name}: {a:?} in {line:?}"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000, "only {checked} addresses");
+        assert!(
+            missed.is_empty(),
+            "missed {by_name:?} of {checked}, e.g.:\n{}",
+            missed.join("\n")
+        );
+    }
+}

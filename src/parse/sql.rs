@@ -117,6 +117,8 @@ pub fn parse_from<R: Read>(
         fields: Vec::new(),
         nulls: Vec::new(),
         used: 0,
+        last_word: Vec::new(),
+        lead: Vec::new(),
         stats: ParseStats::default(),
         next_progress: PROGRESS_EVERY,
     };
@@ -144,6 +146,10 @@ struct SqlReader<R> {
     nulls: Vec<bool>,
     /// Fields of the row being read.
     used: usize,
+    /// The last keyword read, as written: the start of a statement the floor reads.
+    last_word: Vec<u8>,
+    /// A lone `-` or `/` read while looking for a comment: the statement's first byte.
+    lead: Vec<u8>,
     stats: ParseStats,
     next_progress: u64,
 }
@@ -183,20 +189,25 @@ impl<R: Read> SqlReader<R> {
     /// One statement, from its first word.
     fn statement(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
         {
+            // A statement after a lone `-` or `/` is none we read.
+            let lead = std::mem::take(&mut self.lead);
             let word = self.word()?;
-            match word.as_str() {
+            let word = if lead.is_empty() { word.as_str() } else { "" };
+            match word {
                 "INSERT" | "REPLACE" => self.insert(sink)?,
                 "COPY" => self.copy(sink)?,
                 "CREATE" => {
-                    self.create()?;
+                    self.create(sink)?;
                     self.stats.entries += 1;
                     sink.end_entry();
                 }
-                "" => {
-                    // Not a statement: read to the next `;` like any other.
-                    self.skip_statement(Some(sink))?;
+                // Not a statement we read: to the next `;`, its text (with the word it
+                // began with: `jean@…` is not a keyword) read by the floor.
+                _ => {
+                    let mut first = lead;
+                    first.append(&mut self.last_word);
+                    self.skip_statement_from(Some(sink), first)?;
                 }
-                _ => self.skip_statement(Some(sink))?,
             }
             let read = self.c.bytes_read();
             if read >= self.next_progress {
@@ -223,6 +234,7 @@ impl<R: Read> SqlReader<R> {
                     self.c.bump()?;
                     if self.c.peek()? != Some(b'-') {
                         // A lone `-`: the start of something else; read it as a statement.
+                        self.lead = b"-".to_vec();
                         return Ok(());
                     }
                     self.c.push_bounded(b"\n", &mut text, self.max_field)?;
@@ -230,6 +242,7 @@ impl<R: Read> SqlReader<R> {
                 Some(b'/') => {
                     self.c.bump()?;
                     if self.c.peek()? != Some(b'*') {
+                        self.lead = b"/".to_vec();
                         return Ok(());
                     }
                     self.c.bump()?;
@@ -264,6 +277,7 @@ impl<R: Read> SqlReader<R> {
     /// A keyword (letters and `_`), upper-cased; empty if none starts here.
     fn word(&mut self) -> io::Result<String> {
         let mut w = String::new();
+        self.last_word.clear();
         while let Some(b) = self.c.peek()? {
             if !(b.is_ascii_alphanumeric() || b == b'_') {
                 break;
@@ -271,6 +285,7 @@ impl<R: Read> SqlReader<R> {
             self.c.bump()?;
             if w.len() < MAX_WORD {
                 w.push(b.to_ascii_uppercase() as char);
+                self.last_word.push(b);
             }
         }
         Ok(w)
@@ -544,7 +559,7 @@ impl<R: Read> SqlReader<R> {
     }
 
     /// `CREATE [TEMPORARY] TABLE [IF NOT EXISTS] t ( defs ) …;`: remembers its columns.
-    fn create(&mut self) -> io::Result<()> {
+    fn create(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
         self.c.skip_ws()?;
         let mut kw = self.word()?;
         if kw == "TEMPORARY" {
@@ -569,7 +584,9 @@ impl<R: Read> SqlReader<R> {
         self.c.bump()?;
         let mut cols = Vec::new();
         loop {
-            self.c.skip_ws()?;
+            // `-- comment` lines between definitions: read by the floor, and not taken
+            // for the next column's name.
+            self.skip_ws_and_comments(sink)?;
             let first = self.identifier()?;
             const NOT_COLUMNS: &[&str] = &[
                 "PRIMARY",
@@ -590,9 +607,16 @@ impl<R: Read> SqlReader<R> {
             {
                 cols.push(first);
             }
-            // The rest of the definition, to the `,` or `)` at this level.
+            // The rest of the definition, to the `,` or `)` at this level; its quoted
+            // text (`COMMENT 'ask admin@…'`, a default) read by the floor.
             let mut scratch = Vec::new();
-            match self.value(&mut scratch, 0)?.0 {
+            let end = self.value(&mut scratch, self.max_field)?.0;
+            if memchr::memchr(b'@', &scratch).is_some() {
+                let line = self.c.line();
+                self.stats.records +=
+                    text::floor(&decode::line_text(&scratch), 0, None, line, sink);
+            }
+            match end {
                 Some(b',') => continue,
                 _ => break,
             }
@@ -695,7 +719,15 @@ impl<R: Read> SqlReader<R> {
     /// Consumes the rest of a statement through its `;` (quote-aware). With a sink, its
     /// text (bounded) is read by the grep floor.
     fn skip_statement(&mut self, sink: Option<&mut dyn Sink>) -> io::Result<()> {
-        let mut seen = Vec::new();
+        self.skip_statement_from(sink, Vec::new())
+    }
+
+    /// [`Self::skip_statement`], its text starting with `seen` (what was read of it).
+    fn skip_statement_from(
+        &mut self,
+        sink: Option<&mut dyn Sink>,
+        mut seen: Vec<u8>,
+    ) -> io::Result<()> {
         let max = if sink.is_some() { self.max_field } else { 0 };
         let line = self.c.line();
         loop {

@@ -71,11 +71,16 @@ impl BlockParser {
         let mut emitted = 0;
         match key_value(line) {
             Some((key, value)) => {
+                // The grep floor: an address in a URL, a password or an unkept value
+                // (`Application: mail of jean@…`) is an identity all the same.
+                if key != Key::Login {
+                    emitted += super::text::floor(value, 0, None, no, sink);
+                }
                 let slot = match key {
                     Key::Url => &mut self.url,
                     Key::Login => &mut self.login,
                     Key::Password => &mut self.password,
-                    Key::Other => return 0,
+                    Key::Other => return emitted,
                 };
                 if slot.is_some() {
                     emitted += self.flush(sink);
@@ -93,6 +98,9 @@ impl BlockParser {
             None => {
                 if line.is_empty() || line.chars().all(|c| "=-*_#~ ".contains(c)) {
                     emitted += self.flush(sink);
+                } else {
+                    // A line that is no key's: its addresses are the floor's.
+                    emitted += super::text::floor(line, 0, None, no, sink);
                 }
             }
         }
