@@ -226,6 +226,31 @@ mod tests {
         m
     }
 
+    /// Every input a fuzz run crashed on (`fuzz/regressions/TARGET/`, kept with its
+    /// minimised form) through its harness again: a crash found once stays fixed.
+    #[test]
+    fn fuzz_regressions_stay_fixed() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+        let mut ran = 0;
+        for target in std::fs::read_dir(&root).unwrap() {
+            let target = target.unwrap();
+            let harness: fn(&[u8]) = match target.file_name().to_str().unwrap() {
+                "parse_stream" => super::parse_stream,
+                "scan_lines" => super::scan_lines,
+                "device_file" => super::device_file,
+                "archive" => super::archive,
+                "rows" => super::rows,
+                "sheet" => super::sheet,
+                other => panic!("fuzz/regressions/{other}: no such harness"),
+            };
+            for input in std::fs::read_dir(target.path()).unwrap() {
+                harness(&std::fs::read(input.unwrap().path()).unwrap());
+                ran += 1;
+            }
+        }
+        assert!(ran >= 2, "only {ran} regression inputs");
+    }
+
     /// Valid archives of every kind, then thousands of mutations of them (flipped bytes,
     /// cuts, spliced runs) through the walker: the same inputs a fuzzer starts from.
     #[test]

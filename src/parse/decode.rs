@@ -138,7 +138,7 @@ impl<R: Read> Read for Utf16Reader<R> {
                     break;
                 }
             }
-            let (_, read, written, _) = self.decoder.decode_to_utf8(
+            let (result, read, written, _) = self.decoder.decode_to_utf8(
                 &self.input[self.in_start..self.in_end],
                 &mut self.output,
                 self.eof,
@@ -146,7 +146,10 @@ impl<R: Read> Read for Utf16Reader<R> {
             self.in_start += read;
             self.out_start = 0;
             self.out_end = written;
-            if self.eof && self.in_start == self.in_end && written == 0 {
+            // Called with `last` and all its input taken, the decoder has finished (its
+            // last output, such as a lone surrogate's U+FFFD, is in `written`): calling
+            // it again panics, so it is never called again.
+            if self.eof && result == encoding_rs::CoderResult::InputEmpty {
                 self.done = true;
             }
         }
@@ -160,6 +163,17 @@ impl<R: Read> Read for Utf16Reader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An odd byte at the end: the decoder's last call gives U+FFFD and finishes it; it
+    /// was called again and panicked (found by `cargo fuzz`, fuzz/regressions/).
+    #[test]
+    fn an_odd_utf16_tail_ends_the_stream() {
+        let mut r = Utf16Reader::new(&b"\xff\xfeA\x00B"[..], Encoding::Utf16Le);
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        assert_eq!(out.trim_start_matches('\u{feff}'), "A\u{fffd}");
+        assert_eq!(r.read(&mut [0u8; 16]).unwrap(), 0);
+    }
 
     fn utf16(text: &str, big: bool, bom: bool) -> Vec<u8> {
         let mut out = Vec::new();
