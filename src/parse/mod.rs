@@ -610,37 +610,19 @@ mod tests {
 mod floor_property {
     use super::*;
 
-    const PIECES: &[&str] = &[
-        "a",
-        "Z",
-        "9",
-        ".",
-        "@",
-        "-",
-        "_",
-        "+",
-        " ",
-        "<",
-        ">",
-        ":",
-        ",",
-        "é",
-        "example",
-        ".net",
-        ".fr",
-        "x.y",
-        "mailto:",
-        ";",
-        "|",
-        "jean@example.net",
-        "a@b",
-        "@sso.agence-exemple.fr",
-        "Dupont <",
-        "marie.curie@agence-exemple.fr",
-    ];
+    /// The floor's random text, but for the quote and the tab: those break the shape
+    /// itself (a string or a field ended early), a case this property does not cover yet.
+    fn pieces() -> Vec<&'static str> {
+        text::RANDOM_TEXT
+            .iter()
+            .copied()
+            .filter(|p| !p.contains(['"', '\t']))
+            .collect()
+    }
 
     fn text(rng: &mut crate::synth::Rng) -> String {
-        (0..1 + rng.below(8)).map(|_| *rng.pick(PIECES)).collect()
+        let pieces = pieces();
+        (0..1 + rng.below(8)).map(|_| *rng.pick(&pieces)).collect()
     }
 
     /// One document of each shape, with random text in every field, key, comment and

@@ -172,6 +172,8 @@ impl<R: Read> SqlReader<R> {
                 return Ok(());
             };
             if b == b';' {
+                // An empty statement (`-;` included: the lone `-` was all of it).
+                self.lead.clear();
                 self.c.bump()?;
                 continue;
             }

@@ -111,6 +111,44 @@ pub fn floor(
     n
 }
 
+/// Pieces random text is made of in the floor's tests: letters, separators, address
+/// fragments and whole addresses.
+#[cfg(test)]
+pub(crate) const RANDOM_TEXT: &[&str] = &[
+    "a",
+    "Z",
+    "9",
+    ".",
+    "@",
+    "@",
+    "-",
+    "_",
+    "+",
+    "%",
+    " ",
+    "<",
+    ">",
+    "\"",
+    ":",
+    ",",
+    "é",
+    "example",
+    ".net",
+    ".fr",
+    "co",
+    "x.y",
+    "..",
+    "mailto:",
+    "\t",
+    ";",
+    "|",
+    "jean@example.net",
+    "a@b",
+    "@sso.agence-exemple.fr",
+    "Dupont <",
+    "marie.curie@agence-exemple.fr",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,39 +239,7 @@ mod tests {
 
     #[test]
     fn a_superset_of_grep_on_random_text() {
-        const PIECES: &[&str] = &[
-            "a",
-            "Z",
-            "9",
-            ".",
-            "@",
-            "@",
-            "-",
-            "_",
-            "+",
-            "%",
-            " ",
-            "<",
-            ">",
-            "\"",
-            ":",
-            ",",
-            "é",
-            "example",
-            ".net",
-            ".fr",
-            "co",
-            "x.y",
-            "..",
-            "mailto:",
-            "\t",
-            ";",
-            "|",
-            "jean@example.net",
-            "a@b",
-            "@sso.agence-exemple.fr",
-            "Dupont <",
-        ];
+        const PIECES: &[&str] = RANDOM_TEXT;
         let mut rng = crate::synth::Rng::new(7);
         let mut seen = 0;
         for _ in 0..50_000 {

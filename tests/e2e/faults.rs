@@ -6,7 +6,6 @@
 //! (`broken_http_peers_…`, `a_trickling_server_…`), `diskfull.rs` (a full filesystem).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -23,20 +22,12 @@ struct FaultySmtp {
 impl FaultySmtp {
     fn start(port: u16, dir: &Path, args: &[&str]) -> FaultySmtp {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_faults.py");
-        let mut child = Command::new("python3")
-            .arg(script)
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
             .args(["--port", &port.to_string(), "--outdir"])
             .arg(dir)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start smtp_faults.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "READY", "smtp_faults.py did not start");
+            .args(args);
+        let child = spawn_ready(&mut cmd, "smtp_faults.py");
         FaultySmtp {
             child,
             dir: dir.to_path_buf(),

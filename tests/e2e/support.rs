@@ -209,6 +209,22 @@ pub fn smtp_python() -> &'static Path {
     })
 }
 
+/// Starts a test server script and waits for the "READY" line it prints once listening.
+/// Its stdin is kept open: the scripts stop when it closes (when the test process dies).
+pub fn spawn_ready(cmd: &mut Command, what: &str) -> Child {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "READY", "{what} did not start");
+    child
+}
+
 /// aiosmtpd on 127.0.0.1, stopped when dropped (and when the test process dies, since it
 /// exits when its stdin closes).
 pub struct SmtpServer {
@@ -237,16 +253,7 @@ impl SmtpServer {
         if let Some((u, p)) = &opts.auth {
             cmd.args(["--auth", &format!("{u}:{p}")]);
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start smtpd.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "READY", "smtpd.py did not start");
+        let child = spawn_ready(&mut cmd, "smtpd.py");
         SmtpServer {
             child,
             dir: dir.to_path_buf(),
@@ -342,20 +349,12 @@ impl HttpServer {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/httpd.py");
         let port = free_port();
         let log = dir.join("http.log");
-        let mut child = Command::new("python3")
-            .arg(script)
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
             .args(["--port", &port.to_string(), "--log"])
             .arg(&log)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start httpd.py (needs python3)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "READY", "httpd.py did not start");
+            .args(args);
+        let child = spawn_ready(&mut cmd, "httpd.py (needs python3)");
         HttpServer { child, port, log }
     }
 
