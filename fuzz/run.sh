@@ -7,10 +7,11 @@
 #    shape of dump, the hostile set); crashes land in fuzz/artifacts/TARGET/.
 # 2. A mutation run of the release binary: each file of the hostile archive set mutated
 #    MUTANTS times (bytes flipped, cut, spliced, duplicated), each batch given to
-#    `leakwatch ingest`; any exit by a signal (abort, segfault) or a run past 120 s fails.
+#    `leakwatch ingest`; any exit by a signal (abort, segfault) or a run past 900 s fails.
 #
 # Usage: fuzz/run.sh            SECS=60 MUTANTS=50 fuzz/run.sh    (a short run)
 #        JOBS=2 fuzz/run.sh     (two targets at a time, on two cores)
+#        TARGETS="sheet rows" MUTANTS=0 fuzz/run.sh    (some targets, no mutation run)
 # Installs what it needs: the nightly toolchain (rustup) and cargo-fuzz (crates.io).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,10 +48,16 @@ done
 jobs=${JOBS:-1}
 say "fuzz run $(date -u +%FT%TZ), ${secs} s per target, $jobs target(s) at a time, $(nproc) cores, commit $(git rev-parse --short HEAD)"
 fuzz_one() {
-  local t=$1 log=target/fuzz-$1.log rc
+  local t=$1 log=target/fuzz-$1.log rc build=() extra=()
+  # scan_lines runs worker threads: LeakSanitizer counts std's per-thread channel context
+  # (112 bytes, freed by the thread's exit, not by us) as a leak.
+  [[ $t == scan_lines ]] && extra+=(-detect_leaks=0)
+  # calamine overflows on long column letters with overflow checks on (it wraps in release
+  # builds, as leakwatch ships; fuzz/regressions/sheet/): fuzz the sheet as it ships.
+  [[ $t == sheet ]] && build+=(-O)
   set +e
-  (cd fuzz && cargo +nightly fuzz run "$t" "corpus/$t" -- \
-    -max_total_time="$secs" -rss_limit_mb=2048 -timeout=30 -max_len=1048576 -print_final_stats=1) > "$log" 2>&1
+  (cd fuzz && cargo +nightly fuzz run "${build[@]}" "$t" "corpus/$t" -- \
+    -max_total_time="$secs" -rss_limit_mb=2048 -timeout=30 -max_len=1048576 -print_final_stats=1 "${extra[@]}") > "$log" 2>&1
   rc=$?
   set -e
   local runs cov crashes
@@ -59,7 +66,7 @@ fuzz_one() {
   crashes=$(ls "fuzz/artifacts/$t" 2>/dev/null | wc -l)
   echo "  $t: exit $rc, $runs runs, coverage $cov edges, $crashes crash file(s)" > "target/fuzz-line-$t.txt"
 }
-targets=($(ls fuzz/fuzz_targets | sed 's/\.rs$//'))
+targets=(${TARGETS:-$(ls fuzz/fuzz_targets | sed 's/\.rs$//')})
 # Built once before the lanes start, so that they do not build the same crates at once.
 (cd fuzz && cargo +nightly fuzz build "${targets[0]}" >/dev/null 2>&1) || true
 for ((lane = 0; lane < jobs; lane++)); do
@@ -67,6 +74,8 @@ for ((lane = 0; lane < jobs; lane++)); do
 done
 wait
 for t in "${targets[@]}"; do cat "target/fuzz-line-$t.txt" | tee -a "$report"; done
+
+((mutants > 0)) || { say "done $(date -u +%FT%TZ)"; ! ls fuzz/artifacts/*/* >/dev/null 2>&1; exit; }
 
 # The release binary over mutated hostile archives.
 say "mutation run: $mutants mutants of each hostile archive, release binary"
@@ -116,7 +125,8 @@ bad=0; batches=0; inputs=0
 for batch in "$work"/in/*; do
   batches=$((batches + 1)); inputs=$((inputs + $(ls "$batch" | wc -l)))
   set +e
-  timeout 120 $bin --config "$work/leakwatch.toml" ingest --no-progress "$batch" >/dev/null 2>"$work/last.err"
+  # 400 RAR mutants take about 140 s (unar runs per file): 900 s tells a hang from that.
+  timeout 900 $bin --config "$work/leakwatch.toml" ingest --no-progress "$batch" >/dev/null 2>"$work/last.err"
   rc=$?
   set -e
   if ((rc > 2)); then
