@@ -278,23 +278,15 @@ fn run_directory(
         // A folder with a new file is read whole: the device file or cookies read in an
         // earlier run are needed again to settle the new credentials, and findings
         // already known are only seen again.
-        let mut inputs: Vec<(PathBuf, InputFile)> = new
-            .iter()
-            .map(|(c, _)| (c.rel.clone(), input_of(c)))
-            .collect();
+        let mut files: Vec<InputFile> = new.iter().map(|(c, _)| input_of(c)).collect();
         if in_folder {
-            inputs.extend(known.iter().map(|c| (c.rel.clone(), input_of(c))));
+            files.extend(known.iter().map(input_of));
         }
         p.parts += new.len() as u64;
         p.changed += new.len() as u64;
         for (c, _) in &new {
             tracing::info!(feed = %feed.name, file = %shown(pipe, c), bytes = c.size, "reading new file");
         }
-        let rel_of: std::collections::HashMap<&Path, &Path> = inputs
-            .iter()
-            .map(|(rel, f)| (f.path.as_path(), rel.as_path()))
-            .collect();
-        let files: Vec<InputFile> = inputs.iter().map(|(_, f)| f.clone()).collect();
         let r = pipe
             .ingest(env.clock.as_ref(), Some(&env.cancel))
             .with_archive_passwords(&d.archive_passwords)
@@ -303,11 +295,7 @@ fn run_directory(
             .run_files(&files, Vec::new(), |f| {
                 // Opened again below the drop directory's descriptor: whatever was put
                 // in its place since the scan, no link is followed and no FIFO waited on.
-                let rel = rel_of
-                    .get(f.path.as_path())
-                    .copied()
-                    .unwrap_or(Path::new(""));
-                drop.open_file(rel)
+                drop.open_file(f.path.strip_prefix(&d.path).unwrap_or(&f.path))
             });
         if !ingested(p, r)? {
             break;
