@@ -24,8 +24,8 @@ use crate::progress::Progress;
 use crate::scan::{self, ScanSink};
 use crate::source::{self, Mapped, ReadSeek, SourceError, StreamHandler, WalkOptions};
 use crate::store::{
-    DeviceRecord, FindingKind, Severity, Sighting, SightingOutcome, Store, StoreError,
-    UnknownSighting,
+    DeviceRecord, FindingKind, Recorded, Recording, Severity, Sighting, SightingOutcome, Store,
+    StoreError, UnknownSighting,
 };
 use crate::timefmt::Clock;
 
@@ -33,6 +33,34 @@ use crate::timefmt::Clock;
 const MALFORMED_LOGGED: u64 = 5;
 /// Input errors kept word for word for the feed run's row (all are logged).
 const ERRORS_KEPT: usize = 5;
+/// Hits recorded per transaction (`Ingest::flush_hits`): a leak whose every line is an
+/// account costs a commit per batch, not per line; a crash loses at most one batch of
+/// work, which the input, not yet marked done, gives again on the next run.
+const HIT_BATCH: usize = 4096;
+/// New findings logged one by one per run; the rest at debug level (the summary counts
+/// them all): a leak of the whole user base must not write a million log lines.
+const FINDINGS_LOGGED: u64 = 100;
+
+/// A hit waiting for its batch's transaction, with what recording it needs (owned: the
+/// record it came from is gone by then). The password is already a fingerprint.
+struct PendingHit {
+    /// The account the hash is a key of; `None` for an org identity no key matched.
+    account: Option<i64>,
+    kind: FindingKind,
+    fp: Option<[u8; 32]>,
+    hint: Option<String>,
+    hash: IdentityHash,
+    site: Option<String>,
+    format: Format,
+    source: String,
+    seen_at: i64,
+    severity: Severity,
+    hash_algo: Option<&'static str>,
+    /// For an address on an org domain: recorded as an unknown identity if no active
+    /// account holds it.
+    masked: Option<String>,
+    has_password: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -126,6 +154,8 @@ pub struct Ingest<'a> {
     section_base: usize,
     /// The entry being read gave an identity (see `Sink::end_entry`).
     entry_has_identity: bool,
+    /// Hits read but not yet recorded ([`HIT_BATCH`]).
+    pending: Vec<PendingHit>,
 }
 
 impl<'a> Ingest<'a> {
@@ -159,6 +189,7 @@ impl<'a> Ingest<'a> {
             threads: cfg.ingest.worker_threads(),
             section_base: usize::MAX,
             entry_has_identity: false,
+            pending: Vec::new(),
         }
     }
 
@@ -196,6 +227,13 @@ impl<'a> Ingest<'a> {
         };
         read(opts, self);
         self.archive_passwords = passwords;
+        // Each input's hits are recorded when it ends: a file's findings are in the store
+        // before the next file is opened, as they were when each was its own transaction.
+        if self.fatal.is_none() {
+            if let Err(e) = self.flush_hits() {
+                self.fatal = Some(e);
+            }
+        }
         // The machines inside an archive cannot have files elsewhere: settle them now, so
         // that memory holds one archive's machines, not a whole run's.
         if self.fatal.is_none() && !self.cancelled {
@@ -231,10 +269,22 @@ impl<'a> Ingest<'a> {
     }
 
     fn finish(mut self) -> Result<IngestStats, IngestError> {
+        // What was read before a cancel is recorded too (the run reports it as stopped).
+        if self.fatal.is_none() {
+            if let Err(e) = self.flush_hits() {
+                self.fatal = Some(e);
+            }
+        }
         if self.fatal.is_none() && !self.cancelled {
             if let Err(e) = self.finish_devices(|_| true) {
                 self.fatal = Some(e);
             }
+        }
+        if self.stats.new_findings > FINDINGS_LOGGED {
+            tracing::info!(
+                more = self.stats.new_findings - FINDINGS_LOGGED,
+                "further new findings logged at debug level only"
+            );
         }
         if let Some(e) = self.fatal.take() {
             return Err(IngestError::Store(e));
@@ -292,7 +342,139 @@ impl<'a> Ingest<'a> {
         self.finish()
     }
 
+    /// A hit the filter let through: queued for its batch, or, from an infected machine's
+    /// folder (whose device row and cookies need the account at once), recorded now.
     fn record_match(
+        &mut self,
+        r: &Record<'_>,
+        hash: IdentityHash,
+        kind: IdentityKind,
+    ) -> Result<(), StoreError> {
+        if self.current_device.is_some() {
+            self.flush_hits()?;
+            return self.record_match_now(r, hash, kind);
+        }
+        let Some(account) = self.store.account_of(&hash)? else {
+            return self.record_unknown(r, hash, kind);
+        };
+        let algo = r.password.and_then(crate::parse::hashed::classify);
+        let (finding, fp, hint) = self.exposure(account, r.password, algo);
+        let severity = match (finding, algo) {
+            (FindingKind::Identity, _) => Severity::Medium,
+            (FindingKind::PasswordHash, Some(a)) if a.is_slow() => Severity::Medium,
+            _ => Severity::High,
+        };
+        let masked = self.org_masked(kind);
+        self.pending.push(PendingHit {
+            account: Some(account),
+            kind: finding,
+            fp,
+            hint,
+            hash,
+            site: r.url.and_then(url_host).map(str::to_ascii_lowercase),
+            format: r.format,
+            source: format!("{}:{}", self.source_name, r.line),
+            seen_at: self.clock.now(),
+            severity,
+            hash_algo: algo.map(|a| a.as_str()),
+            masked,
+            has_password: r.password.is_some(),
+        });
+        if self.pending.len() >= HIT_BATCH {
+            self.flush_hits()?;
+        }
+        Ok(())
+    }
+
+    /// The finding a password (or none) makes: its kind, fingerprint and hint. A password
+    /// column that holds a hash: the hash is the exposure (its fingerprint, like a
+    /// password's; never a hint of it).
+    fn exposure(
+        &self,
+        account: i64,
+        password: Option<&str>,
+        algo: Option<crate::parse::hashed::HashAlgo>,
+    ) -> (FindingKind, Option<[u8; 32]>, Option<String>) {
+        match (password, algo) {
+            (Some(pw), Some(_)) => (
+                FindingKind::PasswordHash,
+                Some(self.fingerprinter.password(account, pw)),
+                None,
+            ),
+            (Some(pw), None) => (
+                FindingKind::Password,
+                Some(self.fingerprinter.password(account, pw)),
+                self.cfg.privacy.password_hint.then(|| password_hint(pw)),
+            ),
+            (None, _) => (FindingKind::Identity, None, None),
+        }
+    }
+
+    /// The masked form of the key just made, if it is an address on an org domain (an
+    /// identity the digest lists when no active account holds it).
+    fn org_masked(&self, kind: IdentityKind) -> Option<String> {
+        (kind == IdentityKind::Email && self.norm.is_org_email(&self.key))
+            .then(|| mask_email(&self.key))
+    }
+
+    /// Records the queued hits in one transaction and counts what they did.
+    fn flush_hits(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        fn unknown(h: &PendingHit) -> Option<UnknownSighting<'_>> {
+            h.masked.as_deref().map(|masked| UnknownSighting {
+                hash: h.hash,
+                masked,
+                has_password: h.has_password,
+                format: h.format,
+                source: &h.source,
+                seen_at: h.seen_at,
+            })
+        }
+        let items: Vec<Recording<'_>> = pending
+            .iter()
+            .filter_map(|h| match h.account {
+                Some(account_id) => Some(Recording::Match {
+                    sighting: Sighting {
+                        account_id,
+                        kind: h.kind,
+                        secret_fp: h.fp,
+                        password_hint: h.hint.as_deref(),
+                        identity_hash: h.hash,
+                        site: h.site.as_deref(),
+                        format: h.format,
+                        source: &h.source,
+                        seen_at: h.seen_at,
+                        severity: h.severity,
+                        device_id: None,
+                        hash_algo: h.hash_algo,
+                    },
+                    otherwise: unknown(h),
+                }),
+                None => unknown(h).map(Recording::Unknown),
+            })
+            .collect();
+        let outcomes = self.store.record_batch(&items)?;
+        for (item, outcome) in items.iter().zip(outcomes) {
+            match (item, outcome) {
+                (Recording::Match { sighting, .. }, Recorded::Sighting(o)) => {
+                    self.stats.matches += 1;
+                    self.count_outcome(o, sighting.account_id, sighting.kind, sighting.source);
+                }
+                (_, Recorded::Unknown(true)) => self.stats.new_unknown += 1,
+                _ => {}
+            }
+        }
+        let mut pending = pending;
+        pending.clear();
+        self.pending = pending;
+        Ok(())
+    }
+
+    /// A hit recorded at once, with its device (stealer logs).
+    fn record_match_now(
         &mut self,
         r: &Record<'_>,
         hash: IdentityHash,
@@ -360,7 +542,7 @@ impl<'a> Ingest<'a> {
         Ok(())
     }
 
-    /// Records an org-domain identity that no account holds. Runs for every identity the
+    /// Queues an org-domain identity that no account holds. Runs for every identity the
     /// filter rejects, so the cheap domain test comes first.
     fn record_unknown(
         &mut self,
@@ -368,21 +550,26 @@ impl<'a> Ingest<'a> {
         hash: IdentityHash,
         kind: IdentityKind,
     ) -> Result<(), StoreError> {
-        if kind != IdentityKind::Email || !self.norm.is_org_email(&self.key) {
+        let Some(masked) = self.org_masked(kind) else {
             return Ok(());
-        }
-        let now = self.clock.now();
-        let masked = mask_email(&self.key);
-        let source = format!("{}:{}", self.source_name, r.line);
-        if self.store.record_unknown(&UnknownSighting {
+        };
+        self.pending.push(PendingHit {
+            account: None,
+            kind: FindingKind::Identity,
+            fp: None,
+            hint: None,
             hash,
-            masked: &masked,
-            has_password: r.password.is_some(),
+            site: None,
             format: r.format,
-            source: &source,
-            seen_at: now,
-        })? {
-            self.stats.new_unknown += 1;
+            source: format!("{}:{}", self.source_name, r.line),
+            seen_at: self.clock.now(),
+            severity: Severity::Medium,
+            hash_algo: None,
+            masked: Some(masked),
+            has_password: r.password.is_some(),
+        });
+        if self.pending.len() >= HIT_BATCH {
+            self.flush_hits()?;
         }
         Ok(())
     }
@@ -400,7 +587,11 @@ impl<'a> Ingest<'a> {
             SightingOutcome::Seen(_) => return,
         };
         self.stats.new_findings += 1;
-        tracing::info!(finding = id, account, kind = kind.as_str(), source = %source, "{what}");
+        if self.stats.new_findings <= FINDINGS_LOGGED {
+            tracing::info!(finding = id, account, kind = kind.as_str(), source = %source, "{what}");
+        } else {
+            tracing::debug!(finding = id, account, kind = kind.as_str(), source = %source, "{what}");
+        }
     }
 
     /// The device folder (known before reading, or seen) that `name` lies below, for a

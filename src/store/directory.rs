@@ -291,6 +291,13 @@ impl Store {
         Ok(self.fresh_keys()?.for_each(f)?)
     }
 
+    /// The account an identity hash is a key of, from the key index alone (no query): an
+    /// ingest's batch asks whether it is still active when it records
+    /// ([`super::Recording::Match`]).
+    pub fn account_of(&self, hash: &IdentityHash) -> Result<Option<i64>, StoreError> {
+        Ok(self.fresh_keys()?.lookup(hash)?.map(|(id, _)| id))
+    }
+
     /// Exact confirmation of a Bloom hit: the active account this hash belongs to, if any.
     pub fn confirm(&self, hash: &IdentityHash) -> Result<Option<AccountRow>, StoreError> {
         let Some((id, _)) = self.fresh_keys()?.lookup(hash)? else {

@@ -165,111 +165,47 @@ pub struct UnknownView {
 
 impl Store {
     pub fn record_sighting(&mut self, s: &Sighting<'_>) -> Result<SightingOutcome, StoreError> {
-        let fp: &[u8] = match &s.secret_fp {
-            Some(fp) => fp,
-            None => &[],
-        };
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let existing: Option<(i64, i64, String)> = tx
-            .query_row(
-                "SELECT id, times_seen, severity FROM findings WHERE account_id = ?1 AND kind = ?2 AND secret_fp = ?3",
-                params![s.account_id, s.kind.as_str(), fp],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let outcome = match existing {
-            Some((id, times, severity)) => {
-                tx.execute(
-                    "UPDATE findings SET last_seen = max(last_seen, ?2), times_seen = times_seen + 1,
-                        device_id = coalesce(device_id, ?3) WHERE id = ?1",
-                    params![id, s.seen_at, s.device_id],
-                )?;
-                let escalated = s.severity > Severity::parse(&severity);
-                if escalated {
-                    tx.execute(
-                        "UPDATE findings SET severity = ?2, device_id = coalesce(?3, device_id),
-                            format = ?4, site = coalesce(site, ?5), user_notified = 0,
-                            digest_id = NULL WHERE id = ?1",
-                        params![
-                            id,
-                            s.severity.as_str(),
-                            s.device_id,
-                            s.format.as_str(),
-                            s.site
-                        ],
-                    )?;
-                }
-                if times < MAX_SIGHTINGS {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO sightings (finding_id, source, seen_at) VALUES (?1, ?2, ?3)",
-                        params![id, s.source, s.seen_at],
-                    )?;
-                }
-                if escalated {
-                    SightingOutcome::Escalated(id)
-                } else {
-                    SightingOutcome::Seen(id)
-                }
-            }
-            None => {
-                tx.execute(
-                    "INSERT INTO findings (account_id, kind, secret_fp, password_hint, identity_hash, site,
-                        format, first_source, first_seen, last_seen, times_seen, severity, device_id,
-                        hash_algo)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1, ?10, ?11, ?12)",
-                    params![
-                        s.account_id,
-                        s.kind.as_str(),
-                        fp,
-                        s.password_hint,
-                        &s.identity_hash.0[..],
-                        s.site,
-                        s.format.as_str(),
-                        s.source,
-                        s.seen_at,
-                        s.severity.as_str(),
-                        s.device_id,
-                        s.hash_algo
-                    ],
-                )?;
-                let id = tx.last_insert_rowid();
-                tx.execute(
-                    "INSERT INTO sightings (finding_id, source, seen_at) VALUES (?1, ?2, ?3)",
-                    params![id, s.source, s.seen_at],
-                )?;
-                SightingOutcome::New(id)
-            }
-        };
+        let outcome = sighting_in(&tx, s)?;
         tx.commit()?;
         Ok(outcome)
     }
 
     /// Records an unknown org identity; true if it was not known before.
     pub fn record_unknown(&mut self, u: &UnknownSighting<'_>) -> Result<bool, StoreError> {
-        let changed = self.conn.execute(
-            "INSERT INTO unknown_identities (hash, masked, first_source, format, has_password,
-                first_seen, last_seen, times_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
-             ON CONFLICT(hash) DO UPDATE SET last_seen = max(last_seen, ?6), times_seen = times_seen + 1,
-                has_password = max(has_password, ?5)",
-            params![
-                &u.hash.0[..],
-                u.masked,
-                u.source,
-                u.format.as_str(),
-                u.has_password,
-                u.seen_at
-            ],
-        )?;
-        // SQLite reports 1 change for both branches of an upsert; tell them apart by count.
-        let times: i64 = self.conn.query_row(
-            "SELECT times_seen FROM unknown_identities WHERE hash = ?1",
-            [&u.hash.0[..]],
-            |r| r.get(0),
-        )?;
-        Ok(changed == 1 && times == 1)
+        unknown_in(&self.conn, u)
+    }
+
+    /// Records `items` in one transaction, in order, through prepared statements: a leak
+    /// whose every line is an account costs one commit per batch, not one per line. The
+    /// outcomes are those of recording each alone, in the same order; nothing of the batch
+    /// is kept if the commit fails.
+    pub fn record_batch(&mut self, items: &[Recording<'_>]) -> Result<Vec<Recorded>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(match item {
+                Recording::Match {
+                    sighting,
+                    otherwise,
+                } => {
+                    if active_in(&tx, sighting.account_id)? {
+                        Recorded::Sighting(sighting_in(&tx, sighting)?)
+                    } else if let Some(u) = otherwise {
+                        Recorded::Unknown(unknown_in(&tx, u)?)
+                    } else {
+                        Recorded::Nothing
+                    }
+                }
+                Recording::Unknown(u) => Recorded::Unknown(unknown_in(&tx, u)?),
+            });
+        }
+        tx.commit()?;
+        Ok(out)
     }
 
     /// All findings, newest first.
@@ -379,6 +315,141 @@ fn strip_line(source: &str) -> &str {
     }
 }
 
+/// One write of a batch ([`Store::record_batch`]).
+#[derive(Debug, Clone)]
+pub enum Recording<'a> {
+    /// A hit on an account's key: a finding if the account is still active (asked inside
+    /// the batch, so that it sees the directory the writes see), else `otherwise`, the
+    /// org identity nobody active holds, if it is one.
+    Match {
+        sighting: Sighting<'a>,
+        otherwise: Option<UnknownSighting<'a>>,
+    },
+    Unknown(UnknownSighting<'a>),
+}
+
+/// What one [`Recording`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Sighting(SightingOutcome),
+    /// True if the identity was not known before.
+    Unknown(bool),
+    /// A match on an account no longer active, and not an org identity.
+    Nothing,
+}
+
+fn active_in(conn: &rusqlite::Connection, id: i64) -> Result<bool, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1 AND active = 1")?;
+    Ok(stmt.exists([id])?)
+}
+
+fn sighting_in(
+    conn: &rusqlite::Connection,
+    s: &Sighting<'_>,
+) -> Result<SightingOutcome, StoreError> {
+    let fp: &[u8] = match &s.secret_fp {
+        Some(fp) => fp,
+        None => &[],
+    };
+    let existing: Option<(i64, i64, String)> = conn
+        .prepare_cached(
+            "SELECT id, times_seen, severity FROM findings WHERE account_id = ?1 AND kind = ?2 AND secret_fp = ?3",
+        )?
+        .query_row(params![s.account_id, s.kind.as_str(), fp], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let outcome = match existing {
+        Some((id, times, severity)) => {
+            conn.prepare_cached(
+                "UPDATE findings SET last_seen = max(last_seen, ?2), times_seen = times_seen + 1,
+                    device_id = coalesce(device_id, ?3) WHERE id = ?1",
+            )?
+            .execute(params![id, s.seen_at, s.device_id])?;
+            let escalated = s.severity > Severity::parse(&severity);
+            if escalated {
+                conn.prepare_cached(
+                    "UPDATE findings SET severity = ?2, device_id = coalesce(?3, device_id),
+                        format = ?4, site = coalesce(site, ?5), user_notified = 0,
+                        digest_id = NULL WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    s.severity.as_str(),
+                    s.device_id,
+                    s.format.as_str(),
+                    s.site
+                ])?;
+            }
+            if times < MAX_SIGHTINGS {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO sightings (finding_id, source, seen_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![id, s.source, s.seen_at])?;
+            }
+            if escalated {
+                SightingOutcome::Escalated(id)
+            } else {
+                SightingOutcome::Seen(id)
+            }
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO findings (account_id, kind, secret_fp, password_hint, identity_hash, site,
+                    format, first_source, first_seen, last_seen, times_seen, severity, device_id,
+                    hash_algo)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                s.account_id,
+                s.kind.as_str(),
+                fp,
+                s.password_hint,
+                &s.identity_hash.0[..],
+                s.site,
+                s.format.as_str(),
+                s.source,
+                s.seen_at,
+                s.severity.as_str(),
+                s.device_id,
+                s.hash_algo
+            ])?;
+            let id = conn.last_insert_rowid();
+            conn.prepare_cached(
+                "INSERT INTO sightings (finding_id, source, seen_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![id, s.source, s.seen_at])?;
+            SightingOutcome::New(id)
+        }
+    };
+    Ok(outcome)
+}
+
+fn unknown_in(conn: &rusqlite::Connection, u: &UnknownSighting<'_>) -> Result<bool, StoreError> {
+    // The row's count after the upsert: 1 when it was not there before.
+    let times: i64 = conn
+        .prepare_cached(
+            "INSERT INTO unknown_identities (hash, masked, first_source, format, has_password,
+                first_seen, last_seen, times_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
+             ON CONFLICT(hash) DO UPDATE SET last_seen = max(last_seen, ?6), times_seen = times_seen + 1,
+                has_password = max(has_password, ?5)
+             RETURNING times_seen",
+        )?
+        .query_row(
+            params![
+                &u.hash.0[..],
+                u.masked,
+                u.source,
+                u.format.as_str(),
+                u.has_password,
+                u.seen_at
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(times == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +493,71 @@ mod tests {
             device_id: None,
             hash_algo: None,
         }
+    }
+
+    /// A batch does what recording its items one by one does, in order: a finding seen
+    /// twice in one batch is new once; a departed account's hit becomes its fallback, an
+    /// unknown org identity, or nothing.
+    #[test]
+    fn a_batch_records_as_one_at_a_time() {
+        let (_d, mut s) = store_with(&["a@x.example", "b@x.example"]);
+        let a = s.account_by_email("a@x.example").unwrap().unwrap().id;
+        let b = s.account_by_email("b@x.example").unwrap().unwrap().id;
+        // b leaves the directory: its keys may still be matched by an older filter.
+        s.replace_directory(&[DirectoryAccount {
+            email: "a@x.example".into(),
+            username: None,
+            name: None,
+            lang: Lang::Fr,
+            keys: vec![(IdentityHash::of("a@x.example"), IdentityKind::Email)],
+        }])
+        .unwrap();
+        let unknown = |who: &'static str| UnknownSighting {
+            hash: IdentityHash::of(who),
+            masked: "x…@x.example",
+            has_password: true,
+            format: Format::Combo,
+            source: "l:9",
+            seen_at: 12,
+        };
+        let items = [
+            Recording::Match {
+                sighting: sighting(a, Some(1), "l:1", 10),
+                otherwise: None,
+            },
+            Recording::Match {
+                sighting: sighting(a, Some(1), "l:2", 11),
+                otherwise: None,
+            },
+            Recording::Match {
+                sighting: sighting(b, Some(1), "l:3", 12),
+                otherwise: Some(unknown("b@x.example")),
+            },
+            Recording::Match {
+                sighting: sighting(b, Some(2), "l:4", 12),
+                otherwise: None,
+            },
+            Recording::Unknown(unknown("c@x.example")),
+            Recording::Unknown(unknown("c@x.example")),
+        ];
+        let out = s.record_batch(&items).unwrap();
+        let Recorded::Sighting(SightingOutcome::New(id)) = out[0] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(
+            out[1..],
+            [
+                Recorded::Sighting(SightingOutcome::Seen(id)),
+                Recorded::Unknown(true),
+                Recorded::Nothing,
+                Recorded::Unknown(true),
+                Recorded::Unknown(false),
+            ]
+        );
+        let all = s.findings().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].times_seen, all[0].last_seen), (2, 11));
+        assert_eq!(s.unknowns_pending_digest().unwrap().len(), 2);
     }
 
     #[test]

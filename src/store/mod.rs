@@ -26,7 +26,8 @@ pub use devices::{DeviceRecord, DeviceView};
 pub use directory::{AccountRow, DirectoryAccount, NewKeys};
 pub use feeds::{DaemonRow, FeedRunRow, FeedRunStats, RunOutcome, SeenFile};
 pub use findings::{
-    FindingKind, FindingView, Severity, Sighting, SightingOutcome, UnknownSighting, UnknownView,
+    FindingKind, FindingView, Recorded, Recording, Severity, Sighting, SightingOutcome,
+    UnknownSighting, UnknownView,
 };
 pub use keys::{KeyEntry, KeyIndex, KeyIndexError};
 pub use outbox::{MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
