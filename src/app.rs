@@ -32,7 +32,8 @@ pub fn check(config_path: &Path, cfg: &Config) -> Result<i32> {
     let templates = Templates::load(cfg.notify.templates_dir.as_deref())?;
     notify::template_selfcheck(cfg, &templates)?;
     crate::store::ensure_state_dir(cfg.state_dir())?;
-    let transport = Transport::from_config(cfg)?;
+    // Built inside a runtime: the SMTP pool starts a task of its own.
+    let transport = runtime()?.block_on(async { Transport::from_config(cfg) })?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "config {}: OK", config_path.display())?;
     writeln!(
@@ -188,7 +189,15 @@ pub fn ingest_with(
     if opts.progress {
         run = run.with_progress();
     }
+    let started = std::time::Instant::now();
     let stats = run.run(paths).context("ingest stopped")?;
+    tracing::info!(
+        lines = stats.lines,
+        matches = stats.matches,
+        new_findings = stats.new_findings,
+        secs = format_args!("{:.3}", started.elapsed().as_secs_f64()),
+        "dumps read, findings recorded"
+    );
 
     let composed = notify::compose(cfg, &mut pipe.store, &templates, clock.now())?;
     let d = pipeline::deliver_queue(cfg, &pipe.store, clock, rt.handle(), false)?;
@@ -465,8 +474,12 @@ pub fn mail_flush(cfg: &Config, retry_failed: bool) -> Result<i32> {
         let n = store.retry_failed(clock.now())?;
         println!("{n} failed message(s) queued again");
     }
-    let transport = Transport::from_config(cfg)?;
-    let d = runtime()?.block_on(notify::deliver(cfg, &store, &transport, &clock, false))?;
+    let d = runtime()?.block_on(async {
+        let transport = Transport::from_config(cfg)?;
+        notify::deliver(cfg, &store, &transport, &clock, false)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
     println!(
         "mail: {} sent, {} queued for retry, {} failed",
         d.sent, d.deferred, d.failed

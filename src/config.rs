@@ -177,6 +177,19 @@ pub struct SmtpConfig {
     pub ca_file: Option<PathBuf>,
     #[serde(default = "default_smtp_timeout")]
     pub timeout_secs: u64,
+    /// SMTP sessions open at once, each kept for the next message: a million mails need
+    /// more than one session at a time, and a relay accepts a few.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Messages per second to any one recipient domain (0: no limit). The relay usually
+    /// paces what it passes on to the big webmail providers; set this when it does not
+    /// and they throttle bursts (a leak of the public lands on a few domains).
+    #[serde(default)]
+    pub rate_per_domain: u32,
+}
+
+fn default_max_connections() -> u32 {
+    4
 }
 
 /// Bounds on what one input may cost. Every one has a safe default.

@@ -16,6 +16,8 @@ pub struct Progress {
     last_log: Instant,
     /// What the periodic log line is about.
     what: &'static str,
+    /// Counts items (mails, findings), not bytes.
+    items: bool,
 }
 
 impl Progress {
@@ -44,7 +46,40 @@ impl Progress {
             started: now,
             last_log: now,
             what,
+            items: false,
         }
+    }
+
+    /// A phase that counts `total` items (mails composed, delivered): a bar on a
+    /// terminal when there are enough to wait for, a log line every `LOG_EVERY` else.
+    pub fn phase(what: &'static str, total: u64) -> Progress {
+        const WORTH_A_BAR: u64 = 1000;
+        let bar = (total >= WORTH_A_BAR && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {msg} {wide_bar} {human_pos}/{human_len} {per_sec} eta {eta}",
+                )
+                .expect("static template"),
+            );
+            b.set_message(what);
+            b
+        });
+        let now = Instant::now();
+        Progress {
+            bar,
+            total,
+            pos: 0,
+            started: now,
+            last_log: now,
+            what,
+            items: true,
+        }
+    }
+
+    /// `n` more items done.
+    pub fn inc(&mut self, n: u64) {
+        self.set(self.pos + n);
     }
 
     /// A progress that shows nothing (tests, small jobs).
@@ -67,6 +102,16 @@ impl Progress {
         if now >= self.last_log + LOG_EVERY {
             self.last_log = now;
             let secs = now.duration_since(self.started).as_secs_f64().max(1e-3);
+            if self.items {
+                tracing::info!(
+                    done = pos,
+                    total = self.total,
+                    per_s = format_args!("{:.0}", pos as f64 / secs),
+                    "{}",
+                    self.what
+                );
+                return;
+            }
             tracing::info!(
                 bytes = pos,
                 total = self.total,

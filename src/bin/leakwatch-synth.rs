@@ -64,6 +64,15 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         plant: usize,
     },
+    /// A leak of the whole user base: a directory of N accounts and all.txt, a combo
+    /// line for every one of them.
+    Heavy {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 100_000)]
+        accounts: usize,
+    },
     /// A directory of N accounts and a combo list of about SIZE megabytes.
     Bench {
         dir: PathBuf,
@@ -141,6 +150,17 @@ fn main() -> Result<()> {
                 "wrote {}: {accounts} accounts, {size_mb} MiB of each shape, {xlsx_mb} MiB of sheet XML, {} planted",
                 dir.display(),
                 planted.len()
+            );
+        }
+        Command::Heavy {
+            dir,
+            seed,
+            accounts,
+        } => {
+            leakwatch::synth::write_heavy(&dir, seed, accounts)?;
+            println!(
+                "wrote {}: {accounts} accounts, all in all.txt",
+                dir.display()
             );
         }
         Command::Bench {

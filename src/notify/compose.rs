@@ -7,13 +7,16 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::digest::{
+    self, BySeverity, DigestBuilder, DigestCtx, DigestDevice, DigestFinding, DigestUnknown,
+    ResetList, Sections, SourceCount,
+};
 use super::message::{self, CsvAttachment};
 use super::template::Templates;
 use super::NotifyError;
 use crate::config::Config;
-use crate::store::{
-    FindingKind, FindingView, MailKind, NewMail, NotificationBatch, Severity, Store, UnknownView,
-};
+use crate::progress::Progress;
+use crate::store::{FindingKind, FindingView, MailKind, NewMail, NotificationBatch, Store};
 use crate::timefmt;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -44,50 +47,6 @@ struct UserCtx<'a> {
     exposures: Vec<Exposure>,
 }
 
-#[derive(Serialize)]
-struct DigestFinding {
-    email: String,
-    username: Option<String>,
-    first_seen: String,
-    site: Option<String>,
-    format: String,
-    sources: String,
-    /// From an infected machine (stealer log).
-    critical: bool,
-    device: Option<String>,
-    /// For an exposed password hash, its algorithm.
-    algorithm: Option<String>,
-}
-
-/// One infected machine and the accounts stolen from it.
-#[derive(Serialize)]
-struct DigestDevice {
-    description: String,
-    accounts: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct DigestUnknown {
-    masked: String,
-    hash: String,
-    has_password: bool,
-    format: String,
-    first_seen: String,
-    first_source: String,
-}
-
-#[derive(Serialize)]
-struct DigestCtx<'a> {
-    org_name: &'a str,
-    generated_at: String,
-    resets: Vec<DigestFinding>,
-    sessions: Vec<DigestFinding>,
-    devices: Vec<DigestDevice>,
-    identities: Vec<DigestFinding>,
-    unknowns: Vec<DigestUnknown>,
-    users_mailed: u64,
-}
-
 /// `sso.agence-exemple.fr` → `sso[.]agence-exemple[.]fr`: mail clients turn host names
 /// into links, and the user mail must carry none.
 pub fn defang(host: &str) -> String {
@@ -112,6 +71,13 @@ pub fn mail_host(site: &str) -> Option<String> {
     (ascii.len() <= 253 && ascii.split('.').all(ldh)).then_some(ascii)
 }
 
+/// Accounts whose user mails are composed and queued per transaction: memory holds one
+/// page of findings and mails, whatever the number owed; each page's mails and the marks
+/// on what they cover commit together, so a crash between pages composes nothing twice.
+const USER_PAGE: usize = 1000;
+/// Findings read per query for the digest.
+const DIGEST_PAGE: usize = 2000;
+
 /// Composes and queues everything the store owes: user mails for findings not yet told,
 /// and a digest of everything not yet digested. Does nothing when nothing is owed.
 pub fn compose(
@@ -120,13 +86,52 @@ pub fn compose(
     templates: &Templates,
     now: i64,
 ) -> Result<Composed, NotifyError> {
-    let mut batch = NotificationBatch::default();
     let mut out = Composed::default();
+    let pending = store.pending_user_mail_ids()?;
+    let total_accounts = pending.chunk_by(|a, b| a.0 == b.0).count() as u64;
+    let mut progress = Progress::phase("composing user mail", total_accounts);
+    let mut rest = &pending[..];
+    while !rest.is_empty() {
+        // A page ends at an account's last finding.
+        let mut end = 0;
+        let mut accounts = 0;
+        while end < rest.len() && accounts < USER_PAGE {
+            let account = rest[end].0;
+            while end < rest.len() && rest[end].0 == account {
+                end += 1;
+            }
+            accounts += 1;
+        }
+        let (page, after) = rest.split_at(end);
+        rest = after;
+        let ids: Vec<i64> = page.iter().map(|p| p.1).collect();
+        let findings = store.findings_by_ids(&ids, false)?;
+        let batch = compose_users(cfg, templates, &findings, now, &mut out);
+        if !batch.user_mails.is_empty() || !batch.user_skipped.is_empty() {
+            store.queue_notifications(&batch, now)?;
+        }
+        progress.inc(accounts as u64);
+    }
+    progress.finish();
+    let mut batch = NotificationBatch::default();
+    compose_digest(cfg, store, templates, now, &mut out, &mut batch)?;
+    if !batch.digest_mails.is_empty() {
+        store.queue_notifications(&batch, now)?;
+    }
+    Ok(out)
+}
 
-    // User mails, grouped by account.
-    let pending = store.findings_pending_user_mail()?;
+/// One page of user mails: one per account of `findings`.
+fn compose_users(
+    cfg: &Config,
+    templates: &Templates,
+    findings: &[FindingView],
+    now: i64,
+    out: &mut Composed,
+) -> NotificationBatch {
+    let mut batch = NotificationBatch::default();
     let mut by_account: BTreeMap<i64, Vec<&FindingView>> = BTreeMap::new();
-    for f in &pending {
+    for f in findings {
         by_account.entry(f.account.id).or_default().push(f);
     }
     for findings in by_account.values() {
@@ -189,117 +194,69 @@ pub fn compose(
         ));
         out.user_mails += 1;
     }
-
-    // The digest.
-    let findings = store.findings_pending_digest()?;
-    let unknowns = store.unknowns_pending_digest()?;
-    if !findings.is_empty() || !unknowns.is_empty() {
-        let ctx = digest_ctx(cfg, &findings, &unknowns, out.user_mails, now);
-        let csv = forced_resets_csv(&findings);
-        let rendered = templates.render("digest", cfg.notify.admin_lang, &ctx)?;
-        for admin in &cfg.notify.admins {
-            let bytes = message::build(
-                &cfg.notify.from,
-                admin,
-                &rendered,
-                Some(CsvAttachment {
-                    name: "forced-resets.csv".into(),
-                    content_type: "text/csv; charset=utf-8",
-                    body: csv.clone(),
-                }),
-                now,
-            )?;
-            batch.digest_mails.push(NewMail {
-                kind: MailKind::Digest,
-                recipient: admin.email.to_string(),
-                message: bytes,
-            });
-            out.digest_mails += 1;
-        }
-        batch.digest_findings = findings.iter().map(|f| f.id).collect();
-        batch.digest_unknowns = unknowns.iter().map(|u| u.hash_raw.clone()).collect();
-    }
-    if !batch.user_mails.is_empty()
-        || !batch.user_skipped.is_empty()
-        || !batch.digest_mails.is_empty()
-    {
-        store.queue_notifications(&batch, now)?;
-    }
-    Ok(out)
+    batch
 }
 
-fn digest_ctx<'a>(
-    cfg: &'a Config,
-    findings: &[FindingView],
-    unknowns: &[UnknownView],
-    users_mailed: u64,
+/// The admins' digest of everything not yet digested, into `batch`.
+fn compose_digest(
+    cfg: &Config,
+    store: &mut Store,
+    templates: &Templates,
     now: i64,
-) -> DigestCtx<'a> {
-    let row = |f: &FindingView| DigestFinding {
-        email: f.email.clone(),
-        username: f.username.clone(),
-        first_seen: timefmt::date(f.first_seen),
-        site: f.site.as_deref().and_then(mail_host),
-        format: f.format.clone(),
-        sources: f.sources.join(", "),
-        critical: f.severity == Severity::Critical,
-        device: f.device.as_ref().map(|d| d.describe()),
-        algorithm: f.hash_algo.clone(),
-    };
-    // Infected machines, each with every account of ours stolen from it.
-    let mut devices: BTreeMap<i64, (String, Vec<String>)> = BTreeMap::new();
-    for f in findings {
-        if let Some(d) = &f.device {
-            let entry = devices
-                .entry(d.id)
-                .or_insert_with(|| (d.describe(), Vec::new()));
-            if !entry.1.contains(&f.email) {
-                entry.1.push(f.email.clone());
-            }
+    out: &mut Composed,
+    batch: &mut NotificationBatch,
+) -> Result<(), NotifyError> {
+    let reports = cfg.state_dir().join("reports");
+    let mut digest = DigestBuilder::new(&cfg.organization.name, now, &reports);
+    let ids = store.pending_digest_ids()?;
+    let mut progress = Progress::phase("composing the digest", ids.len() as u64);
+    for page in ids.chunks(DIGEST_PAGE) {
+        for f in store.findings_by_ids(page, true)? {
+            digest.add_finding(&f);
         }
+        progress.inc(page.len() as u64);
     }
-    DigestCtx {
-        org_name: &cfg.organization.name,
-        generated_at: timefmt::rfc3339(now),
-        resets: findings
-            .iter()
-            .filter(|f| matches!(f.kind, FindingKind::Password | FindingKind::PasswordHash))
-            .map(row)
-            .collect(),
-        sessions: findings
-            .iter()
-            .filter(|f| f.kind == FindingKind::Session)
-            .map(row)
-            .collect(),
-        devices: devices
-            .into_values()
-            .map(|(description, accounts)| DigestDevice {
-                description,
-                accounts,
-            })
-            .collect(),
-        identities: findings
-            .iter()
-            .filter(|f| f.kind == FindingKind::Identity)
-            .map(row)
-            .collect(),
-        unknowns: unknowns
-            .iter()
-            .map(|u| DigestUnknown {
-                masked: u.masked.clone(),
-                hash: u.hash.clone(),
-                has_password: u.has_password,
-                format: u.format.clone(),
-                first_seen: timefmt::date(u.first_seen),
-                first_source: u.first_source.clone(),
-            })
-            .collect(),
-        users_mailed,
+    progress.finish();
+    store.for_each_unknown_pending_digest(|u| digest.add_unknown(u))?;
+    if digest.is_empty() {
+        return Ok(());
     }
+    let (ctx, list, findings, unknowns) =
+        digest
+            .finish(out.user_mails)
+            .map_err(|e| NotifyError::Report {
+                path: reports.clone(),
+                source: e,
+            })?;
+    if let ResetList::Written(path) = &list {
+        tracing::warn!(path = %path.display(), "forced-reset list too large to mail: written on this host, named in the digest");
+    }
+    let rendered = templates.render("digest", cfg.notify.admin_lang, &ctx)?;
+    for admin in &cfg.notify.admins {
+        let attachment = match &list {
+            ResetList::Attached(a) => Some(CsvAttachment {
+                name: a.name.clone(),
+                content_type: a.content_type,
+                body: a.body.clone(),
+            }),
+            ResetList::Written(_) => None,
+        };
+        let bytes = message::build(&cfg.notify.from, admin, &rendered, attachment, now)?;
+        batch.digest_mails.push(NewMail {
+            kind: MailKind::Digest,
+            recipient: admin.email.to_string(),
+            message: bytes,
+        });
+        out.digest_mails += 1;
+    }
+    batch.digest_findings = findings;
+    batch.digest_unknowns = unknowns;
+    Ok(())
 }
 
 /// `forced-resets.csv`: one row per exposed password or stolen session, with the action
-/// it calls for; never the password or its hint.
+/// it calls for; never the password or its hint (the digest writes it the same way,
+/// page by page: [`DigestBuilder`]).
 /// A cell a spreadsheet will not run: one that starts with `=`, `+`, `-`, `@`, a tab or a
 /// carriage return (OWASP's list for CSV injection) gets a leading `'`, so that a site or
 /// a file name a dump chose is shown as text, never evaluated.
@@ -312,44 +269,9 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
 
 pub fn forced_resets_csv(findings: &[FindingView]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "email",
-        "username",
-        "kind",
-        "action",
-        "severity",
-        "device",
-        "first_seen",
-        "last_seen",
-        "site",
-        "format",
-        "sources",
-        "hash_algorithm",
-    ])
-    .expect("writing to a Vec cannot fail");
+    digest::write_header(&mut w);
     for f in findings.iter().filter(|f| f.kind != FindingKind::Identity) {
-        w.write_record(
-            [
-                f.email.as_str(),
-                f.username.as_deref().unwrap_or(""),
-                f.kind.as_str(),
-                if f.kind == FindingKind::Session {
-                    "revoke sessions"
-                } else {
-                    "reset password"
-                },
-                f.severity.as_str(),
-                &f.device.as_ref().map(|d| d.describe()).unwrap_or_default(),
-                &timefmt::rfc3339(f.first_seen),
-                &timefmt::rfc3339(f.last_seen),
-                f.site.as_deref().unwrap_or(""),
-                &f.format,
-                &f.sources.join("; "),
-                f.hash_algo.as_deref().unwrap_or(""),
-            ]
-            .map(|cell| spreadsheet_safe(cell).into_owned()),
-        )
-        .expect("writing to a Vec cannot fail");
+        digest::write_row(&mut w, f);
     }
     w.into_inner().expect("flushing a Vec cannot fail")
 }
@@ -429,6 +351,7 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
             }],
             devices: vec![DigestDevice {
                 description: "Lumma, infected 2025-10-12, device 0123456789ab".into(),
+                count: 1,
                 accounts: vec!["camille@example.net".into()],
             }],
             identities: vec![],
@@ -441,6 +364,36 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
                 first_source: "dump.txt:1".into(),
             }],
             users_mailed: 1,
+            totals: Sections {
+                resets: 2,
+                sessions: 1,
+                identities: 0,
+                unknowns: 1,
+                devices: 1,
+            },
+            omitted: Sections::default(),
+            by_severity: BySeverity {
+                critical: 2,
+                high: 1,
+                medium: 0,
+            },
+            top_sources: vec![SourceCount {
+                source: "dump.txt".into(),
+                count: 2,
+            }],
+            attachment: Some("forced-resets.csv".into()),
+            report_path: None,
+        };
+        templates.render("digest", lang, &ctx)?;
+        // A digest too large for its body and its list too large to mail.
+        let ctx = DigestCtx {
+            omitted: Sections {
+                resets: 1_000_000,
+                ..ctx.totals
+            },
+            attachment: None,
+            report_path: Some("/var/lib/leakwatch/reports/forced-resets.csv.gz".into()),
+            ..ctx
         };
         templates.render("digest", lang, &ctx)?;
     }
@@ -450,6 +403,7 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Severity;
 
     /// Text a dump chose (a site, a source name) cannot become a formula in the
     /// forced-reset list, whichever cell it lands in.

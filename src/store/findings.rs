@@ -218,6 +218,71 @@ impl Store {
         self.findings_where("f.user_notified = 0")
     }
 
+    /// Every finding whose owner has not been mailed yet, as (account, finding), grouped
+    /// by account and oldest first within it: 16 bytes a finding, so that a million are
+    /// composed page by page ([`Store::findings_by_ids`]) without a million views in
+    /// memory.
+    pub fn pending_user_mail_ids(&self) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT account_id, id FROM findings WHERE user_notified = 0
+             ORDER BY account_id, first_seen, id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The findings of `ids`, oldest first; with the files each was seen in only if
+    /// `sources` (one more query per finding).
+    pub fn findings_by_ids(
+        &self,
+        ids: &[i64],
+        sources: bool,
+    ) -> Result<Vec<FindingView>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Integers only: written into the statement as they are.
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        self.findings_where_with(&format!("f.id IN ({list})"), sources)
+    }
+
+    /// The ids of the findings not yet in any admin digest, oldest first.
+    pub fn pending_digest_ids(&self) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM findings WHERE digest_id IS NULL ORDER BY first_seen, id")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Calls `f` with each unknown identity not yet in a digest, oldest first, one row at
+    /// a time (there may be as many as the leak has addresses on our domains).
+    pub fn for_each_unknown_pending_digest(
+        &self,
+        mut f: impl FnMut(&UnknownView),
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT hash, masked, has_password, format, first_source, first_seen, last_seen, times_seen
+             FROM unknown_identities WHERE digest_id IS NULL ORDER BY first_seen, masked",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let hash: Vec<u8> = r.get(0)?;
+            f(&UnknownView {
+                hash: crate::identity::to_hex_upper(&hash),
+                hash_raw: hash,
+                masked: r.get(1)?,
+                has_password: r.get(2)?,
+                format: r.get(3)?,
+                first_source: r.get(4)?,
+                first_seen: r.get(5)?,
+                last_seen: r.get(6)?,
+                times_seen: r.get(7)?,
+            });
+        }
+        Ok(())
+    }
+
     /// Findings not yet in any admin digest.
     pub fn findings_pending_digest(&self) -> Result<Vec<FindingView>, StoreError> {
         self.findings_where("f.digest_id IS NULL")
@@ -246,6 +311,14 @@ impl Store {
     }
 
     fn findings_where(&self, cond: &str) -> Result<Vec<FindingView>, StoreError> {
+        self.findings_where_with(cond, true)
+    }
+
+    fn findings_where_with(
+        &self,
+        cond: &str,
+        sources: bool,
+    ) -> Result<Vec<FindingView>, StoreError> {
         let sql = format!(
             "SELECT a.id, a.email, a.username, a.name, a.lang,
                     f.id, f.kind, f.password_hint, f.site, f.format, f.first_source, f.first_seen,
@@ -279,6 +352,9 @@ impl Store {
                 })
             })?
             .collect::<Result<_, _>>()?;
+        if !sources {
+            return Ok(out);
+        }
         let mut src = self.conn.prepare_cached(
             "SELECT source FROM sightings WHERE finding_id = ?1 ORDER BY seen_at, source",
         )?;

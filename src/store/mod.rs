@@ -30,7 +30,7 @@ pub use findings::{
     UnknownSighting, UnknownView,
 };
 pub use keys::{KeyEntry, KeyIndex, KeyIndexError};
-pub use outbox::{MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
+pub use outbox::{Attempt, MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
 
 const DB_FILE: &str = "leakwatch.db";
 const SCHEMA_VERSION: i64 = 5;

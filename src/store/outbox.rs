@@ -142,11 +142,7 @@ impl Store {
     }
 
     pub fn mark_sent(&self, id: i64, now: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-            params![id, now],
-        )?;
-        Ok(())
+        mark_sent_in(&self.conn, id, now)
     }
 
     /// Records a failed attempt. The message stays queued with an exponential backoff
@@ -160,23 +156,28 @@ impl Store {
         permanent: bool,
         max_attempts: u32,
     ) -> Result<(), StoreError> {
-        let attempts: i64 = self.conn.query_row(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1 RETURNING attempts",
-            params![id, error],
-            |r| r.get(0),
-        )?;
-        let backoff = 60i64
-            .saturating_mul(1 << attempts.clamp(0, 20))
-            .min(6 * 3600);
-        let status = if permanent || attempts >= i64::from(max_attempts) {
-            "failed"
-        } else {
-            "pending"
-        };
-        self.conn.execute(
-            "UPDATE outbox SET status = ?2, next_attempt_at = ?3 WHERE id = ?1",
-            params![id, status, now + backoff],
-        )?;
+        mark_failed_in(&self.conn, id, error, now, permanent, max_attempts)
+    }
+
+    /// Records the outcomes of a group of deliveries in one transaction (a commit per
+    /// group, not per message: at a thousand mails a second the commits were the cost).
+    /// `Err((error, permanent))` is a failed attempt, as [`Store::mark_attempt_failed`].
+    pub fn mark_outcomes(
+        &self,
+        outcomes: &[(i64, Attempt<'_>)],
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        for (id, outcome) in outcomes {
+            match outcome {
+                Ok(()) => mark_sent_in(&tx, *id, now)?,
+                Err((error, permanent)) => {
+                    mark_failed_in(&tx, *id, error, now, *permanent, max_attempts)?
+                }
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -226,6 +227,43 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// How one delivery went: `Err((error, permanent))` for a failed attempt.
+pub type Attempt<'a> = Result<(), (&'a str, bool)>;
+
+fn mark_sent_in(conn: &rusqlite::Connection, id: i64, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+    )?
+    .execute(params![id, now])?;
+    Ok(())
+}
+
+fn mark_failed_in(
+    conn: &rusqlite::Connection,
+    id: i64,
+    error: &str,
+    now: i64,
+    permanent: bool,
+    max_attempts: u32,
+) -> Result<(), StoreError> {
+    let attempts: i64 = conn
+        .prepare_cached(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1 RETURNING attempts",
+        )?
+        .query_row(params![id, error], |r| r.get(0))?;
+    let backoff = 60i64
+        .saturating_mul(1 << attempts.clamp(0, 20))
+        .min(6 * 3600);
+    let status = if permanent || attempts >= i64::from(max_attempts) {
+        "failed"
+    } else {
+        "pending"
+    };
+    conn.prepare_cached("UPDATE outbox SET status = ?2, next_attempt_at = ?3 WHERE id = ?1")?
+        .execute(params![id, status, now + backoff])?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -491,6 +491,26 @@ pub fn write_bench(
     Ok(emails)
 }
 
+/// A leak of the whole user base (`benches/heavy.sh`): a directory of `n` accounts and
+/// `all.txt`, one `email:password` line for every one of them, in a shuffled order.
+pub fn write_heavy(dir: &Path, seed: u64, n: usize) -> io::Result<()> {
+    let mut rng = Rng::new(seed);
+    std::fs::create_dir_all(dir)?;
+    let accounts = directory(&mut rng, n, DEMO_ORG_DOMAIN);
+    let mut f = io::BufWriter::new(std::fs::File::create(dir.join("accounts.csv"))?);
+    write_directory_csv(&mut f, &accounts)?;
+    f.flush()?;
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut f = io::BufWriter::new(std::fs::File::create(dir.join("all.txt"))?);
+    for i in order {
+        writeln!(f, "{}:{}", accounts[i].email, password(&mut rng))?;
+    }
+    f.flush()
+}
+
 /// One planted line for `a`, in one of the shapes dumps use.
 fn planted_line(rng: &mut Rng, a: &SynthAccount) -> String {
     let pw = password(rng);

@@ -305,10 +305,11 @@ fn a_full_disk_stops_the_run_cleanly_and_nothing_is_lost_once_space_returns() {
     let planted = synth::write_bench(&data, 97, 2000, 2 << 20, 300).unwrap();
     let cfg = write_config(tmp.path(), "file", "");
     // Free space left when the ingest starts: none to speak of (the installation key
-    // cannot be written), some (the findings' writes fail part way: the WAL grows a page
-    // per commit until its checkpoint), more (the findings fit, queuing their mail does
-    // not), more still (the mail is queued, the outbox's files do not all fit).
-    for free_kb in [32, 1500, 5000, 7000] {
+    // cannot be written), some (the batch of findings does not fit: recording fails),
+    // more (the findings fit, queuing their mail does not), more still (the mail is
+    // queued, the outbox's files do not all fit). Measured windows on this data: 50–130,
+    // 150–2000 and 2500–5000 KiB.
+    for free_kb in [32, 90, 800, 3500] {
         let state = tmp.path().join("state");
         let out = tmp.path().join(format!("out-{free_kb}"));
         std::fs::create_dir_all(&state).unwrap();
@@ -357,6 +358,12 @@ cp -r "$STATE/outbox" "$OUT/outbox"
             full_err.contains("No space left on device") || full_err.contains("disk is full"),
             "{what}: the error does not say the disk is full: {full_err}"
         );
+        if free_kb == 90 {
+            assert!(
+                full_err.contains("ingest stopped"),
+                "{what}: not stopped while recording: {full_err}"
+            );
+        }
         assert_eq!(
             read("between.rc").trim(),
             "0",
