@@ -33,7 +33,11 @@ domain=agence-exemple.fr
 sink_dir=bench-data/postfix
 if [[ ! -x $sink_dir/root/usr/sbin/smtp-sink ]]; then
   mkdir -p "$sink_dir"
-  (cd "$sink_dir" && apt-get download postfix >/dev/null 2>&1 && dpkg-deb -x postfix_*.deb root) || {
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  # A fresh machine may have no package lists yet.
+  (cd "$sink_dir" && { apt-get download postfix >/dev/null 2>&1 ||
+    { $sudo apt-get update -qq && apt-get download postfix >/dev/null 2>&1; }; } &&
+    dpkg-deb -x postfix_*.deb root) || {
     echo "heavy.sh: cannot get Postfix's smtp-sink (apt-get download postfix)" >&2
     exit 1
   }
@@ -41,7 +45,7 @@ fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 user_opt=()
 [[ $(id -u) == 0 ]] && user_opt=(-u nobody)
-LD_LIBRARY_PATH=$sink_dir/root/usr/lib/postfix "$sink_dir/root/usr/sbin/smtp-sink" "${user_opt[@]}" -c "127.0.0.1:$port" 256 &
+LD_LIBRARY_PATH=$sink_dir/root/usr/lib/postfix "$sink_dir/root/usr/sbin/smtp-sink" "${user_opt[@]}" "127.0.0.1:$port" 256 >/dev/null 2>&1 &
 sink=$!
 data=bench-data/heavy-$accounts
 out=$(mktemp)
@@ -78,7 +82,8 @@ measure() {
   tail -1 "$out.t"
 }
 # The `secs` of a phase's log line.
-phase() { grep -m1 "$1" "$out" | sed -E 's/.*secs=([0-9.]+).*/\1/'; }
+# The `secs` of a phase's last log line (an ingest delivers the old queue first).
+phase() { grep "$1" "$out" | tail -1 | sed -E 's/.*secs=([0-9.]+).*/\1/'; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "-" }'; }
 
 echo "# leakwatch heavy-match benchmark: $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $profile build"
@@ -88,10 +93,10 @@ printf '| %-46s | %10s | %12s | %12s |\n' phase seconds per-second "peak RSS MiB
 printf '|%s|%s|%s|%s|\n' "------------------------------------------------" "------------" "--------------" "--------------"
 read -r total rss < <(measure "$data/all.txt")
 grep -q "ingest:" "$out" || { cat "$out" >&2; exit 1; }
-new=$(grep -o '[0-9]* new findings' "$out" | head -1 | cut -d' ' -f1)
+new=$(grep -m1 '^ingest:' "$out" | sed -E 's/.* ([0-9]+) new findings.*/\1/')
 rec=$(phase "findings recorded"); comp=$(phase "mail composed"); deliv=$(phase "queue delivered")
-mails=$(grep -m1 "mail composed" "$out" | sed -E 's/.*user=([0-9]+).*/\1/')
-sent=$(grep -m1 "queue delivered" "$out" | sed -E 's/.*sent=([0-9]+).*/\1/')
+mails=$(grep "mail composed" "$out" | tail -1 | sed -E 's/.*user=([0-9]+).*/\1/')
+sent=$(grep "queue delivered" "$out" | tail -1 | sed -E 's/.*sent=([0-9]+).*/\1/')
 printf '| %-46s | %10s | %12s | %12s |\n' "first ingest: read and record ($new new)" "$rec" "$(rate "$lines" "$rec")" ""
 printf '| %-46s | %10s | %12s | %12s |\n' "compose ($mails user mails + digest)" "$comp" "$(rate "$mails" "$comp")" ""
 printf '| %-46s | %10s | %12s | %12s |\n' "deliver to smtp-sink ($sent mails)" "$deliv" "$(rate "$sent" "$deliv")" ""
@@ -101,8 +106,9 @@ rec=$(phase "findings recorded")
 printf '| %-46s | %10s | %12s | %12s |\n' "re-ingest (every line a known finding)" "$rec" "$(rate "$lines" "$rec")" "$((rss / 1024))"
 digest=$(ls -1 "$data/state/reports" 2>/dev/null | head -1 || true)
 echo
-echo "mail: $(grep -m1 'ingest:' "$out" | sed -E 's/.*mails: //')"
-[[ -n $digest ]] && echo "forced-reset list too large to mail, written to $data/state/reports/$digest"
+if [[ -n $digest ]]; then
+  echo "forced-reset list too large to mail, written to $data/state/reports/$digest"
+fi
 
 if ! $smoke; then
   # The combo list of benches/compare.sh, with 1 % of its lines ours (its generator
@@ -134,7 +140,7 @@ TOML
       read -r s r <"$out.t"
       if [[ -z $best ]] || awk "BEGIN{exit !($s < $best)}"; then best=$s; fi
     done
-    matches=$(grep -o '[0-9]* matches' "$out" | head -1 | cut -d' ' -f1)
+    matches=$(grep -m1 '^ingest:' "$out" | sed -E 's/.* ([0-9]+) matches.*/\1/')
     eval "t_$plant=$best"
     printf '| %-46s | %10s | %12s | %12s |\n' "1 GiB combo again, $matches lines ours" "$best" "" "$((r / 1024))"
   done

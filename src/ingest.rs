@@ -36,7 +36,7 @@ const ERRORS_KEPT: usize = 5;
 /// Hits recorded per transaction (`Ingest::flush_hits`): a leak whose every line is an
 /// account costs a commit per batch, not per line; a crash loses at most one batch of
 /// work, which the input, not yet marked done, gives again on the next run.
-const HIT_BATCH: usize = 4096;
+const HIT_BATCH: usize = 16_384;
 /// New findings logged one by one per run; the rest at debug level (the summary counts
 /// them all): a leak of the whole user base must not write a million log lines.
 const FINDINGS_LOGGED: u64 = 100;

@@ -162,24 +162,8 @@ pub fn notify_pass(
 ) -> Result<NotifyOutcome, NotifyError> {
     let _lock = StateLock::acquire(cfg.state_dir())?;
     let templates = Templates::load(cfg.notify.templates_dir.as_deref())?;
-    // Each phase's time in the log: what an admin (and `benches/heavy.sh`) reads.
-    let started = std::time::Instant::now();
     let composed = notify::compose(cfg, store, &templates, clock.now())?;
-    tracing::info!(
-        user = composed.user_mails,
-        digest = composed.digest_mails,
-        secs = format_args!("{:.3}", started.elapsed().as_secs_f64()),
-        "mail composed"
-    );
-    let started = std::time::Instant::now();
     let delivered = deliver_queue(cfg, store, clock, rt, due_only)?;
-    tracing::info!(
-        sent = delivered.sent,
-        deferred = delivered.deferred,
-        failed = delivered.failed,
-        secs = format_args!("{:.3}", started.elapsed().as_secs_f64()),
-        "queue delivered"
-    );
     Ok(NotifyOutcome {
         composed,
         delivered,
@@ -194,7 +178,7 @@ pub fn deliver_queue(
     rt: &tokio::runtime::Handle,
     due_only: bool,
 ) -> Result<Delivered, NotifyError> {
-    // Built inside the runtime: the SMTP pool starts a task of its own.
+    // Built inside the runtime: its sessions live there.
     let delivered = rt.block_on(async {
         match Transport::from_config(cfg) {
             Ok(t) => Ok(notify::deliver(cfg, store, &t, clock, due_only).await),

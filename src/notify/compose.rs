@@ -86,6 +86,7 @@ pub fn compose(
     templates: &Templates,
     now: i64,
 ) -> Result<Composed, NotifyError> {
+    let started = std::time::Instant::now();
     let mut out = Composed::default();
     let pending = store.pending_user_mail_ids()?;
     let total_accounts = pending.chunk_by(|a, b| a.0 == b.0).count() as u64;
@@ -118,6 +119,12 @@ pub fn compose(
     if !batch.digest_mails.is_empty() {
         store.queue_notifications(&batch, now)?;
     }
+    tracing::info!(
+        user = out.user_mails,
+        digest = out.digest_mails,
+        secs = format_args!("{:.3}", started.elapsed().as_secs_f64()),
+        "mail composed"
+    );
     Ok(out)
 }
 

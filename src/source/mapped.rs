@@ -70,6 +70,12 @@ pub struct Mapped {
     released: AtomicUsize,
 }
 
+impl std::fmt::Debug for Mapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mapped({} bytes)", self.len)
+    }
+}
+
 // SAFETY: the map is read-only and lives until drop; sharing `&[u8]` views is sound.
 unsafe impl Send for Mapped {}
 unsafe impl Sync for Mapped {}

@@ -46,7 +46,7 @@ impl NewKeys<'_> {
     }
 }
 
-const GENERATION: &str = "directory_generation";
+pub(super) const GENERATION: &str = "directory_generation";
 /// SQLite's page cache during an import (negative: KiB), and its default after.
 const IMPORT_CACHE_KIB: i64 = -512 * 1024;
 const DEFAULT_CACHE_KIB: i64 = -2000;

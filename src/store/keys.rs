@@ -48,6 +48,13 @@ pub struct KeyIndex {
     path: PathBuf,
     generation: u64,
     count: u64,
+    /// The fan-out table, read once (256 KiB): a lookup then costs one read, its
+    /// bucket, not three (a leak of the whole user base confirms a million hits).
+    fanout: Vec<u32>,
+    /// The file mapped, so that a bucket is read without a system call. The file is
+    /// only ever replaced by a rename, never rewritten in place; should it shrink all
+    /// the same, the map reads zeros (see `source::mapped`) and lookups go back to reads.
+    map: Option<crate::source::Mapped>,
 }
 
 fn prefix(h: &IdentityHash) -> usize {
@@ -141,11 +148,20 @@ impl KeyIndex {
                 "{size} bytes, its header says {count} keys"
             )));
         }
+        let mut table = vec![0u8; FANOUT_BYTES as usize];
+        file.read_exact_at(&mut table, HEADER)
+            .map_err(|_| damaged("shorter than its fan-out table".into()))?;
+        let map = crate::source::Mapped::open(&file, size).ok();
         let index = KeyIndex {
             file,
             path: path.to_path_buf(),
             generation,
             count,
+            map,
+            fanout: table
+                .chunks_exact(4)
+                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                .collect(),
         };
         if index.fanout(FANOUT)? != count {
             return Err(damaged(
@@ -175,11 +191,13 @@ impl KeyIndex {
     }
 
     fn fanout(&self, p: usize) -> Result<u64, KeyIndexError> {
-        let mut w = [0u8; 4];
-        self.file
-            .read_exact_at(&mut w, HEADER + p as u64 * 4)
-            .map_err(|e| self.io(e))?;
-        Ok(u32::from_le_bytes(w) as u64)
+        self.fanout
+            .get(p)
+            .map(|&n| u64::from(n))
+            .ok_or_else(|| KeyIndexError::Damaged {
+                path: self.path.clone(),
+                message: format!("fan-out entry {p} out of range"),
+            })
     }
 
     /// The account id and kind of `hash`, if it is one of the directory's keys.
@@ -192,10 +210,19 @@ impl KeyIndex {
         if start >= end || end > self.count {
             return Ok(None);
         }
-        let mut bucket = vec![0u8; ((end - start) as usize) * ENTRY];
-        self.file
-            .read_exact_at(&mut bucket, HEADER + FANOUT_BYTES + start * ENTRY as u64)
-            .map_err(|e| self.io(e))?;
+        let at = (HEADER + FANOUT_BYTES + start * ENTRY as u64) as usize;
+        let len = ((end - start) as usize) * ENTRY;
+        let mut read = Vec::new();
+        let bucket: &[u8] = match &self.map {
+            Some(m) if !m.shrunk() && m.bytes().len() >= at + len => &m.bytes()[at..at + len],
+            _ => {
+                read.resize(len, 0);
+                self.file
+                    .read_exact_at(&mut read, at as u64)
+                    .map_err(|e| self.io(e))?;
+                &read
+            }
+        };
         let entry = |i: usize| &bucket[i * ENTRY..(i + 1) * ENTRY];
         let (mut lo, mut hi) = (0, bucket.len() / ENTRY);
         while lo < hi {

@@ -33,7 +33,7 @@ pub use keys::{KeyEntry, KeyIndex, KeyIndexError};
 pub use outbox::{Attempt, MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
 
 const DB_FILE: &str = "leakwatch.db";
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 const KEYS_FILE: &str = "identity-keys.idx";
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +239,10 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        // 32 MiB of pages kept (SQLite's default is 2 MiB): a leak of the whole user base
+        // touches every finding, and each page missed was a read from the kernel.
+        conn.pragma_update(None, "cache_size", -32768)
+            .map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         let mut store = Store {
             conn,
@@ -265,6 +269,7 @@ impl Store {
                 self.conn.execute_batch(SCHEMA_3)?;
                 self.conn.execute_batch(SCHEMA_4)?;
                 self.conn.execute_batch(SCHEMA_5)?;
+                self.conn.execute_batch(SCHEMA_6)?;
                 Ok(())
             }
             1 => {
@@ -272,21 +277,29 @@ impl Store {
                 self.conn.execute_batch(SCHEMA_3)?;
                 self.conn.execute_batch(SCHEMA_4)?;
                 self.conn.execute_batch(SCHEMA_5)?;
+                self.conn.execute_batch(SCHEMA_6)?;
                 Ok(())
             }
             2 => {
                 self.conn.execute_batch(SCHEMA_3)?;
                 self.conn.execute_batch(SCHEMA_4)?;
                 self.conn.execute_batch(SCHEMA_5)?;
+                self.conn.execute_batch(SCHEMA_6)?;
                 Ok(())
             }
             3 => {
                 self.conn.execute_batch(SCHEMA_4)?;
                 self.conn.execute_batch(SCHEMA_5)?;
+                self.conn.execute_batch(SCHEMA_6)?;
                 Ok(())
             }
             4 => {
                 self.conn.execute_batch(SCHEMA_5)?;
+                self.conn.execute_batch(SCHEMA_6)?;
+                Ok(())
+            }
+            5 => {
+                self.conn.execute_batch(SCHEMA_6)?;
                 Ok(())
             }
             SCHEMA_VERSION => Ok(()),
@@ -491,6 +504,16 @@ ALTER TABLE findings ADD COLUMN hash_algo TEXT;
 -- that device.
 ALTER TABLE devices ADD COLUMN same_as INTEGER REFERENCES devices(id);
 PRAGMA user_version = 5;
+COMMIT;
+"#;
+
+/// Version 6: the queue read in id order among pending messages. By `(status,
+/// next_attempt_at)` alone, each group of a million-message queue scanned and sorted every
+/// pending row: 219 messages a second instead of thousands.
+const SCHEMA_6: &str = r#"
+BEGIN;
+CREATE INDEX IF NOT EXISTS outbox_pending_by_id ON outbox(status, id);
+PRAGMA user_version = 6;
 COMMIT;
 "#;
 

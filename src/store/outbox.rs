@@ -126,7 +126,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<QueuedMail>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, kind, recipient, message, attempts FROM outbox
+            "SELECT id, kind, recipient, message, attempts FROM outbox INDEXED BY outbox_pending_by_id
              WHERE status = 'pending' AND next_attempt_at <= ?1 AND id > ?2 ORDER BY id LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![due_by.unwrap_or(i64::MAX), after, limit], |r| {

@@ -219,9 +219,10 @@ fn ingest_mails_the_right_people_once_and_stores_no_password() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let list = json.as_array().unwrap();
     assert_eq!(list.len(), new_findings);
+    // The same lines of the same files read again are not new sightings: nothing moves.
     assert!(
-        list.iter().all(|f| f["times_seen"] == 2),
-        "each finding seen once per ingest"
+        list.iter().all(|f| f["times_seen"] == 1),
+        "a re-read counted as a sighting"
     );
     let stealer = list
         .iter()
