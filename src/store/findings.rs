@@ -307,25 +307,9 @@ impl Store {
     }
 
     pub fn unknowns_pending_digest(&self) -> Result<Vec<UnknownView>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT hash, masked, has_password, format, first_source, first_seen, last_seen, times_seen
-             FROM unknown_identities WHERE digest_id IS NULL ORDER BY first_seen, masked",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            let hash: Vec<u8> = r.get(0)?;
-            Ok(UnknownView {
-                hash: crate::identity::to_hex_upper(&hash),
-                hash_raw: hash,
-                masked: r.get(1)?,
-                has_password: r.get(2)?,
-                format: r.get(3)?,
-                first_source: r.get(4)?,
-                first_seen: r.get(5)?,
-                last_seen: r.get(6)?,
-                times_seen: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut out = Vec::new();
+        self.for_each_unknown_pending_digest(|u| out.push(u.clone()))?;
+        Ok(out)
     }
 
     fn findings_where(&self, cond: &str) -> Result<Vec<FindingView>, StoreError> {
