@@ -41,6 +41,22 @@ const HIT_BATCH: usize = 16_384;
 /// them all): a leak of the whole user base must not write a million log lines.
 const FINDINGS_LOGGED: u64 = 100;
 
+/// How urgent a finding is: critical from an infected machine; medium for an address
+/// alone or a slow salted hash (they cost an attacker per guess; fast ones do not); high
+/// for the rest.
+fn severity(
+    from_device: bool,
+    kind: FindingKind,
+    algo: Option<crate::parse::hashed::HashAlgo>,
+) -> Severity {
+    match (from_device, kind) {
+        (true, _) => Severity::Critical,
+        (false, FindingKind::Identity) => Severity::Medium,
+        (false, FindingKind::PasswordHash) if algo.is_some_and(|a| a.is_slow()) => Severity::Medium,
+        (false, _) => Severity::High,
+    }
+}
+
 /// A hit waiting for its batch's transaction, with what recording it needs (owned: the
 /// record it came from is gone by then). The password is already a fingerprint.
 struct PendingHit {
@@ -359,11 +375,7 @@ impl<'a> Ingest<'a> {
         };
         let algo = r.password.and_then(crate::parse::hashed::classify);
         let (finding, fp, hint) = self.exposure(account, r.password, algo);
-        let severity = match (finding, algo) {
-            (FindingKind::Identity, _) => Severity::Medium,
-            (FindingKind::PasswordHash, Some(a)) if a.is_slow() => Severity::Medium,
-            _ => Severity::High,
-        };
+        let severity = severity(false, finding, algo);
         let masked = self.org_masked(kind);
         self.pending.push(PendingHit {
             account: Some(account),
@@ -497,22 +509,8 @@ impl<'a> Ingest<'a> {
                     }
                     None => None,
                 };
-                // A password column that holds a hash: the hash is the exposure (its
-                // fingerprint, like a password's; never a hint of it).
                 let algo = r.password.and_then(crate::parse::hashed::classify);
-                let (kind, fp, hint) = match (r.password, algo) {
-                    (Some(pw), Some(_)) => (
-                        FindingKind::PasswordHash,
-                        Some(self.fingerprinter.password(account.id, pw)),
-                        None,
-                    ),
-                    (Some(pw), None) => (
-                        FindingKind::Password,
-                        Some(self.fingerprinter.password(account.id, pw)),
-                        self.cfg.privacy.password_hint.then(|| password_hint(pw)),
-                    ),
-                    (None, _) => (FindingKind::Identity, None, None),
-                };
+                let (kind, fp, hint) = self.exposure(account.id, r.password, algo);
                 let outcome = self.store.record_sighting(&Sighting {
                     account_id: account.id,
                     kind,
@@ -523,15 +521,7 @@ impl<'a> Ingest<'a> {
                     format: r.format,
                     source: &source,
                     seen_at: now,
-                    severity: match (device_id, kind) {
-                        (Some(_), _) => Severity::Critical,
-                        (None, FindingKind::Identity) => Severity::Medium,
-                        // Slow salted hashes cost an attacker per guess; fast ones do not.
-                        (None, FindingKind::PasswordHash) if algo.is_some_and(|a| a.is_slow()) => {
-                            Severity::Medium
-                        }
-                        (None, _) => Severity::High,
-                    },
+                    severity: severity(device_id.is_some(), kind, algo),
                     device_id,
                     hash_algo: algo.map(|a| a.as_str()),
                 })?;

@@ -8,6 +8,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// A bar of `total` drawn with `template` (a constant: it cannot fail to parse).
+fn bar(total: u64, template: &'static str) -> ProgressBar {
+    let b = ProgressBar::new(total);
+    b.set_style(ProgressStyle::with_template(template).expect("static template"));
+    b
+}
+
 pub struct Progress {
     bar: Option<ProgressBar>,
     total: u64,
@@ -29,14 +36,10 @@ impl Progress {
     /// [`Progress::new`] for another job than an ingest: `what` names its log lines.
     pub fn of(what: &'static str, total: u64) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let b = ProgressBar::new(total);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-                )
-                .expect("static template"),
-            );
-            b
+            bar(
+                total,
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
         });
         let now = Instant::now();
         Progress {
@@ -55,13 +58,7 @@ impl Progress {
     pub fn phase(what: &'static str, total: u64) -> Progress {
         const WORTH_A_BAR: u64 = 1000;
         let bar = (total >= WORTH_A_BAR && std::io::stderr().is_terminal()).then(|| {
-            let b = ProgressBar::new(total);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {msg} {wide_bar} {human_pos}/{human_len} {per_sec} eta {eta}",
-                )
-                .expect("static template"),
-            );
+            let b = bar(total, "{spinner} [{elapsed_precise}] {msg} {wide_bar} {human_pos}/{human_len} {per_sec} eta {eta}");
             b.set_message(what);
             b
         });

@@ -231,11 +231,6 @@ impl Store {
         self.findings_where("1 = 1")
     }
 
-    /// Findings whose owner has not been mailed yet, oldest first.
-    pub fn findings_pending_user_mail(&self) -> Result<Vec<FindingView>, StoreError> {
-        self.findings_where("f.user_notified = 0")
-    }
-
     /// Every finding whose owner has not been mailed yet, as (account, finding), grouped
     /// by account and oldest first within it: 16 bytes a finding, so that a million are
     /// composed page by page ([`Store::findings_by_ids`]) without a million views in
@@ -299,11 +294,6 @@ impl Store {
             });
         }
         Ok(())
-    }
-
-    /// Findings not yet in any admin digest.
-    pub fn findings_pending_digest(&self) -> Result<Vec<FindingView>, StoreError> {
-        self.findings_where("f.digest_id IS NULL")
     }
 
     pub fn unknowns_pending_digest(&self) -> Result<Vec<UnknownView>, StoreError> {
@@ -691,7 +681,7 @@ mod tests {
         assert_eq!(all[0].first_seen, 10);
         assert_eq!(all[0].last_seen, 20);
         assert_eq!(all[0].sources, ["one.txt", "two.txt"]);
-        assert_eq!(s.findings_pending_user_mail().unwrap().len(), 3);
+        assert_eq!(s.pending_user_mail_ids().unwrap().len(), 3);
     }
 
     #[test]

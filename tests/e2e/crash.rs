@@ -190,18 +190,6 @@ fn kill_9_during_mail_flush_delivers_everything_and_repeats_at_most_a_group_per_
     );
 }
 
-/// The value of `header` in the message file at `path`.
-fn mail_header(path: &str, header: &str) -> String {
-    let raw = std::fs::read_to_string(path).unwrap();
-    raw.lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case(header))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| panic!("{path}: no {header}"))
-}
-
 /// `n` instants in [from, to) milliseconds, from `LEAKWATCH_FAULT_SEED` or the clock; the
 /// seed is printed so that a failure can be replayed.
 fn instants(n: usize, from: u64, to: u64) -> Vec<u64> {

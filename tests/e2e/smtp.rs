@@ -217,16 +217,7 @@ fn an_smtp_outage_mid_flush_loses_nothing_and_repeats_nothing_but_what_was_in_fl
 
     let mut by_recipient: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (mail, meta) in received_in(&first).into_iter().chain(received_in(&second)) {
-        let raw = std::fs::read_to_string(&mail.file).unwrap();
-        let id = raw
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("Message-ID:")
-                    .or(l.strip_prefix("Message-Id:"))
-            })
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        let id = mail_header(&mail.file, "Message-ID");
         for r in meta["rcpt_tos"].as_array().unwrap() {
             by_recipient
                 .entry(r.as_str().unwrap().to_string())

@@ -455,3 +455,15 @@ pub fn ensure_debian_tools(package: &str, tools: &[&str], who: &str) {
         "{who} need {tools:?} (Debian package {package}): apt-get install {package}"
     );
 }
+
+/// The value of `header` in the message file at `path`.
+pub fn mail_header(path: &str, header: &str) -> String {
+    let raw = std::fs::read_to_string(path).unwrap();
+    raw.lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case(header))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("{path}: no {header}"))
+}
