@@ -20,6 +20,7 @@ use crate::filter::AccountFilter;
 use crate::identity::block::{hash_blocks, Fast, KeyBlocks};
 use crate::identity::IdentityHash;
 use crate::parse::columns::{self, Columns};
+use crate::parse::shape::plain_at;
 use crate::parse::{decode, Format, Malformed, Record, Sink};
 
 /// Events per batch before it is shipped: large enough to cost nothing to hand over,
@@ -67,6 +68,8 @@ enum Event {
         cols: Columns,
         line: u64,
         format: Format,
+        /// The login column is the row's only field with an `@` ([`lone_login`]).
+        lone: bool,
     },
     Record(Pending),
     End,
@@ -245,10 +248,17 @@ impl Sink for Pipelined<'_> {
         format: Format,
     ) -> Option<u64> {
         let start = self.batch.fields.len();
+        let mut ats = 0;
+        let mut at_login = false;
         for (i, f) in fields.iter().enumerate() {
-            // Only what the worker will read is copied (`columns::needed`).
+            // Only what the worker will read is copied (as `columns::needed` says).
             let kept = f
-                .filter(|f| columns::needed(i, f, cols))
+                .filter(|f| {
+                    let at = columns::has_at(f);
+                    ats += at as usize;
+                    at_login |= at && cols.email == Some(i);
+                    at || cols.password == Some(i)
+                })
                 .map(|f| self.push(f));
             self.batch.fields.push(kept);
         }
@@ -258,6 +268,7 @@ impl Sink for Pipelined<'_> {
             cols,
             line,
             format,
+            lone: ats == 1 && at_login,
         });
         Some(0)
     }
@@ -307,70 +318,168 @@ impl Sink for Gather<'_> {
     fn malformed(&mut self, _line: u64, _why: Malformed) {}
 }
 
-/// The worker's job: every entry's records made, keyed, hashed together and tested;
-/// entries with a key that may be ours, or one the fast builder defers, are sent back.
+/// The login of a row whose only field with an `@` is its login column, when that field
+/// is plain bytes around one `@` (`shape::plain_at`): what [`columns::emit_row`] would
+/// make of the row is then one record, that login, and the floor finds nothing in the
+/// other fields. Its key is built straight from the field, with no record made unless
+/// the entry may be ours (about half of the worker's time on a table or SQL dump).
+fn lone_login<'b>(
+    batch: &'b Batch,
+    fields: &Range<usize>,
+    cols: Columns,
+) -> Option<(&'b str, usize)> {
+    let range = batch.fields[fields.clone()].get(cols.email?)?.clone()?;
+    let login = std::str::from_utf8(&batch.bytes[range]).ok()?;
+    plain_at(login).map(|at| (login, at))
+}
+
+/// Where one entry's parts are in a batch and in what was settled of it.
+struct Entry {
+    /// Its events (without the `End`).
+    events: Range<usize>,
+    /// Its records made so far (not those of its lone-login rows).
+    records: Range<usize>,
+    /// Its keys, in `fast`.
+    keys: Range<usize>,
+    /// It has a lone-login row or a record with a plain login, whose records are made
+    /// only if it is replayed.
+    lazy: bool,
+}
+
+/// Buffers reused from row to row by [`gather`].
+#[derive(Default)]
+struct Scratch<'b> {
+    texts: Vec<Option<std::borrow::Cow<'b, str>>>,
+    refs: Vec<Option<&'static str>>,
+}
+
+/// Makes the records of one event (a row or a record) into `out`; returns those made
+/// from a row. Two allocations a row were a tenth of the worker's time: hence `scratch`.
+fn gather<'b>(
+    batch: &'b Batch,
+    event: &Event,
+    scratch: &mut Scratch<'b>,
+    out: &mut Settled,
+) -> u64 {
+    match event {
+        Event::Row {
+            fields,
+            cols,
+            line,
+            format,
+            ..
+        } => {
+            let texts = &mut scratch.texts;
+            texts.clear();
+            texts.extend(
+                batch.fields[fields.clone()]
+                    .iter()
+                    .map(|f| f.clone().map(|r| decode::line_text(&batch.bytes[r]))),
+            );
+            let mut row = reuse(std::mem::take(&mut scratch.refs));
+            row.extend(texts.iter().map(|t| t.as_deref()));
+            let n = columns::emit_row(&row, *cols, *line, *format, &mut Gather { out });
+            scratch.refs = reuse(row);
+            n
+        }
+        Event::Record(r) => {
+            let text = |r: &Range<usize>| decode::line_text(&batch.bytes[r.clone()]);
+            let (login, password, url) = (
+                text(&r.login),
+                r.password.as_ref().map(text),
+                r.url.as_ref().map(text),
+            );
+            Gather { out }.record(&Record {
+                login: &login,
+                password: password.as_deref(),
+                url: url.as_deref(),
+                line: r.line,
+                format: r.format,
+            });
+            0
+        }
+        Event::End => 0,
+    }
+}
+
+/// The worker's job: every entry's keys built, hashed together and tested; entries with
+/// a key that may be ours, or one the fast builder defers, are sent back with their
+/// records.
 fn settle(batch: &Batch, keys: &KeyBlocks<'_>, filter: &AccountFilter) -> Settled {
     let mut out = Settled::default();
-    // Pass 1: the records, with each entry's range.
-    let mut entries: Vec<Range<usize>> = Vec::new();
-    let mut start = 0;
-    // Reused from row to row: two allocations a row were a tenth of the worker's time.
-    let mut texts: Vec<Option<std::borrow::Cow<'_, str>>> = Vec::new();
-    let mut refs: Vec<Option<&'static str>> = Vec::new();
-    for event in &batch.events {
-        match event {
-            Event::Row {
-                fields,
-                cols,
-                line,
-                format,
-            } => {
-                texts.clear();
-                texts.extend(
-                    batch.fields[fields.clone()]
-                        .iter()
-                        .map(|f| f.clone().map(|r| decode::line_text(&batch.bytes[r]))),
-                );
-                let mut row = reuse(std::mem::take(&mut refs));
-                row.extend(texts.iter().map(|t| t.as_deref()));
-                let n =
-                    columns::emit_row(&row, *cols, *line, *format, &mut Gather { out: &mut out });
-                out.counts.records += n;
-                refs = reuse(row);
-            }
-            Event::Record(r) => {
-                let text = |r: &Range<usize>| decode::line_text(&batch.bytes[r.clone()]);
-                let (login, password, url) = (
-                    text(&r.login),
-                    r.password.as_ref().map(text),
-                    r.url.as_ref().map(text),
-                );
-                Gather { out: &mut out }.record(&Record {
-                    login: &login,
-                    password: password.as_deref(),
-                    url: url.as_deref(),
-                    line: r.line,
-                    format: r.format,
-                });
-            }
-            Event::End => {
-                entries.push(start..out.records.len());
-                start = out.records.len();
-            }
+    // Pass 1: each entry's keys (and records, but for lone-login rows).
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut fast = Vec::with_capacity(batch.events.len());
+    let mut blocks: Vec<[u8; 64]> = Vec::with_capacity(batch.events.len());
+    let mut scratch = Scratch::default();
+    let mut entry = Entry {
+        events: 0..0,
+        records: 0..0,
+        keys: 0..0,
+        lazy: false,
+    };
+    for (i, event) in batch.events.iter().enumerate() {
+        if let Event::End = event {
+            entry.events.end = i;
+            entry.records.end = out.records.len();
+            entry.keys.end = fast.len();
+            let next = Entry {
+                events: i + 1..i + 1,
+                records: out.records.len()..out.records.len(),
+                keys: fast.len()..fast.len(),
+                lazy: false,
+            };
+            entries.push(std::mem::replace(&mut entry, next));
+            continue;
         }
-    }
-    // Pass 2: every key, hashed together, the filter's blocks asked for ahead.
-    let mut fast = Vec::with_capacity(out.records.len());
-    let mut blocks = Vec::with_capacity(out.records.len());
-    for r in &out.records {
         let mut block = [0u8; 64];
-        let url = r.url.clone().map(|u| &out.text[u]);
-        let f = keys.key(&out.text[r.login.clone()], url, &mut block);
-        if let Fast::Key(_) = f {
-            blocks.push(block);
+        if let Event::Row {
+            fields,
+            cols,
+            lone: true,
+            ..
+        } = event
+        {
+            if let Some((login, at)) = lone_login(batch, fields, *cols) {
+                // As `keys.key` does with a plain login (nothing to trim from it).
+                let f = keys.simple_email(login, at, login.as_bytes(), &mut block);
+                if let Fast::Key(_) = f {
+                    blocks.push(block);
+                }
+                fast.push(f);
+                out.counts.records += 1;
+                entry.lazy = true;
+                continue;
+            }
         }
-        fast.push(f);
+        if let Event::Record(Pending {
+            login, url: None, ..
+        }) = event
+        {
+            // A record whose login is plain: its key as `keys.key` would build it.
+            let login = std::str::from_utf8(&batch.bytes[login.clone()]).ok();
+            if let Some((login, at)) = login.and_then(|l| plain_at(l).map(|at| (l, at))) {
+                let f = keys.simple_email(login, at, login.as_bytes(), &mut block);
+                if let Fast::Key(_) = f {
+                    blocks.push(block);
+                }
+                fast.push(f);
+                entry.lazy = true;
+                continue;
+            }
+        }
+        let from = out.records.len();
+        out.counts.records += gather(batch, event, &mut scratch, &mut out);
+        for r in &out.records[from..] {
+            let url = r.url.clone().map(|u| &out.text[u]);
+            let f = keys.key(&out.text[r.login.clone()], url, &mut block);
+            if let Fast::Key(_) = f {
+                blocks.push(block);
+            }
+            fast.push(f);
+        }
     }
+    // Pass 2: every key hashed together.
     let mut hashes = vec![IdentityHash([0; 20]); blocks.len()];
     hash_blocks(&blocks, &mut hashes);
     // Pass 3: each entry settled here, or sent back whole. Each hash's filter block is
@@ -384,7 +493,7 @@ fn settle(batch: &Batch, keys: &KeyBlocks<'_>, filter: &AccountFilter) -> Settle
     for entry in entries {
         let mut identities = 0;
         let mut unsettled = false;
-        for f in &fast[entry.clone()] {
+        for f in &fast[entry.keys.clone()] {
             match f {
                 Fast::NoKey => {}
                 Fast::Defer => unsettled = true,
@@ -398,15 +507,22 @@ fn settle(batch: &Batch, keys: &KeyBlocks<'_>, filter: &AccountFilter) -> Settle
                 }
             }
         }
-        if unsettled {
-            replay.push(entry);
-        } else {
+        if !unsettled {
             out.counts.identities += identities;
             if identities > 0 {
                 out.counts.with_identity += 1;
             } else {
                 out.counts.no_identity += 1;
             }
+        } else if entry.lazy {
+            // Its records made now, all of them in order (rows already counted).
+            let from = out.records.len();
+            for event in &batch.events[entry.events] {
+                gather(batch, event, &mut scratch, &mut out);
+            }
+            replay.push(from..out.records.len());
+        } else {
+            replay.push(entry.records);
         }
     }
     out.entries = replay;

@@ -133,15 +133,49 @@ pub fn is_password_name(key: &str) -> bool {
 
 /// A value that is one address and nothing else (`a@b.example`, no space).
 pub fn looks_like_email(s: &str) -> bool {
-    match s.find('@') {
-        Some(at) => {
-            at > 0
-                && s[at + 1..].contains('.')
-                && !s[at + 1..].contains('@')
-                && !s.contains(char::is_whitespace)
+    // One pass over the bytes, a table telling `@`, `.`, ASCII white space and non-ASCII
+    // bytes (searched as characters, in four passes, this was a tenth of the JSON
+    // reader's time). White space outside ASCII is asked of the characters.
+    const AT: u8 = 1;
+    const DOT: u8 = 2;
+    const WHITE: u8 = 4;
+    const HIGH: u8 = 8;
+    static CLASS: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut c = 0;
+        while c < 256 {
+            t[c] = match c as u8 {
+                b'@' => AT,
+                b'.' => DOT,
+                b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ' => WHITE,
+                0x80..=0xFF => HIGH,
+                _ => 0,
+            };
+            c += 1;
         }
-        None => false,
+        t
+    };
+    let b = s.as_bytes();
+    let (mut at, mut before, mut after) = (None, 0u8, 0u8);
+    for (i, &c) in b.iter().enumerate() {
+        let class = CLASS[c as usize];
+        if class & AT != 0 {
+            if at.is_some() {
+                return false; // a second `@`
+            }
+            at = Some(i);
+        } else if at.is_some() {
+            after |= class;
+        } else {
+            before |= class;
+        }
     }
+    let Some(at) = at else {
+        return false;
+    };
+    let white = (before | after) & WHITE != 0
+        || ((before | after) & HIGH != 0 && s.contains(char::is_whitespace));
+    at > 0 && after & DOT != 0 && !white
 }
 
 /// The columns a row's reader settled on, by position.
@@ -211,7 +245,19 @@ pub fn decide(rows: &[Vec<String>]) -> Option<(Columns, bool)> {
 /// are passed as `None`, which reads the same: a login without `@` gives no identity.
 #[inline]
 pub fn needed(i: usize, raw: &[u8], cols: Columns) -> bool {
-    cols.password == Some(i) || memchr::memchr(b'@', raw).is_some()
+    cols.password == Some(i) || has_at(raw)
+}
+
+/// Whether a raw field holds an `@`: without one it holds no address.
+#[inline]
+pub fn has_at(raw: &[u8]) -> bool {
+    // Most fields are short: the standard library's word-at-a-time search costs less
+    // than a vector search's set-up.
+    if raw.len() < 32 {
+        raw.contains(&b'@')
+    } else {
+        memchr::memchr(b'@', raw).is_some()
+    }
 }
 
 /// Reports a row of raw fields (`None` for `NULL`): to the sink's own [`Sink::row`] if it

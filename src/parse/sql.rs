@@ -119,6 +119,7 @@ pub fn parse_from<R: Read>(
         used: 0,
         last_word: Vec::new(),
         lead: Vec::new(),
+        unescaped: Vec::new(),
         stats: ParseStats::default(),
         next_progress: PROGRESS_EVERY,
     };
@@ -130,6 +131,105 @@ pub fn parse_from<R: Read>(
         copying: r.copying,
     };
     Ok((r.stats, state))
+}
+
+/// Values of a row [`SqlReader::plain_row`] reads (a wider one is read by
+/// [`SqlReader::values`]).
+const PLAIN_FIELDS: usize = 32;
+
+/// Where a value of a plain row is.
+#[derive(Debug, Clone)]
+enum Span {
+    Null,
+    /// In the cursor's window.
+    Here(std::ops::Range<usize>),
+    /// Unescaped, in the reader's buffer.
+    Unescaped(std::ops::Range<usize>),
+}
+
+/// The values of the row `window` starts with (at its `(`), as [`SqlReader::values`]
+/// reads them, into `spans`: how many, and the bytes through the `)`. `None` for a row
+/// that is not plain (see [`SqlReader::plain_row`]) or does not end in `window`.
+fn plain_values(
+    window: &[u8],
+    max: usize,
+    spans: &mut [Span; PLAIN_FIELDS],
+    unescaped: &mut Vec<u8>,
+) -> Option<(usize, usize)> {
+    let w = window;
+    let skip_ws = |mut i: usize| -> Option<usize> {
+        while w.get(i)?.is_ascii_whitespace() {
+            i += 1;
+        }
+        Some(i)
+    };
+    debug_assert_eq!(w.first(), Some(&b'('));
+    let mut i = 1;
+    let mut n = 0;
+    loop {
+        i = skip_ws(i)?;
+        let b = *w.get(i)?;
+        let span = if b == b'\'' || b == b'"' {
+            // A string: borrowed as it lies, or unescaped if it holds an escape.
+            let from = i + 1;
+            let mut end = memchr::memchr2(b, b'\\', &w[from..])? + from;
+            if w[end] == b && *w.get(end + 1)? != b {
+                i = end + 1;
+                (end - from <= max).then_some(Span::Here(from..end))?
+            } else {
+                let start = unescaped.len();
+                let mut at = from;
+                loop {
+                    unescaped.extend_from_slice(&w[at..end]);
+                    let c = *w.get(end + 1)?;
+                    if w[end] == b'\\' {
+                        unescaped.push(match c {
+                            b'n' => b'\n',
+                            b't' => b'\t',
+                            b'r' => b'\r',
+                            b'0' => 0,
+                            b'Z' => 0x1A,
+                            other => other,
+                        });
+                    } else if c == b {
+                        unescaped.push(b); // a doubled quote
+                    } else {
+                        break;
+                    }
+                    at = end + 2;
+                    end = memchr::memchr2(b, b'\\', &w[at..])? + at;
+                }
+                i = end + 1;
+                (unescaped.len() - start <= max)
+                    .then_some(Span::Unescaped(start..unescaped.len()))?
+            }
+        } else {
+            let from = i;
+            while let Some(&c) = w.get(i) {
+                if matches!(c, b',' | b')' | b'(' | b'\'' | b'"') || c.is_ascii_whitespace() {
+                    break;
+                }
+                i += 1;
+            }
+            let word = &w[from..i];
+            if word.len() > MAX_WORD.min(max) {
+                return None;
+            }
+            if word.eq_ignore_ascii_case(b"NULL") {
+                Span::Null
+            } else {
+                Span::Here(from..i)
+            }
+        };
+        i = skip_ws(i)?;
+        *spans.get_mut(n)? = span;
+        n += 1;
+        match w.get(i)? {
+            b',' => i += 1,
+            b')' => return Some((n, i + 1)),
+            _ => return None,
+        }
+    }
 }
 
 struct SqlReader<R> {
@@ -150,6 +250,8 @@ struct SqlReader<R> {
     last_word: Vec<u8>,
     /// A lone `-` or `/` read while looking for a comment: the statement's first byte.
     lead: Vec<u8>,
+    /// The escaped strings of the plain row being read, unescaped.
+    unescaped: Vec<u8>,
     stats: ParseStats,
     next_progress: u64,
 }
@@ -388,18 +490,23 @@ impl<R: Read> SqlReader<R> {
             if self.c.peek()? != Some(b'(') {
                 break;
             }
-            self.c.bump()?;
-            let start = self.c.line();
-            self.stats.entries += 1;
-            match self.values()? {
-                RowEnd::Done => {
-                    self.emit(cols, Format::Sql, sink);
-                    sink.end_entry();
-                }
-                RowEnd::Cut => {
-                    self.stats.malformed += 1;
-                    sink.malformed(start, Malformed::Unterminated);
-                    return Ok(());
+            if self.plain_row(cols, sink)? {
+                self.stats.entries += 1;
+                sink.end_entry();
+            } else {
+                self.c.bump()?;
+                let start = self.c.line();
+                self.stats.entries += 1;
+                match self.values()? {
+                    RowEnd::Done => {
+                        self.emit(cols, Format::Sql, sink);
+                        sink.end_entry();
+                    }
+                    RowEnd::Cut => {
+                        self.stats.malformed += 1;
+                        sink.malformed(start, Malformed::Unterminated);
+                        return Ok(());
+                    }
                 }
             }
             self.c.skip_ws()?;
@@ -415,6 +522,38 @@ impl<R: Read> SqlReader<R> {
             return Ok(());
         }
         self.skip_statement(None)
+    }
+
+    /// The common row, read where it lies: one whole `( … )` in the cursor's buffer, on
+    /// one line, of at most [`PLAIN_FIELDS`] values that are quoted strings, numbers,
+    /// bare words or `NULL`, each within the bound. Its values are those [`Self::values`]
+    /// would copy out: reported as they lie (an escaped string unescaped into a buffer
+    /// of the row's), and the row consumed through its `)`. `false`, with nothing
+    /// consumed, for any other row: [`Self::values`] reads it.
+    fn plain_row(&mut self, cols: Columns, sink: &mut dyn Sink) -> io::Result<bool> {
+        let line = self.c.line();
+        let window = self.c.window()?;
+        let unescaped = &mut self.unescaped;
+        unescaped.clear();
+        const NULL: Span = Span::Null;
+        let mut spans = [NULL; PLAIN_FIELDS];
+        let Some((n, len)) = plain_values(window, self.max_field, &mut spans, unescaped) else {
+            return Ok(false);
+        };
+        if memchr::memchr(b'\n', &window[..len]).is_some() {
+            return Ok(false);
+        }
+        let mut raw: [Option<&[u8]>; PLAIN_FIELDS] = [None; PLAIN_FIELDS];
+        for (r, span) in raw.iter_mut().zip(&spans[..n]) {
+            *r = match span {
+                Span::Null => None,
+                Span::Here(at) => Some(&window[at.clone()]),
+                Span::Unescaped(at) => Some(&unescaped[at.clone()]),
+            };
+        }
+        self.stats.records += columns::report_row(&raw[..n], cols, line, Format::Sql, sink);
+        self.c.consume(len, 0);
+        Ok(true)
     }
 
     /// Starts a new field of the current row; `None` past the bound.

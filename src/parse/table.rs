@@ -98,6 +98,19 @@ impl TableLayout {
         let mut next_progress = PROGRESS_EVERY;
         loop {
             let start = c.line();
+            if !header {
+                if let Some(n) = self.plain_record(&mut c, max_field, start, sink)? {
+                    stats.entries += 1;
+                    stats.records += n;
+                    sink.end_entry();
+                    let read = c.bytes_read();
+                    if read >= next_progress {
+                        next_progress = read + PROGRESS_EVERY;
+                        sink.progress(read);
+                    }
+                    continue;
+                }
+            }
             let record = read_record(&mut c, self.delimiter, &mut fields, max_field)?;
             if !matches!(record, Record::End) {
                 stats.entries += 1;
@@ -135,6 +148,55 @@ impl TableLayout {
         Ok(stats)
     }
 }
+
+impl TableLayout {
+    /// The common record, read where it lies: one whole line in the cursor's buffer, with
+    /// no quote, of at most [`PLAIN_FIELDS`] fields within the bound, not blank. Its
+    /// fields are those [`read_record`] would copy out (the delimiter cuts, a last `\r`
+    /// goes); they are reported as they lie and the line is consumed. `None`, with
+    /// nothing consumed, for any other record: [`read_record`] reads it.
+    fn plain_record<R: Read>(
+        &self,
+        c: &mut Cursor<R>,
+        max_field: usize,
+        line: u64,
+        sink: &mut dyn Sink,
+    ) -> io::Result<Option<u64>> {
+        let window = c.window()?;
+        let Some(nl) = memchr::memchr2(b'\n', b'"', window) else {
+            return Ok(None);
+        };
+        if window[nl] != b'\n' {
+            return Ok(None);
+        }
+        let text = &window[..nl];
+        let mut raw: [Option<&[u8]>; PLAIN_FIELDS] = [None; PLAIN_FIELDS];
+        let mut n = 0;
+        let mut from = 0;
+        for cut in memchr::memchr_iter(self.delimiter, text).chain([text.len()]) {
+            let field = &text[from..cut];
+            if n == PLAIN_FIELDS || field.len() > max_field {
+                return Ok(None);
+            }
+            raw[n] = Some(field);
+            n += 1;
+            from = cut + 1;
+        }
+        let last = raw[n - 1].unwrap_or_default();
+        let last = last.strip_suffix(b"\r").unwrap_or(last);
+        raw[n - 1] = Some(last);
+        if n == 1 && last.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None); // blank: `read_record`'s to say
+        }
+        let records = columns::report_row(&raw[..n], self.columns, line, Format::Table, sink);
+        c.consume(nl + 1, 1);
+        Ok(Some(records))
+    }
+}
+
+/// Fields of a record [`TableLayout::plain_record`] reads (a wider one is read by
+/// [`read_record`]).
+const PLAIN_FIELDS: usize = 32;
 
 /// What [`read_record`] found.
 enum Record {
