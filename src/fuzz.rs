@@ -155,18 +155,30 @@ pub fn archive(data: &[u8]) {
 }
 
 /// The row readers (SQL, JSON, tables) on arbitrary bytes, each directly: no panic, every
-/// record counted, every entry ended once.
+/// record counted, every entry ended once; and each reads the same with its cursor
+/// holding one byte (byte at a time, never in place) as with its usual buffer: the same
+/// records, lines, malformed entries and counts.
 pub fn rows(data: &[u8]) {
+    use crate::parse::cursor;
     use crate::parse::{json, sql, table::TableLayout};
-    let check = |stats: parse::ParseStats, sink: &CollectSink| {
+    let check = |read: &dyn Fn(&mut CollectSink) -> parse::ParseStats| {
+        let mut sink = CollectSink::default();
+        let stats = read(&mut sink);
         assert_eq!(stats.records, sink.records.len() as u64);
         assert_eq!(stats.entries, stats.malformed + sink.ended);
         assert_eq!(stats.bytes, data.len() as u64);
+        let mut slow = CollectSink::default();
+        let slow_stats = cursor::with_buffer(1, || read(&mut slow));
+        assert_eq!(stats, slow_stats, "in place and byte at a time");
+        assert_eq!(sink.records, slow.records, "in place and byte at a time");
+        assert_eq!(
+            sink.malformed, slow.malformed,
+            "in place and byte at a time"
+        );
+        assert_eq!(sink.ended, slow.ended, "in place and byte at a time");
     };
-    let mut sink = CollectSink::default();
-    check(sql::parse(data, 256, &mut sink).expect("a slice"), &sink);
-    let mut sink = CollectSink::default();
-    check(json::parse(data, 256, &mut sink).expect("a slice"), &sink);
+    check(&|sink| sql::parse(data, 256, sink).expect("a slice"));
+    check(&|sink| json::parse(data, 256, sink).expect("a slice"));
     for delimiter in [b',', b';', b'\t', b'|'] {
         let layout = TableLayout {
             delimiter,
@@ -176,8 +188,7 @@ pub fn rows(data: &[u8]) {
             },
             header: data.first().is_some_and(|b| b & 1 == 1),
         };
-        let mut sink = CollectSink::default();
-        check(layout.parse(data, 256, &mut sink).expect("a slice"), &sink);
+        check(&|sink| layout.parse(data, 256, sink).expect("a slice"));
     }
     let _ = TableLayout::sniff(data);
     let _ = sql::sniff(data);
@@ -377,6 +388,139 @@ mod tests {
         for _ in 0..4000 {
             rows(&crate::synth::pieces(&mut rng, PIECES, 120));
         }
+    }
+
+    /// Every row-reader shape leakwatch-synth writes (planted accounts, decoys, hostile
+    /// variants: escapes, unclosed quotes, long values, invalid bytes), then mutations of
+    /// them, through [`rows`]: read in place and byte at a time, the same.
+    #[test]
+    fn row_readers_in_place_as_byte_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut seeds = Vec::new();
+        for hostile in [false, true] {
+            let dir = tmp.path().join(format!("h{hostile}"));
+            let sc = crate::synth::shapes::write_shapes(&dir, 11, 40, hostile).unwrap();
+            for f in &sc.files {
+                let bytes = std::fs::read(dir.join(&f.path)).unwrap();
+                let layout = parse::open(&bytes[..], &f.path).unwrap().layout;
+                use crate::parse::detect::Layout;
+                // (Not the 50 MB line: a bound's test, not a shape's.)
+                let row_shape = matches!(layout, Layout::Sql | Layout::Json | Layout::Table(_));
+                if row_shape && bytes.len() < 1 << 20 {
+                    seeds.push(bytes);
+                }
+            }
+        }
+        assert!(seeds.len() >= 8, "{} row-reader dumps", seeds.len());
+        let mut rng = Rng::new(41);
+        for _ in 0..6 {
+            seeds.extend(plain_records(&mut rng));
+        }
+        for seed in &seeds {
+            rows(seed);
+            for _ in 0..40 {
+                rows(&mutate(&mut rng, seed));
+            }
+        }
+    }
+
+    /// Dumps of the records the readers read in place, and of near misses, mixed: flat
+    /// JSON objects over several lines and on one, SQL rows with escapes, doubled quotes,
+    /// `NULL`, `_binary` and line breaks between values, tables with `\r\n`, blank
+    /// lines, quotes and fields over the bound (256 in [`rows`]).
+    fn plain_records(rng: &mut Rng) -> Vec<Vec<u8>> {
+        const VALUES: &[&str] = &[
+            "\"a@agence-exemple.fr\"",
+            "\"B.C+d@Example.ORG\"",
+            "\"pw \\\" q\"",
+            "\"caf\u{e9}@exemple.fr\"",
+            "\"x@y\"",
+            "\"\"",
+            "12",
+            "-1.5e3",
+            "null",
+            "true",
+            "nul",
+            "{\"inner\": \"i@exemple.fr\"}",
+            "[1, \"l@exemple.fr\"]",
+        ];
+        const KEYS: &[&str] = &[
+            "email",
+            "mail",
+            "password",
+            "mdp",
+            "name",
+            "k@exemple.fr",
+            "id",
+        ];
+        const SQL: &[&str] = &[
+            "'a@agence-exemple.fr'",
+            "'O\\'Brien'",
+            "'it''s'",
+            "\"dq@exemple.fr\"",
+            "NULL",
+            "null",
+            "_binary 'b'",
+            "42",
+            "NOW()",
+            "''",
+            "'line\\nbreak'",
+            "'trail\\",
+        ];
+        const CELLS: &[&str] = &[
+            "a@agence-exemple.fr",
+            "pw",
+            "\"q;uoted\"",
+            " sp ",
+            "",
+            "é",
+            "x@y.fr\r",
+        ];
+        const ENDS: &[&str] = &["\n", "\r\n", "\n\n"];
+        let long = "z".repeat(300);
+        let ws = |rng: &mut Rng| *rng.pick(&["", " ", "\n", " \n  ", "\t"]);
+        let mut json = String::from("[\n");
+        let mut sql = String::from(
+            "CREATE TABLE u (id int, email text, password text, x text);\nINSERT INTO u VALUES ",
+        );
+        let mut csv = String::from("id;email;password;x\n");
+        for i in 0..60 {
+            json.push('{');
+            for k in 0..1 + rng.below(4) {
+                if k > 0 {
+                    json.push(',');
+                }
+                json.push_str(ws(rng));
+                json.push_str(&format!("\"{}\"{}:{}", rng.pick(KEYS), ws(rng), ws(rng)));
+                if rng.chance(3) {
+                    json.push_str(&format!("\"{long}\""));
+                } else {
+                    json.push_str(rng.pick::<&str>(VALUES));
+                }
+            }
+            json.push_str(ws(rng));
+            json.push_str(if i < 59 { "},\n" } else { "}\n]\n" });
+            sql.push_str(if i > 0 { ",(" } else { "(" });
+            for v in 0..4 {
+                if v > 0 {
+                    sql.push(',');
+                    sql.push_str(ws(rng));
+                }
+                let value: &str = if rng.chance(3) {
+                    &long
+                } else {
+                    rng.pick::<&str>(SQL)
+                };
+                sql.push_str(value);
+            }
+            sql.push(')');
+            sql.push_str(ws(rng));
+            let cells: Vec<&str> = (0..2 + rng.below(4)).map(|_| *rng.pick(CELLS)).collect();
+            csv.push_str(&cells.join(";"));
+            csv.push_str(rng.pick::<&str>(ENDS));
+        }
+        sql.push_str(";\n");
+        vec![json.into_bytes(), sql.into_bytes(), csv.into_bytes()]
     }
 
     /// Random dump-shaped bytes through both paths: they must agree.

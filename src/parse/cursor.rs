@@ -11,6 +11,23 @@ use std::io::{self, Read};
 
 const BUF: usize = 1 << 20;
 
+thread_local! {
+    /// The buffer size of the cursors this thread makes, when not [`BUF`]: see
+    /// [`with_buffer`].
+    static BUFFER: std::cell::Cell<usize> = const { std::cell::Cell::new(BUF) };
+}
+
+/// Runs `f` with the cursors it makes on this thread holding `size` bytes (at least 1).
+/// With one byte, no record ever lies whole in a reader's window, so each reader reads
+/// byte at a time, as it does where a record crosses a refill: the tests and the fuzz
+/// harness compare that with the in-place reading of the same bytes.
+pub fn with_buffer<T>(size: usize, f: impl FnOnce() -> T) -> T {
+    let old = BUFFER.with(|b| b.replace(size.max(1)));
+    let out = f();
+    BUFFER.with(|b| b.set(old));
+    out
+}
+
 pub struct Cursor<R> {
     inner: R,
     buf: Box<[u8]>,
@@ -31,7 +48,7 @@ impl<R: Read> Cursor<R> {
     pub fn new(inner: R) -> Self {
         Cursor {
             inner,
-            buf: vec![0; BUF].into_boxed_slice(),
+            buf: vec![0; BUFFER.with(std::cell::Cell::get)].into_boxed_slice(),
             pos: 0,
             end: 0,
             eof: false,
