@@ -90,6 +90,23 @@ struct Batch {
     events: Vec<Event>,
 }
 
+impl Batch {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.fields.clear();
+        self.events.clear();
+    }
+}
+
+/// `settle`'s working buffers, kept from batch to batch by whoever runs it.
+#[derive(Default)]
+struct Work {
+    entries: Vec<Entry>,
+    fast: Vec<Fast>,
+    blocks: Vec<[u8; 64]>,
+    hashes: Vec<IdentityHash>,
+}
+
 /// A settled batch: counts, and the entries to replay (their records, in order).
 #[derive(Default)]
 struct Settled {
@@ -109,6 +126,8 @@ pub struct Pipelined<'t> {
     in_flight: usize,
     /// With one core: the batches are settled here, by the same function.
     inline: Option<(KeyBlocks<'t>, &'t AccountFilter)>,
+    /// The working buffers of `settle` when it runs here.
+    work: Work,
 }
 
 /// As [`run`] with one core: the batches are settled on the reader's thread, between
@@ -127,6 +146,7 @@ pub fn run_inline<'t, T>(
         from_worker,
         in_flight: 0,
         inline: Some((KeyBlocks::new(norm), filter)),
+        work: Work::default(),
     };
     let out = read(&mut p);
     p.finish();
@@ -146,8 +166,12 @@ pub fn run<T>(
     std::thread::scope(|scope| {
         scope.spawn(move || {
             let keys = KeyBlocks::new(norm);
+            let mut work = Work::default();
             for batch in batches {
-                if results.send(settle(&batch, &keys, filter)).is_err() {
+                if results
+                    .send(settle(&batch, &keys, filter, &mut work))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -159,6 +183,7 @@ pub fn run<T>(
             from_worker,
             in_flight: 0,
             inline: None,
+            work: Work::default(),
         };
         let out = read(&mut p);
         p.finish();
@@ -175,12 +200,15 @@ impl Pipelined<'_> {
 
     /// Ships the batch (at an entry's end) and applies what came back meanwhile.
     fn ship(&mut self) {
-        let batch = std::mem::take(&mut self.batch);
         if let Some((keys, filter)) = &self.inline {
-            let settled = settle(&batch, keys, filter);
+            // Settled here: the batch's buffers are kept for the next (allocated anew,
+            // they were page faults and copies as they grew, batch after batch).
+            let settled = settle(&self.batch, keys, filter, &mut self.work);
+            self.batch.clear();
             self.apply(settled);
             return;
         }
+        let batch = std::mem::take(&mut self.batch);
         if let Some(tx) = &self.to_worker {
             if tx.send(batch).is_ok() {
                 self.in_flight += 1;
@@ -405,12 +433,18 @@ fn gather<'b>(
 /// The worker's job: every entry's keys built, hashed together and tested; entries with
 /// a key that may be ours, or one the fast builder defers, are sent back with their
 /// records.
-fn settle(batch: &Batch, keys: &KeyBlocks<'_>, filter: &AccountFilter) -> Settled {
+fn settle(batch: &Batch, keys: &KeyBlocks<'_>, filter: &AccountFilter, work: &mut Work) -> Settled {
     let mut out = Settled::default();
     // Pass 1: each entry's keys (and records, but for lone-login rows).
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut fast = Vec::with_capacity(batch.events.len());
-    let mut blocks: Vec<[u8; 64]> = Vec::with_capacity(batch.events.len());
+    let Work {
+        entries,
+        fast,
+        blocks,
+        hashes,
+    } = work;
+    entries.clear();
+    fast.clear();
+    blocks.clear();
     let mut scratch = Scratch::default();
     let mut entry = Entry {
         events: 0..0,
@@ -480,8 +514,9 @@ fn settle(batch: &Batch, keys: &KeyBlocks<'_>, filter: &AccountFilter) -> Settle
         }
     }
     // Pass 2: every key hashed together.
-    let mut hashes = vec![IdentityHash([0; 20]); blocks.len()];
-    hash_blocks(&blocks, &mut hashes);
+    hashes.clear();
+    hashes.resize(blocks.len(), IdentityHash([0; 20]));
+    hash_blocks(blocks, hashes);
     // Pass 3: each entry settled here, or sent back whole. Each hash's filter block is
     // asked for a few hashes ahead of its test: asked for all at once, most of a batch's
     // requests were dropped, and waiting on the filter's loads was a quarter of the time.
@@ -490,7 +525,7 @@ fn settle(batch: &Batch, keys: &KeyBlocks<'_>, filter: &AccountFilter) -> Settle
     }
     let mut next_hash = 0;
     let mut replay = Vec::new();
-    for entry in entries {
+    for entry in entries.drain(..) {
         let mut identities = 0;
         let mut unsettled = false;
         for f in &fast[entry.keys.clone()] {
