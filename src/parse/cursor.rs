@@ -42,7 +42,13 @@ pub struct Cursor<R> {
     base: u64,
     /// The last byte consumed.
     last: Option<u8>,
+    /// The bytes of the current line consumed before `buf[0]` (at most [`TAIL`]): for
+    /// [`Cursor::line_so_far`].
+    tail: Vec<u8>,
 }
+
+/// Bytes of a line kept across a refill for [`Cursor::line_so_far`].
+const TAIL: usize = 64 << 10;
 
 impl<R: Read> Cursor<R> {
     pub fn new(inner: R) -> Self {
@@ -56,6 +62,7 @@ impl<R: Read> Cursor<R> {
             counted: 0,
             base: 0,
             last: None,
+            tail: Vec::new(),
         }
     }
 
@@ -75,6 +82,30 @@ impl<R: Read> Cursor<R> {
                 memchr::memchr_iter(b'\n', span).count()
             } as u64;
             self.counted = to;
+        }
+    }
+
+    /// Appends to `out` the bytes of the current line consumed since the absolute offset
+    /// `from` (from the line's start if that is later), up to `max` bytes: for a reader
+    /// that gives up on a broken entry, so that the floor reads the text it broke on.
+    /// Only a line's first 64 KiB are kept, whatever the buffer's size, so the answer
+    /// does not depend on where refills fell.
+    pub fn line_since(&self, from: u64, out: &mut Vec<u8>, max: usize) {
+        let here = &self.buf[..self.pos];
+        let (head, body, start) = match memchr::memrchr(b'\n', here) {
+            Some(nl) => (&[][..], &here[nl + 1..], self.base + nl as u64 + 1),
+            None => (&self.tail[..], here, self.base - self.tail.len() as u64),
+        };
+        let body = &body[..body.len().min(TAIL - head.len())];
+        let skip = from.saturating_sub(start) as usize;
+        let (head, body) = if skip <= head.len() {
+            (&head[skip..], body)
+        } else {
+            (&[][..], body.get(skip - head.len()..).unwrap_or_default())
+        };
+        for part in [head, body] {
+            let room = max.saturating_sub(out.len());
+            out.extend_from_slice(&part[..part.len().min(room)]);
         }
     }
 
@@ -114,6 +145,16 @@ impl<R: Read> Cursor<R> {
             return Ok(false);
         }
         self.count_to(self.end);
+        let consumed = &self.buf[..self.end];
+        let line = match memchr::memrchr(b'\n', consumed) {
+            Some(nl) => {
+                self.tail.clear();
+                &consumed[nl + 1..]
+            }
+            None => consumed,
+        };
+        let room = TAIL.saturating_sub(self.tail.len());
+        self.tail.extend_from_slice(&line[..line.len().min(room)]);
         self.counted = 0;
         self.base += self.end as u64;
         self.pos = 0;

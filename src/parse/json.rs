@@ -56,6 +56,7 @@ pub fn parse<R: Read>(input: R, max_field: usize, sink: &mut dyn Sink) -> io::Re
         names: Names::default(),
         key_login: None,
         value: Vec::new(),
+        string_end: 0,
         next_progress: PROGRESS_EVERY,
     };
     loop {
@@ -68,7 +69,8 @@ pub fn parse<R: Read>(input: R, max_field: usize, sink: &mut dyn Sink) -> io::Re
             Err(why) => {
                 // At the end of the input: the value was cut by it, not broken.
                 r.stats.ended_inside = r.c.peek()?.is_none();
-                r.key_login = None;
+                // An address key whose value never came: the floor's, below.
+                let key_login = r.key_login.take();
                 r.stats.entries += 1;
                 r.stats.malformed += 1;
                 sink.malformed(r.c.line(), why);
@@ -76,10 +78,17 @@ pub fn parse<R: Read>(input: R, max_field: usize, sink: &mut dyn Sink) -> io::Re
                 while let Some(rec) = r.records.pop() {
                     r.emit(rec, sink);
                 }
-                // Resume at the next line (NDJSON's unit).
-                let mut skip = Vec::new();
-                r.c.push_bounded(b"\n", &mut skip, 0)?;
+                // Resume at the next line (NDJSON's unit). The rest of the line it broke
+                // on, from the end of the last string read, is read by the floor, an
+                // entry of its own: what follows a string ended early (a stray quote) is
+                // not lost, and what was read before is not reported twice.
+                let line = r.c.line();
+                let mut text = key_login.map(|k| k.into_bytes()).unwrap_or_default();
+                text.push(b' ');
+                r.c.line_since(r.string_end, &mut text, max_field);
+                r.c.push_bounded(b"\n", &mut text, max_field)?;
                 r.c.bump()?;
+                super::text::floor_entry(&mut r.stats, &text, line, sink);
             }
         }
         let read = r.c.bytes_read();
@@ -147,6 +156,9 @@ struct JsonReader<R> {
     /// The address that the key being read is, for the object under it.
     key_login: Option<String>,
     value: Vec<u8>,
+    /// Where the last string read ended (bytes read): where the floor starts on a line
+    /// the reading broke on.
+    string_end: u64,
     next_progress: u64,
 }
 
@@ -315,6 +327,7 @@ impl<R: Read> JsonReader<R> {
                 Some(b'\n') => return Ok(Err(Malformed::Unterminated)),
                 Some(b'"') => {
                     self.c.bump()?;
+                    self.string_end = self.c.bytes_read();
                     return Ok(Ok(()));
                 }
                 Some(_) => {
@@ -421,6 +434,7 @@ impl<R: Read> JsonReader<R> {
             names,
             stats,
             max_field,
+            string_end,
             ..
         } = self;
         let window = c.window()?;
@@ -429,6 +443,8 @@ impl<R: Read> JsonReader<R> {
         };
         emit(stats, rec, line + newlines, sink);
         c.consume(len, newlines);
+        // Read whole: nothing in it is the floor's if the line breaks after it.
+        *string_end = c.bytes_read();
         Ok(true)
     }
 }

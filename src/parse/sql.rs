@@ -880,9 +880,17 @@ impl<R: Read> SqlReader<R> {
                     break;
                 }
                 Some(q) => {
+                    // The quotes kept: the floor reads the text as grep does, where a
+                    // quote ends an address.
                     self.c.bump()?;
+                    if seen.len() < max {
+                        seen.push(q);
+                    }
                     if !self.string(q, &mut seen, max)? {
                         break;
+                    }
+                    if seen.len() < max {
+                        seen.push(q);
                     }
                 }
             }

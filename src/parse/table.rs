@@ -15,7 +15,7 @@ use std::io::{self, Read};
 
 use super::columns::{self, Columns};
 use super::cursor::{Cursor, Stop};
-use super::{decode, Format, Malformed, ParseStats, Sink};
+use super::{decode, text, Format, Malformed, ParseStats, Sink};
 
 const DELIMITERS: &[u8] = b",;\t|";
 /// Records of the sample judged.
@@ -50,9 +50,9 @@ impl TableLayout {
         let mut records = Vec::new();
         let mut fields = Vec::new();
         while records.len() < SAMPLE_RECORDS {
-            match read_record(&mut c, d, &mut fields, 1024).ok()? {
+            match read_record(&mut c, d, &mut fields, 1024, &mut Vec::new()).ok()? {
                 // The sample's end may cut a quoted field: judge what came before.
-                Record::End | Record::Cut => break,
+                Record::End | Record::Cut(_) => break,
                 Record::Blank => continue,
                 Record::Fields(n) => records.push(
                     fields[..n]
@@ -94,6 +94,7 @@ impl TableLayout {
         let mut c = Cursor::new(input);
         let mut stats = ParseStats::default();
         let mut fields: Vec<Vec<u8>> = Vec::new();
+        let mut rest = Vec::new();
         let mut header = self.header;
         let mut next_progress = PROGRESS_EVERY;
         loop {
@@ -111,18 +112,23 @@ impl TableLayout {
                     continue;
                 }
             }
-            let record = read_record(&mut c, self.delimiter, &mut fields, max_field)?;
+            let record = read_record(&mut c, self.delimiter, &mut fields, max_field, &mut rest)?;
             if !matches!(record, Record::End) {
                 stats.entries += 1;
             }
             match record {
                 Record::End => break,
                 Record::Blank => sink.end_entry(),
-                Record::Cut => {
+                Record::Cut(n) => {
                     stats.malformed += 1;
                     sink.malformed(start, Malformed::TooLong);
                     // Cut by the end of the input (a quote still open), not by the bound.
                     stats.ended_inside = c.peek()?.is_none();
+                    // Its fields, and the rest of the line it was cut on, are the floor's:
+                    // a stray quote that opened a field loses nothing grep would find.
+                    for field in fields[..n].iter().chain([&rest]) {
+                        text::floor_entry(&mut stats, field, start, sink);
+                    }
                 }
                 Record::Fields(_) if header => {
                     header = false;
@@ -134,6 +140,7 @@ impl TableLayout {
                     let line = c.lines();
                     stats.records +=
                         columns::report_row(&raw, self.columns, line, Format::Table, sink);
+                    stats.records += floor_quoted(&fields[..n], &rest, line, sink);
                     sink.end_entry();
                 }
             }
@@ -194,6 +201,31 @@ impl TableLayout {
     }
 }
 
+/// The addresses of a quoted record's line as written (`raw`) that none of its fields
+/// holds, reported as the floor's; returns how many.
+fn floor_quoted(fields: &[Vec<u8>], raw: &[u8], line: u64, sink: &mut dyn Sink) -> u64 {
+    if memchr::memchr(b'@', raw).is_none() {
+        return 0;
+    }
+    let texts: Vec<_> = fields.iter().map(|f| decode::line_text(f)).collect();
+    let known: Vec<&str> = texts.iter().flat_map(|t| text::addresses(t)).collect();
+    let raw = decode::line_text(raw);
+    let mut n = 0;
+    for address in text::addresses(&raw) {
+        if !known.contains(&address) {
+            n += 1;
+            sink.record(&super::Record {
+                login: address,
+                password: None,
+                url: None,
+                line,
+                format: Format::Text,
+            });
+        }
+    }
+    n
+}
+
 /// Fields of a record [`TableLayout::plain_record`] reads (a wider one is read by
 /// [`read_record`]).
 const PLAIN_FIELDS: usize = 32;
@@ -204,25 +236,31 @@ enum Record {
     End,
     /// An empty line.
     Blank,
-    /// A field longer than the bound (a quote that never closed, most often); the rest
-    /// of its line was skipped.
-    Cut,
+    /// A field longer than the bound (a quote that never closed, most often), in the
+    /// first of this many fields read; the rest of its line was skipped.
+    Cut(usize),
     /// A record of this many fields, in `fields[..n]`.
     Fields(usize),
 }
 
 /// Reads one record through its line end into `fields` (reused; each field's bytes,
-/// unquoted).
+/// unquoted). `rest` (bounded) is left empty but for the floor: a record cut short
+/// leaves there the rest of the line it was cut on, a record with a quoted field its
+/// last line as written (unquoting joins text across a quote, which may hide an
+/// address grep finds in the line).
 fn read_record<R: Read>(
     c: &mut Cursor<R>,
     d: u8,
     fields: &mut Vec<Vec<u8>>,
     max_field: usize,
+    rest: &mut Vec<u8>,
 ) -> io::Result<Record> {
+    rest.clear();
     if c.peek()?.is_none() {
         return Ok(Record::End);
     }
     let mut n = 0;
+    let mut quoted = false;
     let mut dropped = Vec::new();
     loop {
         let f = if n < MAX_FIELDS {
@@ -243,13 +281,14 @@ fn read_record<R: Read>(
             f.push(b' ');
         }
         let stop = if c.peek()? == Some(b'"') {
+            quoted = true;
             f.clear();
             c.bump()?;
             loop {
                 if c.push_upto(b"\"", f, max_field)? != Stop::Byte(b'"') {
                     // A quote that does not close within the bound: resume at the next
                     // line after the bound, not at the end of the input.
-                    return skip_line(c);
+                    return skip_line(c, n, rest, max_field);
                 }
                 c.bump()?;
                 if c.peek()? == Some(b'"') {
@@ -262,13 +301,13 @@ fn read_record<R: Read>(
             // What follows the closing quote, to the delimiter, is kept as data.
             let (stop, cut) = c.push_bounded(&[d, b'\n'], f, max_field)?;
             if cut {
-                return skip_line(c);
+                return skip_line(c, n, rest, max_field);
             }
             stop
         } else {
             let (stop, cut) = c.push_bounded(&[d, b'\n'], f, max_field)?;
             if cut {
-                return skip_line(c);
+                return skip_line(c, n, rest, max_field);
             }
             stop
         };
@@ -277,6 +316,9 @@ fn read_record<R: Read>(
                 c.bump()?;
             }
             other => {
+                if quoted {
+                    c.line_since(0, rest, max_field);
+                }
                 if other.is_some() {
                     c.bump()?; // the newline
                 }
@@ -294,12 +336,18 @@ fn read_record<R: Read>(
     }
 }
 
-/// A field over the bound: the rest of its line is skipped, the record reported cut.
-fn skip_line<R: Read>(c: &mut Cursor<R>) -> io::Result<Record> {
-    let mut skip = Vec::new();
-    c.push_bounded(b"\n", &mut skip, 0)?;
+/// A field over the bound, in the first `n` fields: the rest of its line is skipped
+/// (its first `max` bytes kept in `rest`), the record reported cut.
+fn skip_line<R: Read>(
+    c: &mut Cursor<R>,
+    n: usize,
+    rest: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Record> {
+    rest.clear();
+    c.push_bounded(b"\n", rest, max)?;
     c.bump()?;
-    Ok(Record::Cut)
+    Ok(Record::Cut(n))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! checks that on random text. Only ASCII is matched here; internationalised addresses are
 //! read by the structured readers, where a field says where the address ends.
 
-use super::{Format, Record, Sink};
+use super::{Format, ParseStats, Record, Sink};
 
 /// Bytes of an address's local part, as the common grep pattern has them.
 #[inline]
@@ -79,6 +79,21 @@ pub fn address_spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
 /// Every address in `text`.
 pub fn addresses(text: &str) -> impl Iterator<Item = &str> + '_ {
     address_spans(text).map(move |(s, e)| &text[s..e])
+}
+
+/// Text a reader gave up on (the line a JSON value broke on, the fields of a table
+/// record cut short), read by the floor: its addresses are an entry of their own, so
+/// that a shape broken by its text (a stray quote) loses nothing grep would find.
+pub fn floor_entry(stats: &mut ParseStats, text: &[u8], no: u64, sink: &mut dyn Sink) {
+    if memchr::memchr(b'@', text).is_none() {
+        return;
+    }
+    let n = floor(&super::decode::line_text(text), 0, None, no, sink);
+    if n > 0 {
+        stats.entries += 1;
+        stats.records += n;
+        sink.end_entry();
+    }
 }
 
 /// Reports each address of `text[from..]` as an identity record of line `no`, but the
