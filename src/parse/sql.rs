@@ -147,6 +147,19 @@ enum Span {
     Unescaped(std::ops::Range<usize>),
 }
 
+/// The byte a backslash escape in a MySQL string stands for (`\n`, `\0`, `\Z`, …;
+/// any other byte, itself).
+fn unescape(e: u8) -> u8 {
+    match e {
+        b'n' => b'\n',
+        b't' => b'\t',
+        b'r' => b'\r',
+        b'0' => 0,
+        b'Z' => 0x1A,
+        other => other,
+    }
+}
+
 /// The values of the row `window` starts with (at its `(`), as [`SqlReader::values`]
 /// reads them, into `spans`: how many, and the bytes through the `)`. `None` for a row
 /// that is not plain (see [`SqlReader::plain_row`]) or does not end in `window`.
@@ -183,14 +196,7 @@ fn plain_values(
                     unescaped.extend_from_slice(&w[at..end]);
                     let c = *w.get(end + 1)?;
                     if w[end] == b'\\' {
-                        unescaped.push(match c {
-                            b'n' => b'\n',
-                            b't' => b'\t',
-                            b'r' => b'\r',
-                            b'0' => 0,
-                            b'Z' => 0x1A,
-                            other => other,
-                        });
+                        unescaped.push(unescape(c));
                     } else if c == b {
                         unescaped.push(b); // a doubled quote
                     } else {
@@ -658,16 +664,8 @@ impl<R: Read> SqlReader<R> {
                 let Some(e) = self.c.bump()? else {
                     return Ok(false);
                 };
-                let ch = match e {
-                    b'n' => b'\n',
-                    b't' => b'\t',
-                    b'r' => b'\r',
-                    b'0' => 0,
-                    b'Z' => 0x1A,
-                    other => other,
-                };
                 if out.len() < max {
-                    out.push(ch);
+                    out.push(unescape(e));
                 }
                 continue;
             }
