@@ -247,9 +247,7 @@ impl Walker<'_, '_> {
                         .arg(entry.index.to_string())
                         .output()?;
                     let _ = said(&mut err);
-                    if ok.status.success()
-                        && !String::from_utf8_lossy(&ok.stdout).contains("failed")
-                    {
+                    if ok.status.success() && tested_ok(&String::from_utf8_lossy(&ok.stdout)) {
                         opened = Some(pw.clone());
                         break;
                     }
@@ -319,4 +317,20 @@ impl Walker<'_, '_> {
         }
         Ok(Flow::Done)
     }
+}
+
+/// Whether `lsar -t`'s report says the entries it tested passed, every one (its last
+/// line: `1 passed, 0 failed.`). Looking for the word "failed" anywhere, as this once
+/// did, refused every encrypted entry: the summary of a success says "0 failed".
+fn tested_ok(report: &str) -> bool {
+    report
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let (passed, failed) = line.trim().trim_end_matches('.').split_once(", ")?;
+            let passed: u64 = passed.strip_suffix(" passed")?.parse().ok()?;
+            let failed: u64 = failed.strip_suffix(" failed")?.parse().ok()?;
+            Some(passed > 0 && failed == 0)
+        })
+        .unwrap_or(false)
 }

@@ -315,6 +315,21 @@ pub fn rar4_stored(entries: &[Entry]) -> Vec<u8> {
 /// main header, a file header and the data for each entry, end of archive. Numbers are
 /// variable-length integers; each header starts with the CRC-32 of what follows it.
 pub fn rar5_stored(entries: &[Entry]) -> Vec<u8> {
+    rar5(entries, None)
+}
+
+/// As [`rar5_stored`], each entry's data encrypted with `password` as RAR 5 does
+/// (RARLAB's `technote.txt`, "File encryption record"): AES-256 in CBC mode, the key
+/// PBKDF2-HMAC-SHA256 of the password over a salt, 2^15 rounds; the record carries the
+/// salt, the IV and the password check value (the same chain 32 rounds on, folded into 8
+/// bytes, and 4 bytes of its SHA-256). The headers stay clear, as `rar a -p` writes them.
+/// `seed` picks the salt and IVs, so an archive is the same from run to run.
+pub fn rar5_encrypted(entries: &[Entry], password: &str, seed: u64) -> Vec<u8> {
+    rar5(entries, Some((password, seed)))
+}
+
+/// `(password, seed)`: see [`rar5_encrypted`].
+fn rar5(entries: &[Entry], encrypt: Option<(&str, u64)>) -> Vec<u8> {
     fn vint(out: &mut Vec<u8>, mut v: u64) {
         loop {
             let b = (v & 0x7f) as u8;
@@ -333,6 +348,7 @@ pub fn rar5_stored(entries: &[Entry]) -> Vec<u8> {
         out.extend(crc32(&sized).to_le_bytes());
         out.extend(sized);
     }
+    let mut rng = crate::synth::Rng::new(encrypt.map_or(0, |(_, seed)| seed));
     let mut out = b"Rar!\x1a\x07\x01\x00".to_vec();
     let mut main = Vec::new();
     vint(&mut main, 1); // main archive header
@@ -340,10 +356,38 @@ pub fn rar5_stored(entries: &[Entry]) -> Vec<u8> {
     vint(&mut main, 0); // archive flags
     block(&mut out, &main);
     for (name, data) in entries {
+        let (packed, extra) = match encrypt {
+            None => (data.clone(), Vec::new()),
+            Some((password, _)) => {
+                let mut salt = [0u8; 16];
+                let mut iv = [0u8; 16];
+                for b in salt.iter_mut().chain(iv.iter_mut()) {
+                    *b = rng.below(256) as u8;
+                }
+                let (key, check) = rar5_keys(password, &salt, RAR5_KDF_LG2);
+                let mut record = Vec::new();
+                vint(&mut record, 0x01); // file encryption record
+                vint(&mut record, 0); // version: AES-256
+                vint(&mut record, 0x01); // flags: password check present
+                record.push(RAR5_KDF_LG2);
+                record.extend(salt);
+                record.extend(iv);
+                record.extend(check);
+                let mut extra = Vec::new();
+                vint(&mut extra, record.len() as u64);
+                extra.extend(record);
+                (aes256_cbc(&key, &iv, data), extra)
+            }
+        };
         let mut f = Vec::new();
         vint(&mut f, 2); // file header
-        vint(&mut f, 0x02); // header flags: a data area follows
-        vint(&mut f, data.len() as u64); // data size
+        if extra.is_empty() {
+            vint(&mut f, 0x02); // header flags: a data area follows
+        } else {
+            vint(&mut f, 0x03); // header flags: an extra area, and a data area follows
+            vint(&mut f, extra.len() as u64);
+        }
+        vint(&mut f, packed.len() as u64); // data size
         vint(&mut f, 0x04); // file flags: data CRC-32 present
         vint(&mut f, data.len() as u64); // unpacked size
         vint(&mut f, 0x20); // attributes
@@ -352,14 +396,74 @@ pub fn rar5_stored(entries: &[Entry]) -> Vec<u8> {
         vint(&mut f, 0); // host OS: Windows
         vint(&mut f, name.len() as u64);
         f.extend(name.as_bytes());
+        f.extend(extra);
         block(&mut out, &f);
-        out.extend(data);
+        out.extend(packed);
     }
     let mut end = Vec::new();
     vint(&mut end, 5); // end of archive
     vint(&mut end, 0);
     vint(&mut end, 0);
     block(&mut out, &end);
+    out
+}
+
+/// PBKDF2 rounds of a synthetic RAR 5 archive, as a power of two (RAR's own default).
+const RAR5_KDF_LG2: u8 = 15;
+
+/// RAR 5's key and password check value for `password` over `salt`: PBKDF2-HMAC-SHA256
+/// run `2^lg2` rounds for the key, on to `+ 32` for the check value, folded to 8 bytes
+/// and followed by 4 bytes of their SHA-256.
+fn rar5_keys(password: &str, salt: &[u8; 16], lg2: u8) -> ([u8; 32], [u8; 12]) {
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::{Digest, Sha256};
+    let mac = |data: &[&[u8]]| -> [u8; 32] {
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(password.as_bytes())
+            .expect("HMAC takes any key length");
+        for d in data {
+            m.update(d);
+        }
+        m.finalize().into_bytes().into()
+    };
+    let mut u = mac(&[salt, &1u32.to_be_bytes()]);
+    let mut acc = u;
+    let rounds = 1u32 << lg2;
+    let mut key = [0u8; 32];
+    for round in 2..=rounds + 32 {
+        u = mac(&[&u]);
+        for (a, b) in acc.iter_mut().zip(&u) {
+            *a ^= b;
+        }
+        if round == rounds {
+            key = acc;
+        }
+    }
+    let mut check = [0u8; 12];
+    for (i, b) in acc.iter().enumerate() {
+        check[i % 8] ^= b;
+    }
+    let sum = Sha256::digest(&check[..8]);
+    check[8..].copy_from_slice(&sum[..4]);
+    (key, check)
+}
+
+/// `data` encrypted with AES-256 in CBC mode, padded with zeros to whole blocks.
+fn aes256_cbc(key: &[u8; 32], iv: &[u8; 16], data: &[u8]) -> Vec<u8> {
+    use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
+    let cipher = aes::Aes256::new(GenericArray::from_slice(key));
+    let mut out = Vec::with_capacity(data.len() + 16);
+    let mut prev = *iv;
+    for chunk in data.chunks(16) {
+        let mut block = [0u8; 16];
+        block[..chunk.len()].copy_from_slice(chunk);
+        for (b, p) in block.iter_mut().zip(&prev) {
+            *b ^= p;
+        }
+        let mut ga = GenericArray::from(block);
+        cipher.encrypt_block(&mut ga);
+        prev.copy_from_slice(&ga);
+        out.extend_from_slice(&ga);
+    }
     out
 }
 

@@ -423,10 +423,11 @@ pub fn write_scenario(dir: &std::path::Path, seed: u64) -> std::io::Result<Steal
             )?,
         ),
         ("mystic.zip", pack::zip_deflate64("mystic.tar", &mystic_tar)),
-        // RAR, as sellers pack most (stored: no free tool compresses RAR).
+        // RAR, as sellers pack most (stored: no free tool compresses RAR), RAR 5 with
+        // the channel's password as AES-256 (written by hand too).
         (
             "macos_amos_banshee.rar",
-            pack::rar5_stored(&by_family[8..10].concat()),
+            pack::rar5_encrypted(&by_family[8..10].concat(), &archive_password, seed),
         ),
         (
             "macos_forks.rar",
