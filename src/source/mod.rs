@@ -287,6 +287,17 @@ mod tests {
         );
     }
 
+    /// A machine's folder, as the RAR tests pack it.
+    fn rar_entries() -> Vec<(String, Vec<u8>)> {
+        vec![
+            (
+                "PC1/Passwords.txt".to_string(),
+                b"URL: https://sso.example/\nUsername: a@example.net\nPassword: pw\n".to_vec(),
+            ),
+            ("PC1/Cookies/Chrome.txt".to_string(), b"x\n".repeat(5000)),
+        ]
+    }
+
     /// RAR 4 and RAR 5 archives (stored, written by `synth::pack`), at the top and inside
     /// a zip: every entry read, with its bytes, named inside its archive.
     #[test]
@@ -294,13 +305,7 @@ mod tests {
         use crate::synth::pack;
         ensure_unar();
         let d = tempfile::tempdir().unwrap();
-        let entries = vec![
-            (
-                "PC1/Passwords.txt".to_string(),
-                b"URL: https://sso.example/\nUsername: a@example.net\nPassword: pw\n".to_vec(),
-            ),
-            ("PC1/Cookies/Chrome.txt".to_string(), b"x\n".repeat(5000)),
-        ];
+        let entries = rar_entries();
         std::fs::write(d.path().join("logs4.rar"), pack::rar4_stored(&entries)).unwrap();
         std::fs::write(d.path().join("logs5.rar"), pack::rar5_stored(&entries)).unwrap();
         let inner = pack::rar5_stored(&entries);
@@ -365,13 +370,7 @@ mod tests {
         use crate::synth::pack;
         ensure_unar();
         let d = tempfile::tempdir().unwrap();
-        let entries = vec![
-            (
-                "PC1/Passwords.txt".to_string(),
-                b"URL: https://sso.example/\nUsername: a@example.net\nPassword: pw\n".to_vec(),
-            ),
-            ("PC1/Cookies/Chrome.txt".to_string(), b"x\n".repeat(5000)),
-        ];
+        let entries = rar_entries();
         let rar5 = pack::rar5_encrypted(&entries, "chan-pass", 3);
         std::fs::write(d.path().join("locked5.rar"), &rar5).unwrap();
         zip_with(&d.path().join("outer.zip"), &[("part1.rar", &rar5)]);
