@@ -41,16 +41,7 @@ impl Progress {
                 "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
             )
         });
-        let now = Instant::now();
-        Progress {
-            bar,
-            total,
-            pos: 0,
-            started: now,
-            last_log: now,
-            what,
-            items: false,
-        }
+        Progress::with(bar, what, total, false)
     }
 
     /// A phase that counts `total` items (mails composed, delivered): a bar on a
@@ -62,6 +53,10 @@ impl Progress {
             b.set_message(what);
             b
         });
+        Progress::with(bar, what, total, true)
+    }
+
+    fn with(bar: Option<ProgressBar>, what: &'static str, total: u64, items: bool) -> Progress {
         let now = Instant::now();
         Progress {
             bar,
@@ -70,7 +65,7 @@ impl Progress {
             started: now,
             last_log: now,
             what,
-            items: true,
+            items,
         }
     }
 

@@ -201,7 +201,7 @@ impl TableLayout {
     }
 }
 
-/// The addresses of a quoted record's line as written (`raw`) that none of its fields
+/// The addresses of a joined record's line as written (`raw`) that none of its fields
 /// holds, reported as the floor's; returns how many.
 fn floor_quoted(fields: &[Vec<u8>], raw: &[u8], line: u64, sink: &mut dyn Sink) -> u64 {
     if memchr::memchr(b'@', raw).is_none() {
@@ -245,9 +245,10 @@ enum Record {
 
 /// Reads one record through its line end into `fields` (reused; each field's bytes,
 /// unquoted). `rest` (bounded) is left empty but for the floor: a record cut short
-/// leaves there the rest of the line it was cut on, a record with a quoted field its
-/// last line as written (unquoting joins text across a quote, which may hide an
-/// address grep finds in the line).
+/// leaves there the rest of the line it was cut on; a record where text follows a
+/// closing quote, its last line as written (unquoting joins that text to the quoted
+/// part, which may hide an address grep finds in the line: `"co"@x.fr`). A field that is
+/// quoted whole (most of them) joins nothing, and costs nothing more.
 fn read_record<R: Read>(
     c: &mut Cursor<R>,
     d: u8,
@@ -260,7 +261,7 @@ fn read_record<R: Read>(
         return Ok(Record::End);
     }
     let mut n = 0;
-    let mut quoted = false;
+    let mut joined = false;
     let mut dropped = Vec::new();
     loop {
         let f = if n < MAX_FIELDS {
@@ -281,7 +282,6 @@ fn read_record<R: Read>(
             f.push(b' ');
         }
         let stop = if c.peek()? == Some(b'"') {
-            quoted = true;
             f.clear();
             c.bump()?;
             loop {
@@ -299,7 +299,10 @@ fn read_record<R: Read>(
                 break;
             }
             // What follows the closing quote, to the delimiter, is kept as data.
+            let quoted = f.len();
             let (stop, cut) = c.push_bounded(&[d, b'\n'], f, max_field)?;
+            let after = &f[quoted..];
+            joined |= !after.is_empty() && after != b"\r";
             if cut {
                 return skip_line(c, n, rest, max_field);
             }
@@ -316,7 +319,7 @@ fn read_record<R: Read>(
                 c.bump()?;
             }
             other => {
-                if quoted {
+                if joined {
                     c.line_since(0, rest, max_field);
                 }
                 if other.is_some() {

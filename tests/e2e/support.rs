@@ -467,3 +467,67 @@ pub fn mail_header(path: &str, header: &str) -> String {
         })
         .unwrap_or_else(|| panic!("{path}: no {header}"))
 }
+
+/// A directory of `accounts` and a combo list of about `bytes` with `planted` of them in
+/// it (`synth::write_bench`, seeded), ingested with the SMTP relay set to a loopback port
+/// nobody listens on yet (`sessions` at once): every mail is queued. Returns the config,
+/// the port, the planted addresses and the ingest's output.
+pub fn queued_for_smtp(
+    tmp: &Path,
+    seed: u64,
+    accounts: usize,
+    bytes: u64,
+    planted: usize,
+    sessions: usize,
+) -> (PathBuf, u16, Vec<String>, Output) {
+    let data = tmp.join("data");
+    let planted = leakwatch::synth::write_bench(&data, seed, accounts, bytes, planted).unwrap();
+    let port = free_port();
+    let cfg = write_config(
+        tmp,
+        "smtp",
+        &format!("[notify.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout_secs = 5\nmax_connections = {sessions}\n"),
+    );
+    import(&cfg, &data.join("accounts.csv"));
+    let o = ingest(&cfg, &[&data.join("combo.txt")]);
+    expect_code(&o, 1);
+    (cfg, port, planted, o)
+}
+
+/// Checks mail received by the test SMTP server: every planted account got mail, and
+/// each recipient one message only, however often it came (a repeat has the same
+/// Message-ID). Returns the repeats.
+pub fn each_planted_mailed_once(
+    received: impl IntoIterator<Item = (Mail, serde_json::Value)>,
+    planted: &[String],
+    context: &str,
+) -> usize {
+    let mut by_recipient: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (mail, meta) in received {
+        let id = mail_header(&mail.file, "Message-ID");
+        for r in meta["rcpt_tos"].as_array().unwrap() {
+            by_recipient
+                .entry(r.as_str().unwrap().to_string())
+                .or_default()
+                .push(id.clone());
+        }
+    }
+    let users: Vec<&String> = by_recipient
+        .keys()
+        .filter(|r| !r.starts_with("secops@") && !r.starts_with("rssi@"))
+        .collect();
+    let mut want: Vec<&String> = planted.iter().collect();
+    want.sort();
+    assert_eq!(
+        users, want,
+        "every planted account got its mail ({context})"
+    );
+    let mut repeats = 0;
+    for (r, ids) in &by_recipient {
+        let mut unique = ids.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), 1, "{r} got different messages: {ids:?}");
+        repeats += ids.len() - 1;
+    }
+    repeats
+}
