@@ -36,7 +36,7 @@ const ERRORS_KEPT: usize = 5;
 /// Hits recorded per transaction (`Ingest::flush_hits`): a leak whose every line is an
 /// account costs a commit per batch, not per line; a crash loses at most one batch of
 /// work, which the input, not yet marked done, gives again on the next run.
-const HIT_BATCH: usize = 16_384;
+const HIT_BATCH: usize = 65_536;
 /// New findings logged one by one per run; the rest at debug level (the summary counts
 /// them all): a leak of the whole user base must not write a million log lines.
 const FINDINGS_LOGGED: u64 = 100;
@@ -182,6 +182,8 @@ impl<'a> Ingest<'a> {
         fingerprinter: &'a Fingerprinter,
         clock: &'a dyn Clock,
     ) -> Ingest<'a> {
+        // What another run wrote since is in the database, not in any earlier map.
+        store.forget_known();
         Ingest {
             cfg,
             store,
@@ -296,6 +298,8 @@ impl<'a> Ingest<'a> {
                 self.fatal = Some(e);
             }
         }
+        // The lock this run holds ends with it; the map of known findings with it.
+        self.store.forget_known();
         if self.stats.new_findings > FINDINGS_LOGGED {
             tracing::info!(
                 more = self.stats.new_findings - FINDINGS_LOGGED,

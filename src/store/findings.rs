@@ -9,6 +9,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::devices::{DeviceView, DEVICE_COLUMNS};
 use super::directory::{account_row, AccountRow};
+use super::known::{Known, KNOW_AFTER};
 use super::{Store, StoreError};
 use crate::identity::IdentityHash;
 use crate::parse::Format;
@@ -41,7 +42,7 @@ impl FindingKind {
         }
     }
 
-    fn parse(s: &str) -> FindingKind {
+    pub(super) fn parse(s: &str) -> FindingKind {
         match s {
             "password" => FindingKind::Password,
             "session" => FindingKind::Session,
@@ -73,7 +74,7 @@ impl Severity {
         }
     }
 
-    fn parse(s: &str) -> Severity {
+    pub(super) fn parse(s: &str) -> Severity {
         match s {
             "critical" => Severity::Critical,
             "medium" => Severity::Medium,
@@ -111,6 +112,14 @@ pub enum SightingOutcome {
     /// Seen before at a lower severity (a password from a combo list, now in a stealer
     /// log): raised, and owed to the user and the digest again, since the advice changes.
     Escalated(i64),
+}
+
+impl SightingOutcome {
+    pub fn id(self) -> i64 {
+        match self {
+            SightingOutcome::New(id) | SightingOutcome::Seen(id) | SightingOutcome::Escalated(id) => id,
+        }
+    }
 }
 
 /// An identity on the organisation's domains that no account holds.
@@ -165,12 +174,35 @@ pub struct UnknownView {
 
 impl Store {
     pub fn record_sighting(&mut self, s: &Sighting<'_>) -> Result<SightingOutcome, StoreError> {
+        // Written past the map of known findings: it can no longer vouch for this one.
+        let fp: &[u8] = s.secret_fp.as_ref().map_or(&[], |f| &f[..]);
+        let key = Known::key(s.account_id, s.kind, fp);
+        let (Some(known), Some(key)) = (self.known.as_mut(), key) else {
+            self.known = None;
+            return self.record_sighting_alone(s);
+        };
+        let severity = known.get(&key).map_or(s.severity, |e| e.severity.max(s.severity));
+        let outcome = self.record_sighting_alone(s);
+        match &outcome {
+            Ok(o) if self.known.as_mut().is_some_and(|k| k.put(key, o.id(), severity, None)) => {}
+            _ => self.known = None,
+        }
+        outcome
+    }
+
+    fn record_sighting_alone(&mut self, s: &Sighting<'_>) -> Result<SightingOutcome, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let outcome = sighting_in(&tx, s)?;
         tx.commit()?;
         Ok(outcome)
+    }
+
+    /// Drops the findings held in memory (a run's end: another process may write next).
+    pub fn forget_known(&mut self) {
+        self.known = None;
+        self.batched = 0;
     }
 
     /// Records an unknown org identity; true if it was not known before.
@@ -183,6 +215,30 @@ impl Store {
     /// outcomes are those of recording each alone, in the same order; nothing of the batch
     /// is kept if the commit fails.
     pub fn record_batch(&mut self, items: &[Recording<'_>]) -> Result<Vec<Recorded>, StoreError> {
+        self.batched += items.len() as u64;
+        if self.known.is_none() && self.batched >= KNOW_AFTER {
+            self.known = Known::load(&self.conn, self.batched)?;
+        }
+        let mut known = self.known.take();
+        let out = match self.record_batch_with(items, known.as_mut()) {
+            Err(StoreError::KnownOverflow) => {
+                known = None;
+                self.record_batch_with(items, None)
+            }
+            out => out,
+        };
+        // A failed batch is rolled back: what the map learnt of it is not true.
+        if out.is_ok() {
+            self.known = known;
+        }
+        out
+    }
+
+    fn record_batch_with(
+        &mut self,
+        items: &[Recording<'_>],
+        mut known: Option<&mut Known>,
+    ) -> Result<Vec<Recorded>, StoreError> {
         // The identity index holds the keys of the directory's accounts, all active, as of
         // its generation: while the database is at that generation (no import by another
         // process since this store opened it), every account it names is active and the
@@ -212,7 +268,10 @@ impl Store {
                     otherwise,
                 } => {
                     if all_active || active_in(&tx, sighting.account_id)? {
-                        Recorded::Sighting(sighting_in(&tx, sighting)?)
+                        Recorded::Sighting(match known.as_deref_mut() {
+                            Some(known) => sighting_known(&tx, known, sighting)?,
+                            None => sighting_in(&tx, sighting)?,
+                        })
                     } else if let Some(u) = otherwise {
                         Recorded::Unknown(unknown_in(&tx, u)?)
                     } else {
@@ -473,36 +532,87 @@ fn sighting_in(
                 SightingOutcome::Seen(id)
             }
         }
-        None => {
-            conn.prepare_cached(
-                "INSERT INTO findings (account_id, kind, secret_fp, password_hint, identity_hash, site,
-                    format, first_source, first_seen, last_seen, times_seen, severity, device_id,
-                    hash_algo)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1, ?10, ?11, ?12)",
-            )?
-            .execute(params![
-                s.account_id,
-                s.kind.as_str(),
-                fp,
-                s.password_hint,
-                &s.identity_hash.0[..],
-                s.site,
-                s.format.as_str(),
-                s.source,
-                s.seen_at,
-                s.severity.as_str(),
-                s.device_id,
-                s.hash_algo
-            ])?;
-            let id = conn.last_insert_rowid();
-            conn.prepare_cached(
-                "INSERT INTO sightings (finding_id, source, seen_at) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![id, s.source, s.seen_at])?;
-            SightingOutcome::New(id)
-        }
+        None => match insert_new(conn, s, fp)? {
+            Some(id) => SightingOutcome::New(id),
+            // Unreachable while the state lock is held: nothing else inserts meanwhile.
+            None => return Err(StoreError::Sql(rusqlite::Error::QueryReturnedNoRows)),
+        },
     };
     Ok(outcome)
+}
+
+/// [`sighting_in`] answered from the map of known findings where it can vouch: a new
+/// finding is inserted without a read, a re-read sighting costs nothing; anything else
+/// goes the general way, and the map stops vouching for that finding.
+fn sighting_known(
+    conn: &rusqlite::Connection,
+    known: &mut Known,
+    s: &Sighting<'_>,
+) -> Result<SightingOutcome, StoreError> {
+    let fp: &[u8] = s.secret_fp.as_ref().map_or(&[], |f| &f[..]);
+    let key = match Known::key(s.account_id, s.kind, fp) {
+        Some(key) if s.device_id.is_none() => key,
+        _ => return sighting_in(conn, s),
+    };
+    let source = known.source_hash(s.source);
+    let outcome = match known.get(&key) {
+        Some(e) if e.exact && e.source == source && s.severity <= e.severity => {
+            return Ok(SightingOutcome::Seen(i64::from(e.id)));
+        }
+        Some(_) => sighting_in(conn, s)?,
+        None => match insert_new(conn, s, fp)? {
+            Some(id) => {
+                if !known.put(key, id, s.severity, Some(source)) {
+                    return Err(StoreError::KnownOverflow);
+                }
+                return Ok(SightingOutcome::New(id));
+            }
+            // SQLite had it after all: the map was wrong about this one.
+            None => sighting_in(conn, s)?,
+        },
+    };
+    let severity = known.get(&key).map_or(s.severity, |e| e.severity.max(s.severity));
+    if !known.put(key, outcome.id(), severity, None) {
+        return Err(StoreError::KnownOverflow);
+    }
+    Ok(outcome)
+}
+
+/// Inserts a finding and its first sighting; `None` if (account, kind, fingerprint) was
+/// there already (nothing written).
+fn insert_new(
+    conn: &rusqlite::Connection,
+    s: &Sighting<'_>,
+    fp: &[u8],
+) -> Result<Option<i64>, StoreError> {
+    let added = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO findings (account_id, kind, secret_fp, password_hint,
+                identity_hash, site, format, first_source, first_seen, last_seen, times_seen,
+                severity, device_id, hash_algo)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1, ?10, ?11, ?12)",
+        )?
+        .execute(params![
+            s.account_id,
+            s.kind.as_str(),
+            fp,
+            s.password_hint,
+            &s.identity_hash.0[..],
+            s.site,
+            s.format.as_str(),
+            s.source,
+            s.seen_at,
+            s.severity.as_str(),
+            s.device_id,
+            s.hash_algo
+        ])?;
+    if added == 0 {
+        return Ok(None);
+    }
+    let id = conn.last_insert_rowid();
+    conn.prepare_cached("INSERT INTO sightings (finding_id, source, seen_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![id, s.source, s.seen_at])?;
+    Ok(Some(id))
 }
 
 fn unknown_in(conn: &rusqlite::Connection, u: &UnknownSighting<'_>) -> Result<bool, StoreError> {

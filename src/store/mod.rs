@@ -16,6 +16,7 @@ mod directory;
 mod feeds;
 mod findings;
 mod keys;
+mod known;
 mod outbox;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,9 @@ pub enum StoreError {
     Version { path: PathBuf, found: i64 },
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// A finding id beyond what the map of known findings holds (4 billion findings).
+    #[error("finding ids beyond 32 bits: recorded without the map of known findings")]
+    KnownOverflow,
     #[error(transparent)]
     Keys(#[from] KeyIndexError),
     /// Checked before anything is written: the identity index counts in 32 bits.
@@ -95,6 +99,10 @@ pub struct Store {
     /// The directory's identity keys (see `keys`), when the file matches the directory.
     keys: Option<KeyIndex>,
     keys_path: PathBuf,
+    /// The findings in memory while a heavy run records (see `known`), with the hits
+    /// batched since the last `forget_known`.
+    known: Option<known::Known>,
+    batched: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -249,6 +257,8 @@ impl Store {
             path,
             keys: None,
             keys_path: state_dir.join(KEYS_FILE),
+            known: None,
+            batched: 0,
         };
         // The first reads of the file: a damaged one is told apart from other failures.
         store.migrate().map_err(|e| damaged(&store.path, e))?;
