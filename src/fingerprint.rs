@@ -151,14 +151,56 @@ impl Fingerprinter {
     }
 }
 
-/// The masked hint of a password (`m•••••e`), shown only to its owner.
-pub fn password_hint(password: &str) -> String {
-    crate::identity::mask(password)
+/// The masked hint of a password (`m•••••e`), shown only to its owner. Held inline (its
+/// first and last characters and five bullets: at most 23 bytes), since a leak of the
+/// whole user base makes a million of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Hint {
+    bytes: [u8; 23],
+    len: u8,
+}
+
+impl Hint {
+    pub fn as_str(&self) -> &str {
+        // Only whole characters are ever written (`password_hint`).
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("•••••")
+    }
+}
+
+/// The hint of `password`: as `identity::mask`, without an allocation.
+pub fn password_hint(password: &str) -> Hint {
+    let mut hint = Hint {
+        bytes: [0; 23],
+        len: 0,
+    };
+    let mut push = |s: &str| {
+        let at = hint.len as usize;
+        hint.bytes[at..at + s.len()].copy_from_slice(s.as_bytes());
+        hint.len += s.len() as u8;
+    };
+    let mut chars = password.chars();
+    match (chars.next(), chars.next_back(), password.chars().nth(5)) {
+        (Some(first), Some(last), Some(_)) => {
+            push(first.encode_utf8(&mut [0; 4]));
+            push("•••••");
+            push(last.encode_utf8(&mut [0; 4]));
+        }
+        _ => push("•••••"),
+    }
+    hint
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The inline hint is the masked form the rest of the code makes.
+    #[test]
+    fn hint_is_the_mask() {
+        for pw in ["", "a", "abcde", "abcdef", "é€𝄞xyz", "𝄞bcde𝄞", "pass word"] {
+            assert_eq!(password_hint(pw).as_str(), crate::identity::mask(pw), "{pw}");
+        }
+    }
 
     /// A key left empty by a crash (as versions before the write-then-link did) is made
     /// anew; a short one is refused with its length; no temporary file is left.

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::filter::AccountFilter;
-use crate::fingerprint::{password_hint, Fingerprinter};
+use crate::fingerprint::Fingerprinter;
 use crate::identity::block::KeyBlocks;
-use crate::identity::{mask_email, url_host, IdentityHash, IdentityKind, Normalizer};
+use crate::identity::{url_host, IdentityHash, IdentityKind, Normalizer};
 use crate::parse::detect::Layout;
 use crate::parse::device::{self, DeviceInfo, Role};
 use crate::parse::reader::{LineReader, RawLine};
@@ -29,6 +29,12 @@ use crate::store::{
 };
 use crate::timefmt::Clock;
 
+mod ready;
+use ready::Prep;
+
+/// Deferred lines made ready together ([`Ingest::run_deferred`]): enough to keep every
+/// core busy for a few milliseconds, few enough to hold (about 100 bytes each).
+const DEFERRED_BATCH: usize = 8_192;
 /// Malformed lines logged one by one per stream and reason; the rest are only counted.
 const MALFORMED_LOGGED: u64 = 5;
 /// Input errors kept word for word for the feed run's row (all are logged).
@@ -64,11 +70,14 @@ struct PendingHit {
     account: Option<i64>,
     kind: FindingKind,
     fp: Option<[u8; 32]>,
-    hint: Option<String>,
+    hint: Option<crate::fingerprint::Hint>,
     hash: IdentityHash,
     site: Option<String>,
     format: Format,
-    source: String,
+    line: u64,
+    /// `file:line`, in [`Ingest::sources`] (written when the hit is queued: a leak of the
+    /// whole user base is not a million small strings).
+    source: (u32, u32),
     seen_at: i64,
     severity: Severity,
     hash_algo: Option<&'static str>,
@@ -172,6 +181,18 @@ pub struct Ingest<'a> {
     entry_has_identity: bool,
     /// Hits read but not yet recorded ([`HIT_BATCH`]).
     pending: Vec<PendingHit>,
+    /// The queued hits' sources, end to end.
+    sources: String,
+    /// Lines the scan deferred, not yet read ([`DEFERRED_BATCH`]).
+    deferred: Deferred,
+}
+
+/// Deferred lines kept for [`Ingest::run_deferred`]: their text end to end, and each
+/// one's number and span.
+#[derive(Default)]
+struct Deferred {
+    text: String,
+    lines: Vec<(u64, usize, usize)>,
 }
 
 impl<'a> Ingest<'a> {
@@ -208,6 +229,8 @@ impl<'a> Ingest<'a> {
             section_base: usize::MAX,
             entry_has_identity: false,
             pending: Vec::new(),
+            deferred: Deferred::default(),
+            sources: String::new(),
         }
     }
 
@@ -362,75 +385,76 @@ impl<'a> Ingest<'a> {
         self.finish()
     }
 
-    /// A hit the filter let through: queued for its batch, or, from an infected machine's
-    /// folder (whose device row and cookies need the account at once), recorded now.
-    fn record_match(
-        &mut self,
-        r: &Record<'_>,
-        hash: IdentityHash,
-        kind: IdentityKind,
-    ) -> Result<(), StoreError> {
-        if self.current_device.is_some() {
-            self.flush_hits()?;
-            return self.record_match_now(r, hash, kind);
+    /// The shared state hits are made from ([`ready`]).
+    fn prep(&self) -> Prep<'_> {
+        Prep {
+            norm: &self.norm,
+            filter: self.filter,
+            keys: self.store.key_index(),
+            keys_path: self.store.key_index_path(),
+            fingerprinter: self.fingerprinter,
+            hints: self.cfg.privacy.password_hint,
         }
-        let Some(account) = self.store.account_of(&hash)? else {
-            return self.record_unknown(r, hash, kind);
+    }
+
+    /// Makes the deferred lines' hits ready on every core ([`Prep::lines`]) and applies
+    /// them in line order, as [`Sink::record`] and [`Sink::end_entry`] would one by one.
+    fn run_deferred(&mut self) {
+        let mut d = std::mem::take(&mut self.deferred);
+        if !d.lines.is_empty() {
+            let lines: Vec<(u64, &str)> =
+                d.lines.iter().map(|&(n, a, b)| (n, &d.text[a..b])).collect();
+            let now = self.clock.now();
+            let ready = self
+                .prep()
+                .lines(&lines, self.threads.max(1), now);
+            let mut ready = ready.into_iter().flatten().peekable();
+            for i in 0..lines.len() {
+                while let Some(r) = ready.next_if(|r| r.line as usize == i) {
+                    self.apply(r);
+                }
+                self.end_entry();
+            }
+        }
+        d.text.clear();
+        d.lines.clear();
+        self.deferred = d;
+    }
+
+    /// One identity made ready off this thread, counted and queued as [`Sink::record`]
+    /// does.
+    fn apply(&mut self, r: ready::Ready) {
+        if self.fatal.is_some() || self.cancelled {
+            return;
+        }
+        if self.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+            self.cancelled = true;
+            return;
+        }
+        self.stats.identities += 1;
+        self.entry_has_identity = true;
+        self.stats.filter_passed += u64::from(r.passed);
+        let result = match r.hit {
+            Ok(Some(hit)) => self.queue(hit),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
         };
-        let algo = r.password.and_then(crate::parse::hashed::classify);
-        let (finding, fp, hint) = self.exposure(account, r.password, algo);
-        let severity = severity(false, finding, algo);
-        let masked = self.org_masked(kind);
-        self.pending.push(PendingHit {
-            account: Some(account),
-            kind: finding,
-            fp,
-            hint,
-            hash,
-            site: r.url.and_then(url_host).map(str::to_ascii_lowercase),
-            format: r.format,
-            source: format!("{}:{}", self.source_name, r.line),
-            seen_at: self.clock.now(),
-            severity,
-            hash_algo: algo.map(|a| a.as_str()),
-            masked,
-            has_password: r.password.is_some(),
-        });
+        if let Err(e) = result {
+            self.fatal = Some(e);
+        }
+    }
+
+    /// Queues a hit for its batch.
+    fn queue(&mut self, mut hit: PendingHit) -> Result<(), StoreError> {
+        use std::fmt::Write;
+        let start = self.sources.len() as u32;
+        let _ = write!(self.sources, "{}:{}", self.source_name, hit.line);
+        hit.source = (start, self.sources.len() as u32);
+        self.pending.push(hit);
         if self.pending.len() >= HIT_BATCH {
             self.flush_hits()?;
         }
         Ok(())
-    }
-
-    /// The finding a password (or none) makes: its kind, fingerprint and hint. A password
-    /// column that holds a hash: the hash is the exposure (its fingerprint, like a
-    /// password's; never a hint of it).
-    fn exposure(
-        &self,
-        account: i64,
-        password: Option<&str>,
-        algo: Option<crate::parse::hashed::HashAlgo>,
-    ) -> (FindingKind, Option<[u8; 32]>, Option<String>) {
-        match (password, algo) {
-            (Some(pw), Some(_)) => (
-                FindingKind::PasswordHash,
-                Some(self.fingerprinter.password(account, pw)),
-                None,
-            ),
-            (Some(pw), None) => (
-                FindingKind::Password,
-                Some(self.fingerprinter.password(account, pw)),
-                self.cfg.privacy.password_hint.then(|| password_hint(pw)),
-            ),
-            (None, _) => (FindingKind::Identity, None, None),
-        }
-    }
-
-    /// The masked form of the key just made, if it is an address on an org domain (an
-    /// identity the digest lists when no active account holds it).
-    fn org_masked(&self, kind: IdentityKind) -> Option<String> {
-        (kind == IdentityKind::Email && self.norm.is_org_email(&self.key))
-            .then(|| mask_email(&self.key))
     }
 
     /// Records the queued hits in one transaction and counts what they did.
@@ -439,13 +463,15 @@ impl<'a> Ingest<'a> {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
-        fn unknown(h: &PendingHit) -> Option<UnknownSighting<'_>> {
+        let sources = std::mem::take(&mut self.sources);
+        let source = |h: &PendingHit| &sources[h.source.0 as usize..h.source.1 as usize];
+        fn unknown<'a>(h: &'a PendingHit, source: &'a str) -> Option<UnknownSighting<'a>> {
             h.masked.as_deref().map(|masked| UnknownSighting {
                 hash: h.hash,
                 masked,
                 has_password: h.has_password,
                 format: h.format,
-                source: &h.source,
+                source,
                 seen_at: h.seen_at,
             })
         }
@@ -457,19 +483,19 @@ impl<'a> Ingest<'a> {
                         account_id,
                         kind: h.kind,
                         secret_fp: h.fp,
-                        password_hint: h.hint.as_deref(),
+                        password_hint: h.hint.as_ref().map(|h| h.as_str()),
                         identity_hash: h.hash,
                         site: h.site.as_deref(),
                         format: h.format,
-                        source: &h.source,
+                        source: source(h),
                         seen_at: h.seen_at,
                         severity: h.severity,
                         device_id: None,
                         hash_algo: h.hash_algo,
                     },
-                    otherwise: unknown(h),
+                    otherwise: unknown(h, source(h)),
                 }),
-                None => unknown(h).map(Recording::Unknown),
+                None => unknown(h, source(h)).map(Recording::Unknown),
             })
             .collect();
         let outcomes = self.store.record_batch(&items)?;
@@ -483,9 +509,12 @@ impl<'a> Ingest<'a> {
                 _ => {}
             }
         }
-        let mut pending = pending;
+        drop(items);
+        let (mut pending, mut sources) = (pending, sources);
         pending.clear();
+        sources.clear();
         self.pending = pending;
+        self.sources = sources;
         Ok(())
     }
 
@@ -514,12 +543,12 @@ impl<'a> Ingest<'a> {
                     None => None,
                 };
                 let algo = r.password.and_then(crate::parse::hashed::classify);
-                let (kind, fp, hint) = self.exposure(account.id, r.password, algo);
+                let (kind, fp, hint) = self.prep().exposure(account.id, r.password, algo);
                 let outcome = self.store.record_sighting(&Sighting {
                     account_id: account.id,
                     kind,
                     secret_fp: fp,
-                    password_hint: hint.as_deref(),
+                    password_hint: hint.as_ref().map(|h| h.as_str()),
                     identity_hash: hash,
                     site: site.as_deref(),
                     format: r.format,
@@ -531,39 +560,13 @@ impl<'a> Ingest<'a> {
                 })?;
                 self.count_outcome(outcome, account.id, kind, &source);
             }
-            None => self.record_unknown(r, hash, kind)?,
-        }
-        Ok(())
-    }
-
-    /// Queues an org-domain identity that no account holds. Runs for every identity the
-    /// filter rejects, so the cheap domain test comes first.
-    fn record_unknown(
-        &mut self,
-        r: &Record<'_>,
-        hash: IdentityHash,
-        kind: IdentityKind,
-    ) -> Result<(), StoreError> {
-        let Some(masked) = self.org_masked(kind) else {
-            return Ok(());
-        };
-        self.pending.push(PendingHit {
-            account: None,
-            kind: FindingKind::Identity,
-            fp: None,
-            hint: None,
-            hash,
-            site: None,
-            format: r.format,
-            source: format!("{}:{}", self.source_name, r.line),
-            seen_at: self.clock.now(),
-            severity: Severity::Medium,
-            hash_algo: None,
-            masked: Some(masked),
-            has_password: r.password.is_some(),
-        });
-        if self.pending.len() >= HIT_BATCH {
-            self.flush_hits()?;
+            None => {
+                let now = self.clock.now();
+                let hit = self.prep().hit(r, hash, kind, false, &self.key, now)?;
+                if let Some(hit) = hit {
+                    self.queue(hit)?;
+                }
+            }
         }
         Ok(())
     }
@@ -810,11 +813,20 @@ impl Sink for Ingest<'_> {
         self.stats.identities += 1;
         self.entry_has_identity = true;
         let hash = IdentityHash::of(&self.key);
-        let result = if self.filter.may_contain(&hash) {
-            self.stats.filter_passed += 1;
-            self.record_match(r, hash, kind)
+        let passed = self.filter.may_contain(&hash);
+        self.stats.filter_passed += u64::from(passed);
+        // From an infected machine's folder (whose device row and cookies need the account
+        // at once): recorded now.
+        let result = if passed && self.current_device.is_some() {
+            self.flush_hits()
+                .and_then(|()| self.record_match_now(r, hash, kind))
         } else {
-            self.record_unknown(r, hash, kind)
+            let now = self.clock.now();
+            match self.prep().hit(r, hash, kind, passed, &self.key, now) {
+                Ok(Some(hit)) => self.queue(hit),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            }
         };
         if let Err(e) = result {
             self.fatal = Some(e);
@@ -1066,9 +1078,13 @@ impl MalformedLog<'_, '_> {
             chunk_bytes: scan::CHUNK_BYTES,
         };
         let stats = match map {
-            Some(map) => scan::scan_mapped(map, &setup, self)?,
-            None => scan::scan_lines(&mut input, &setup, self)?,
+            Some(map) => scan::scan_mapped(map, &setup, self),
+            None => scan::scan_lines(&mut input, &setup, self),
         };
+        // The lines deferred last, before the stream's name changes; after a read error
+        // too, as the chunks before it are.
+        self.inner.run_deferred();
+        let stats = stats?;
         self.inner.stats.identities += stats.identities;
         self.inner.stats.with_identity += stats.with_identity;
         self.inner.stats.no_identity += stats.no_identity;
@@ -1078,8 +1094,19 @@ impl MalformedLog<'_, '_> {
 
 impl ScanSink for MalformedLog<'_, '_> {
     fn deferred(&mut self, line: u64, text: &str) {
-        parse::parse_credential_line(text, line, self);
-        Sink::end_entry(self);
+        // In an infected machine's folder a hit is recorded at once, with its device.
+        if self.inner.current_device.is_some() {
+            parse::parse_credential_line(text, line, self);
+            Sink::end_entry(self);
+            return;
+        }
+        let d = &mut self.inner.deferred;
+        let start = d.text.len();
+        d.text.push_str(text);
+        d.lines.push((line, start, d.text.len()));
+        if d.lines.len() >= DEFERRED_BATCH {
+            self.inner.run_deferred();
+        }
     }
     fn malformed(&mut self, line: u64, why: Malformed) {
         Sink::malformed(self, line, why);

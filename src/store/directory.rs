@@ -262,6 +262,16 @@ impl Store {
         Ok(self.meta_get(GENERATION)? as u64)
     }
 
+    /// The identity index, if it matches the directory (else a lookup is an error:
+    /// `key_index_path` names it).
+    pub fn key_index(&self) -> Option<&KeyIndex> {
+        self.keys.as_ref()
+    }
+
+    pub fn key_index_path(&self) -> &std::path::Path {
+        &self.keys_path
+    }
+
     fn fresh_keys(&self) -> Result<&KeyIndex, StoreError> {
         self.keys.as_ref().ok_or_else(|| StoreError::KeysStale {
             path: self.keys_path.clone(),

@@ -9,7 +9,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::devices::{DeviceView, DEVICE_COLUMNS};
 use super::directory::{account_row, AccountRow};
-use super::known::{Known, KNOW_AFTER};
+use super::known::{dedup, Known, KNOW_AFTER};
 use super::{Store, StoreError};
 use crate::identity::IdentityHash;
 use crate::parse::Format;
@@ -177,8 +177,7 @@ impl Store {
         // Written past the map of known findings: it can no longer vouch for this one.
         let fp: &[u8] = s.secret_fp.as_ref().map_or(&[], |f| &f[..]);
         let key = Known::key(s.account_id, s.kind, fp);
-        let (Some(known), Some(key)) = (self.known.as_mut(), key) else {
-            self.known = None;
+        let Some(known) = self.known.as_mut() else {
             return self.record_sighting_alone(s);
         };
         let severity = known.get(&key).map_or(s.severity, |e| e.severity.max(s.severity));
@@ -237,20 +236,42 @@ impl Store {
     fn record_batch_with(
         &mut self,
         items: &[Recording<'_>],
-        mut known: Option<&mut Known>,
+        known: Option<&mut Known>,
     ) -> Result<Vec<Recorded>, StoreError> {
         // The identity index holds the keys of the directory's accounts, all active, as of
         // its generation: while the database is at that generation (no import by another
         // process since this store opened it), every account it names is active and the
         // batch asks nothing per hit.
+        // Asked before the transaction: the state lock this run holds keeps any other
+        // writer (an import) out until it ends.
         let index_generation = self.keys.as_ref().map(|k| k.generation());
-        let tx = self
+        let current: i64 = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let current: i64 = tx
             .prepare_cached("SELECT coalesce(max(value), 0) FROM meta WHERE key = ?1")?
             .query_row([super::directory::GENERATION], |r| r.get(0))?;
         let all_active = index_generation == Some(current as u64);
+        // Then every account the batch names exists, and every sighting's finding is one
+        // it found or just wrote: SQLite's foreign-key checks (a B-tree probe per row,
+        // a tenth of a new finding's cost) would find nothing. The pragma is a no-op
+        // inside a transaction, so it is set around it.
+        if !all_active {
+            return self.record_batch_in(items, known, false);
+        }
+        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
+        let out = self.record_batch_in(items, known, true);
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        out
+    }
+
+    fn record_batch_in(
+        &mut self,
+        items: &[Recording<'_>],
+        mut known: Option<&mut Known>,
+        all_active: bool,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // In account order: the findings' index is by account, so a batch's writes land
         // on neighbouring pages, each written once, not on a page per hit (a million new
         // findings wrote gigabytes of WAL in input order). Outcomes keep the input's order.
@@ -486,9 +507,12 @@ fn sighting_in(
             "SELECT f.id, f.times_seen, f.severity,
                     EXISTS (SELECT 1 FROM sightings s WHERE s.finding_id = f.id AND s.source = ?4),
                     f.device_id
-             FROM findings f WHERE account_id = ?1 AND kind = ?2 AND secret_fp = ?3",
+             FROM findings f
+             WHERE account_id = ?1 AND dedup = ?5 AND kind = ?2 AND secret_fp = ?3",
         )?
-        .query_row(params![s.account_id, s.kind.as_str(), fp, s.source], |r| {
+        .query_row(
+            params![s.account_id, s.kind.as_str(), fp, s.source, dedup(s.kind, fp)],
+            |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .optional()?;
@@ -550,10 +574,10 @@ fn sighting_known(
     s: &Sighting<'_>,
 ) -> Result<SightingOutcome, StoreError> {
     let fp: &[u8] = s.secret_fp.as_ref().map_or(&[], |f| &f[..]);
-    let key = match Known::key(s.account_id, s.kind, fp) {
-        Some(key) if s.device_id.is_none() => key,
-        _ => return sighting_in(conn, s),
-    };
+    if s.device_id.is_some() {
+        return sighting_in(conn, s);
+    }
+    let key = Known::key(s.account_id, s.kind, fp);
     let source = known.source_hash(s.source);
     let outcome = match known.get(&key) {
         Some(e) if e.exact && e.source == source && s.severity <= e.severity => {
@@ -589,8 +613,8 @@ fn insert_new(
         .prepare_cached(
             "INSERT OR IGNORE INTO findings (account_id, kind, secret_fp, password_hint,
                 identity_hash, site, format, first_source, first_seen, last_seen, times_seen,
-                severity, device_id, hash_algo)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1, ?10, ?11, ?12)",
+                severity, device_id, hash_algo, dedup)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1, ?10, ?11, ?12, ?13)",
         )?
         .execute(params![
             s.account_id,
@@ -604,7 +628,8 @@ fn insert_new(
             s.seen_at,
             s.severity.as_str(),
             s.device_id,
-            s.hash_algo
+            s.hash_algo,
+            dedup(s.kind, fp)
         ])?;
     if added == 0 {
         return Ok(None);

@@ -28,17 +28,32 @@ const MAX_KNOWN: i64 = 4_000_000;
 /// so far: reading a row costs about a tenth of asking for one.
 const ROWS_PER_HIT: i64 = 8;
 
-/// (account, kind) and the first 8 bytes of the fingerprint (a keyed HMAC: two passwords
-/// of one account share them with odds of 2⁻⁶⁴).
+/// What a finding is unique by beside its account (the `dedup` column): its kind and the
+/// first 8 bytes of its fingerprint, a keyed HMAC, so that two of one account's
+/// passwords share it with odds of 2⁻⁶⁴.
+pub(super) fn dedup(kind: FindingKind, fp: &[u8]) -> i64 {
+    let kind: u64 = match kind {
+        FindingKind::Password => 1,
+        FindingKind::Identity => 2,
+        FindingKind::Session => 3,
+        FindingKind::PasswordHash => 4,
+    };
+    let mut first = [0u8; 8];
+    let n = fp.len().min(8);
+    first[..n].copy_from_slice(&fp[..n]);
+    (u64::from_le_bytes(first) ^ kind << 56) as i64
+}
+
+/// A finding's unique key: its account and [`dedup`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Key {
-    account_kind: u64,
-    fp: u64,
+    account: i64,
+    dedup: i64,
 }
 
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.account_kind ^ self.fp.rotate_left(23));
+        state.write_u64((self.account as u64) ^ (self.dedup as u64).rotate_left(23));
     }
 }
 
@@ -80,21 +95,11 @@ pub(super) struct Known {
 }
 
 impl Known {
-    pub fn key(account: i64, kind: FindingKind, fp: &[u8]) -> Option<Key> {
-        let kind = match kind {
-            FindingKind::Password => 1u64,
-            FindingKind::Identity => 2,
-            FindingKind::Session => 3,
-            FindingKind::PasswordHash => 4,
-        };
-        let account = u64::try_from(account).ok().filter(|a| *a < 1 << 56)?;
-        let mut first = [0u8; 8];
-        let n = fp.len().min(8);
-        first[..n].copy_from_slice(&fp[..n]);
-        Some(Key {
-            account_kind: account | kind << 56,
-            fp: u64::from_le_bytes(first),
-        })
+    pub fn key(account: i64, kind: FindingKind, fp: &[u8]) -> Key {
+        Key {
+            account,
+            dedup: dedup(kind, fp),
+        }
     }
 
     pub fn source_hash(&self, source: &str) -> u64 {
@@ -153,9 +158,7 @@ impl Known {
             };
             let kind = FindingKind::parse(text(1)?);
             let fp = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
-            let Some(key) = Known::key(r.get(0)?, kind, fp) else {
-                return Ok(None);
-            };
+            let key = Known::key(r.get(0)?, kind, fp);
             let once = r.get::<_, i64>(5)? == 1 && r.get::<_, bool>(6)?;
             let source = match once {
                 true => Some(known.source_hash(text(7)?)),
