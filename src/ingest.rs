@@ -394,6 +394,7 @@ impl<'a> Ingest<'a> {
             keys_path: self.store.key_index_path(),
             fingerprinter: self.fingerprinter,
             hints: self.cfg.privacy.password_hint,
+            reread: None,
         }
     }
 
@@ -402,12 +403,30 @@ impl<'a> Ingest<'a> {
     fn run_deferred(&mut self) {
         let mut d = std::mem::take(&mut self.deferred);
         if !d.lines.is_empty() {
-            let lines: Vec<(u64, &str)> =
-                d.lines.iter().map(|&(n, a, b)| (n, &d.text[a..b])).collect();
+            let lines: Vec<(u64, &str)> = d
+                .lines
+                .iter()
+                .map(|&(n, a, b)| (n, &d.text[a..b]))
+                .collect();
             let now = self.clock.now();
-            let ready = self
-                .prep()
-                .lines(&lines, self.threads.max(1), now);
+            // A run this heavy has the known findings read, so that a line already
+            // recorded is known on the spot (a re-read leak of the whole user base).
+            let known = self
+                .store
+                .want_known(self.stats.filter_passed)
+                .and_then(|()| self.store.reread());
+            let (reread, failed) = match known {
+                Ok(reread) => (reread, None),
+                Err(e) => (None, Some(e)),
+            };
+            let ready = Prep {
+                reread,
+                ..self.prep()
+            }
+            .lines(&lines, self.threads.max(1), &self.source_name, now);
+            if let Some(e) = failed {
+                self.fatal = Some(e);
+            }
             let mut ready = ready.into_iter().flatten().peekable();
             for i in 0..lines.len() {
                 while let Some(r) = ready.next_if(|r| r.line as usize == i) {
@@ -434,6 +453,7 @@ impl<'a> Ingest<'a> {
         self.stats.identities += 1;
         self.entry_has_identity = true;
         self.stats.filter_passed += u64::from(r.passed);
+        self.stats.matches += u64::from(r.seen);
         let result = match r.hit {
             Ok(Some(hit)) => self.queue(hit),
             Ok(None) => Ok(()),

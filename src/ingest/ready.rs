@@ -16,7 +16,7 @@ use crate::filter::AccountFilter;
 use crate::fingerprint::{password_hint, Fingerprinter, Hint};
 use crate::identity::{mask_email, url_host, IdentityHash, IdentityKind, Normalizer};
 use crate::parse::{Record, Sink};
-use crate::store::{FindingKind, KeyIndex, Severity, StoreError};
+use crate::store::{FindingKind, KeyIndex, Reread, Severity, StoreError};
 
 /// The shared state a hit is made from.
 pub(super) struct Prep<'a> {
@@ -27,6 +27,16 @@ pub(super) struct Prep<'a> {
     pub keys_path: &'a Path,
     pub fingerprinter: &'a Fingerprinter,
     pub hints: bool,
+    /// The known findings, when the store holds them ([`Prep::lines`] only).
+    pub reread: Option<Reread<'a>>,
+}
+
+/// What [`Prep::make`] made of an identity.
+enum Made {
+    Nothing,
+    /// Already recorded from this very line.
+    Seen,
+    Hit(PendingHit),
 }
 
 /// One identity of a deferred line, made ready.
@@ -37,6 +47,8 @@ pub(super) struct Ready {
     pub passed: bool,
     /// What to record: a finding's sighting, an unknown org identity, or nothing.
     pub hit: Result<Option<PendingHit>, StoreError>,
+    /// A match already recorded from this very line ([`Reread`]): counted, not written.
+    pub seen: bool,
 }
 
 impl Prep<'_> {
@@ -62,33 +74,70 @@ impl Prep<'_> {
         key: &str,
         seen_at: i64,
     ) -> Result<Option<PendingHit>, StoreError> {
-        let masked = (kind == IdentityKind::Email && self.norm.is_org_email(key))
-            .then(|| mask_email(key));
+        match self.make(r, hash, kind, passed, key, seen_at, None)? {
+            Made::Hit(hit) => Ok(Some(hit)),
+            Made::Seen | Made::Nothing => Ok(None),
+        }
+    }
+
+    /// [`Prep::hit`], and with `reread` (the record's `file:line`, when the known findings
+    /// are in memory) a hit on a finding already recorded from there is told apart before
+    /// anything else is made for it.
+    #[allow(clippy::too_many_arguments)]
+    fn make(
+        &self,
+        r: &Record<'_>,
+        hash: IdentityHash,
+        kind: IdentityKind,
+        passed: bool,
+        key: &str,
+        seen_at: i64,
+        reread: Option<(&Reread<'_>, &str)>,
+    ) -> Result<Made, StoreError> {
         let account = match passed {
             true => self.account_of(&hash)?,
             false => None,
         };
+        let masked = || {
+            (kind == IdentityKind::Email && self.norm.is_org_email(key)).then(|| mask_email(key))
+        };
         let Some(account) = account else {
-            return Ok(masked.map(|masked| PendingHit {
-                account: None,
-                kind: FindingKind::Identity,
-                fp: None,
-                hint: None,
-                hash,
-                site: None,
-                format: r.format,
-                line: r.line,
-                source: (0, 0),
-                seen_at,
-                severity: Severity::Medium,
-                hash_algo: None,
-                masked: Some(masked),
-                has_password: r.password.is_some(),
-            }));
+            return Ok(match masked() {
+                Some(masked) => Made::Hit(PendingHit {
+                    account: None,
+                    kind: FindingKind::Identity,
+                    fp: None,
+                    hint: None,
+                    hash,
+                    site: None,
+                    format: r.format,
+                    line: r.line,
+                    source: (0, 0),
+                    seen_at,
+                    severity: Severity::Medium,
+                    hash_algo: None,
+                    masked: Some(masked),
+                    has_password: r.password.is_some(),
+                }),
+                None => Made::Nothing,
+            });
         };
         let algo = r.password.and_then(crate::parse::hashed::classify);
-        let (finding, fp, hint) = self.exposure(account, r.password, algo);
-        Ok(Some(PendingHit {
+        let (finding, fp) = self.fingerprint(account, r.password, algo);
+        let severity = severity(false, finding, algo);
+        if let Some((reread, source)) = reread {
+            if reread
+                .seen(account, finding, fp.as_ref(), source, severity)
+                .is_some()
+            {
+                return Ok(Made::Seen);
+            }
+        }
+        let hint = match (finding, r.password) {
+            (FindingKind::Password, Some(pw)) if self.hints => Some(password_hint(pw)),
+            _ => None,
+        };
+        Ok(Made::Hit(PendingHit {
             account: Some(account),
             kind: finding,
             fp,
@@ -99,11 +148,31 @@ impl Prep<'_> {
             line: r.line,
             source: (0, 0),
             seen_at,
-            severity: severity(false, finding, algo),
+            severity,
             hash_algo: algo.map(|a| a.as_str()),
-            masked,
+            masked: masked(),
             has_password: r.password.is_some(),
         }))
+    }
+
+    /// The kind of finding a password (or none) makes, and its fingerprint.
+    fn fingerprint(
+        &self,
+        account: i64,
+        password: Option<&str>,
+        algo: Option<crate::parse::hashed::HashAlgo>,
+    ) -> (FindingKind, Option<[u8; 32]>) {
+        match (password, algo) {
+            (Some(pw), Some(_)) => (
+                FindingKind::PasswordHash,
+                Some(self.fingerprinter.password(account, pw)),
+            ),
+            (Some(pw), None) => (
+                FindingKind::Password,
+                Some(self.fingerprinter.password(account, pw)),
+            ),
+            (None, _) => (FindingKind::Identity, None),
+        }
     }
 
     /// The finding a password (or none) makes: its kind, fingerprint and hint. A password
@@ -115,19 +184,12 @@ impl Prep<'_> {
         password: Option<&str>,
         algo: Option<crate::parse::hashed::HashAlgo>,
     ) -> (FindingKind, Option<[u8; 32]>, Option<Hint>) {
-        match (password, algo) {
-            (Some(pw), Some(_)) => (
-                FindingKind::PasswordHash,
-                Some(self.fingerprinter.password(account, pw)),
-                None,
-            ),
-            (Some(pw), None) => (
-                FindingKind::Password,
-                Some(self.fingerprinter.password(account, pw)),
-                self.hints.then(|| password_hint(pw)),
-            ),
-            (None, _) => (FindingKind::Identity, None, None),
-        }
+        let (kind, fp) = self.fingerprint(account, password, algo);
+        let hint = match (kind, password) {
+            (FindingKind::Password, Some(pw)) if self.hints => Some(password_hint(pw)),
+            _ => None,
+        };
+        (kind, fp, hint)
     }
 
     /// The identities of `lines` (numbered, trimmed text of combo/ULP lines, as the scan
@@ -137,6 +199,7 @@ impl Prep<'_> {
         &self,
         lines: &[(u64, &str)],
         threads: usize,
+        source_name: &str,
         seen_at: i64,
     ) -> Vec<Vec<Ready>> {
         let part = lines.len().div_ceil(threads.max(1)).max(1);
@@ -145,6 +208,8 @@ impl Prep<'_> {
             let mut sink = Collect {
                 prep: self,
                 key: String::with_capacity(128),
+                source_name,
+                source: String::with_capacity(256),
                 seen_at,
                 line: 0,
                 out: &mut out,
@@ -179,6 +244,9 @@ impl Prep<'_> {
 struct Collect<'p, 'a, 'o> {
     prep: &'p Prep<'a>,
     key: String,
+    source_name: &'p str,
+    /// `source_name:line` of the record, for [`Reread::seen`].
+    source: String,
     seen_at: i64,
     line: u32,
     out: &'o mut Vec<Ready>,
@@ -191,18 +259,29 @@ impl Sink for Collect<'_, '_, '_> {
         };
         let hash = IdentityHash::of(&self.key);
         let passed = self.prep.filter.may_contain(&hash);
-        let hit = self.prep.hit(
-            r,
-            hash,
-            kind,
-            passed,
-            &self.key,
-            self.seen_at,
-        );
+        let reread = match &self.prep.reread {
+            Some(reread) if passed => {
+                use std::fmt::Write;
+                self.source.clear();
+                let _ = write!(self.source, "{}:{}", self.source_name, r.line);
+                Some((reread, self.source.as_str()))
+            }
+            _ => None,
+        };
+        let made = self
+            .prep
+            .make(r, hash, kind, passed, &self.key, self.seen_at, reread);
+        let (hit, seen) = match made {
+            Ok(Made::Hit(hit)) => (Ok(Some(hit)), false),
+            Ok(Made::Nothing) => (Ok(None), false),
+            Ok(Made::Seen) => (Ok(None), true),
+            Err(e) => (Err(e), false),
+        };
         self.out.push(Ready {
             line: self.line,
             passed,
             hit,
+            seen,
         });
     }
     fn malformed(&mut self, _line: u64, _why: crate::parse::Malformed) {}

@@ -9,7 +9,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::devices::{DeviceView, DEVICE_COLUMNS};
 use super::directory::{account_row, AccountRow};
-use super::known::{dedup, Known, KNOW_AFTER};
+use super::known::{dedup, Known};
 use super::{Store, StoreError};
 use crate::identity::IdentityHash;
 use crate::parse::Format;
@@ -117,7 +117,9 @@ pub enum SightingOutcome {
 impl SightingOutcome {
     pub fn id(self) -> i64 {
         match self {
-            SightingOutcome::New(id) | SightingOutcome::Seen(id) | SightingOutcome::Escalated(id) => id,
+            SightingOutcome::New(id)
+            | SightingOutcome::Seen(id)
+            | SightingOutcome::Escalated(id) => id,
         }
     }
 }
@@ -180,10 +182,16 @@ impl Store {
         let Some(known) = self.known.as_mut() else {
             return self.record_sighting_alone(s);
         };
-        let severity = known.get(&key).map_or(s.severity, |e| e.severity.max(s.severity));
+        let severity = known
+            .get(&key)
+            .map_or(s.severity, |e| e.severity.max(s.severity));
         let outcome = self.record_sighting_alone(s);
         match &outcome {
-            Ok(o) if self.known.as_mut().is_some_and(|k| k.put(key, o.id(), severity, None)) => {}
+            Ok(o)
+                if self
+                    .known
+                    .as_mut()
+                    .is_some_and(|k| k.put(key, o.id(), severity, None)) => {}
             _ => self.known = None,
         }
         outcome
@@ -196,6 +204,17 @@ impl Store {
         let outcome = sighting_in(&tx, s)?;
         tx.commit()?;
         Ok(outcome)
+    }
+
+    /// Whether the identity index is of the database's generation of the directory: then
+    /// every account it names is active.
+    pub(super) fn index_current(&self) -> Result<bool, StoreError> {
+        let index_generation = self.keys.as_ref().map(|k| k.generation());
+        let current: i64 = self
+            .conn
+            .prepare_cached("SELECT coalesce(max(value), 0) FROM meta WHERE key = ?1")?
+            .query_row([super::directory::GENERATION], |r| r.get(0))?;
+        Ok(index_generation == Some(current as u64))
     }
 
     /// Drops the findings held in memory (a run's end: another process may write next).
@@ -215,9 +234,7 @@ impl Store {
     /// is kept if the commit fails.
     pub fn record_batch(&mut self, items: &[Recording<'_>]) -> Result<Vec<Recorded>, StoreError> {
         self.batched += items.len() as u64;
-        if self.known.is_none() && self.batched >= KNOW_AFTER {
-            self.known = Known::load(&self.conn, self.batched)?;
-        }
+        self.want_known(self.batched)?;
         let mut known = self.known.take();
         let out = match self.record_batch_with(items, known.as_mut()) {
             Err(StoreError::KnownOverflow) => {
@@ -244,12 +261,7 @@ impl Store {
         // batch asks nothing per hit.
         // Asked before the transaction: the state lock this run holds keeps any other
         // writer (an import) out until it ends.
-        let index_generation = self.keys.as_ref().map(|k| k.generation());
-        let current: i64 = self
-            .conn
-            .prepare_cached("SELECT coalesce(max(value), 0) FROM meta WHERE key = ?1")?
-            .query_row([super::directory::GENERATION], |r| r.get(0))?;
-        let all_active = index_generation == Some(current as u64);
+        let all_active = self.index_current()?;
         // Then every account the batch names exists, and every sighting's finding is one
         // it found or just wrote: SQLite's foreign-key checks (a B-tree probe per row,
         // a tenth of a new finding's cost) would find nothing. The pragma is a no-op
@@ -511,10 +523,15 @@ fn sighting_in(
              WHERE account_id = ?1 AND dedup = ?5 AND kind = ?2 AND secret_fp = ?3",
         )?
         .query_row(
-            params![s.account_id, s.kind.as_str(), fp, s.source, dedup(s.kind, fp)],
-            |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
+            params![
+                s.account_id,
+                s.kind.as_str(),
+                fp,
+                s.source,
+                dedup(s.kind, fp)
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
         .optional()?;
     let outcome = match existing {
         Some((id, _, severity, true, device))
@@ -595,7 +612,9 @@ fn sighting_known(
             None => sighting_in(conn, s)?,
         },
     };
-    let severity = known.get(&key).map_or(s.severity, |e| e.severity.max(s.severity));
+    let severity = known
+        .get(&key)
+        .map_or(s.severity, |e| e.severity.max(s.severity));
     if !known.put(key, outcome.id(), severity, None) {
         return Err(StoreError::KnownOverflow);
     }
@@ -776,6 +795,179 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!((all[0].times_seen, all[0].last_seen), (2, 11));
         assert_eq!(s.unknowns_pending_digest().unwrap().len(), 2);
+    }
+
+    /// Every row of the findings and sightings, as the database holds them.
+    fn table_dump(s: &Store) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut f = s
+            .conn
+            .prepare(
+                "SELECT id, account_id, kind, hex(secret_fp), first_source, first_seen, last_seen,
+                        times_seen, severity, user_notified FROM findings ORDER BY id",
+            )
+            .unwrap();
+        let mut rows = f.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            let cols: Vec<String> = (0..10)
+                .map(|i| format!("{:?}", r.get::<_, rusqlite::types::Value>(i).unwrap()))
+                .collect();
+            out.push(cols.join(" "));
+        }
+        let mut g = s
+            .conn
+            .prepare(
+                "SELECT finding_id, source, seen_at FROM sightings ORDER BY finding_id, source",
+            )
+            .unwrap();
+        let mut rows = g.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            out.push(format!(
+                "sighting {:?} {:?} {:?}",
+                r.get::<_, rusqlite::types::Value>(0).unwrap(),
+                r.get::<_, rusqlite::types::Value>(1).unwrap(),
+                r.get::<_, rusqlite::types::Value>(2).unwrap()
+            ));
+        }
+        out
+    }
+
+    /// With the known findings in memory, batches and single sightings record exactly what
+    /// they record through SQLite alone: the same outcomes, rows and sightings, over random
+    /// runs of re-reads, new sources, new passwords, raised severities and sightings
+    /// written past the batches (a stealer log's).
+    #[test]
+    fn known_findings_in_memory_record_as_sqlite_alone() {
+        let emails = ["a@x.example", "b@x.example", "c@x.example"];
+        let sources = ["f:1", "f:2", "g:1", "g:7", "h:3"];
+        for seed in 1..=12u64 {
+            let (_d1, mut plain) = store_with(&emails);
+            let (_d2, mut mapped) = store_with(&emails);
+            mapped.want_known(super::super::known::KNOW_AFTER).unwrap();
+            assert!(mapped.known.is_some());
+            let ids: Vec<i64> = emails
+                .iter()
+                .map(|e| plain.account_by_email(e).unwrap().unwrap().id)
+                .collect();
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = |n: u64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % n
+            };
+            for step in 0..40 {
+                let count = 1 + next(12) as usize;
+                let mut items = Vec::new();
+                for _ in 0..count {
+                    let fp = match next(4) {
+                        0 => None,
+                        b => Some(b as u8),
+                    };
+                    let mut sg = sighting(
+                        ids[next(3) as usize],
+                        fp,
+                        sources[next(5) as usize],
+                        step * 10 + next(10) as i64,
+                    );
+                    if next(8) == 0 {
+                        sg.severity = Severity::Medium;
+                    }
+                    items.push(Recording::Match {
+                        sighting: sg,
+                        otherwise: None,
+                    });
+                }
+                if next(5) == 0 {
+                    // Written past the batch: a critical sighting, as a stealer log's.
+                    let mut sg = sighting(ids[next(3) as usize], Some(1), "s:1", step * 10);
+                    sg.severity = Severity::Critical;
+                    assert_eq!(
+                        plain.record_sighting(&sg).unwrap(),
+                        mapped.record_sighting(&sg).unwrap(),
+                        "seed {seed} step {step}"
+                    );
+                }
+                let want = plain.record_batch(&items).unwrap();
+                let got = mapped.record_batch(&items).unwrap();
+                assert_eq!(got, want, "seed {seed} step {step}");
+            }
+            assert!(mapped.known.is_some(), "the map was kept throughout");
+            assert_eq!(table_dump(&mapped), table_dump(&plain), "seed {seed}");
+        }
+    }
+
+    /// A database of version 6 (findings unique by account, kind and the whole
+    /// fingerprint) is rebuilt as version 7 with every finding, sighting and reference
+    /// kept, and deduplicates against them as before.
+    #[test]
+    fn version_6_findings_are_kept_by_the_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::super::DB_FILE);
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            for step in [
+                super::super::SCHEMA,
+                super::super::SCHEMA_2,
+                super::super::SCHEMA_3,
+                super::super::SCHEMA_4,
+                super::super::SCHEMA_5,
+                super::super::SCHEMA_6,
+            ] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO accounts (id, email, lang) VALUES (1, 'a@x.example', 'fr');
+                 INSERT INTO findings (id, account_id, kind, secret_fp, identity_hash, format,
+                    first_source, first_seen, last_seen, times_seen, severity)
+                 VALUES (7, 1, 'password', x'0101010101010101010101010101010101010101010101010101010101010101',
+                         x'00', 'combo', 'old.txt:3', 5, 6, 2, 'high'),
+                        (9, 1, 'identity', x'', x'00', 'combo', 'old.txt:4', 5, 5, 1, 'medium');
+                 INSERT INTO sightings VALUES (7, 'old.txt:3', 5), (7, 'old2.txt:1', 6),
+                                              (9, 'old.txt:4', 5);",
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(dir.path()).unwrap();
+        let version: i64 = s
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, super::super::SCHEMA_VERSION);
+        let dump = table_dump(&s);
+        assert_eq!(dump.len(), 5, "{dump:?}");
+        assert!(
+            dump[0].starts_with("Integer(7) Integer(1) Text(\"password\")"),
+            "{dump:?}"
+        );
+        // The same password, and the same address alone, are the findings already there.
+        let again = |fp: Option<u8>, src| Sighting {
+            severity: if fp.is_some() {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
+            ..sighting(1, fp, src, 9)
+        };
+        assert_eq!(
+            s.record_sighting(&again(Some(1), "new.txt:1")).unwrap(),
+            SightingOutcome::Seen(7)
+        );
+        assert_eq!(
+            s.record_sighting(&again(None, "old.txt:4")).unwrap(),
+            SightingOutcome::Seen(9)
+        );
+        assert!(matches!(
+            s.record_sighting(&again(Some(2), "new.txt:2")).unwrap(),
+            SightingOutcome::New(_)
+        ));
+        let broken: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(broken, 0);
     }
 
     #[test]

@@ -18,12 +18,15 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 use super::findings::{FindingKind, Severity};
+use super::Store;
 use super::StoreError;
 
 /// Hits a run records through batches before the table is worth reading whole.
-pub(super) const KNOW_AFTER: u64 = 16_384;
-/// More rows than this stay in SQLite (about 35 bytes of memory each).
-const MAX_KNOWN: i64 = 4_000_000;
+pub(crate) const KNOW_AFTER: u64 = 16_384;
+/// More findings than this stay in SQLite: the map's table is sized by powers of two, 33
+/// bytes a slot, and up to 1.835 M findings fit in 2²¹ slots (69 MB); the next size would
+/// be 138 MB, past what the whole run may take (256 MB).
+const MAX_KNOWN: i64 = 1_800_000;
 /// The table is read whole only while it has at most this many rows per hit of the run
 /// so far: reading a row costs about a tenth of asking for one.
 const ROWS_PER_HIT: i64 = 8;
@@ -91,7 +94,8 @@ pub(super) struct Entry {
 
 pub(super) struct Known {
     map: HashMap<Key, Entry, BuildHasherDefault<Mix>>,
-    sources: std::collections::hash_map::RandomState,
+    /// Seeds the sources' hash, per run.
+    seed: u64,
 }
 
 impl Known {
@@ -103,20 +107,41 @@ impl Known {
     }
 
     pub fn source_hash(&self, source: &str) -> u64 {
-        self.sources.hash_one(source)
+        self.hash_bytes(source.as_bytes())
+    }
+
+    /// A seeded multiply-fold over 8-byte words: a collision only takes a second sighting
+    /// of a finding for a re-read of the first (never a finding), and SipHash cost a
+    /// tenth of a re-read leak's time.
+    fn hash_bytes(&self, bytes: &[u8]) -> u64 {
+        let mix = |h: u64, w: u64| {
+            let m = u128::from(h ^ w) * 0x9E37_79B9_7F4A_7C15;
+            (m as u64) ^ ((m >> 64) as u64)
+        };
+        let mut h = self.seed ^ bytes.len() as u64;
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            h = mix(h, u64::from_le_bytes(w.try_into().unwrap_or_default()));
+        }
+        let mut last = [0u8; 8];
+        last[..words.remainder().len()].copy_from_slice(words.remainder());
+        mix(mix(h, u64::from_le_bytes(last)), self.seed)
     }
 
     pub fn get(&self, key: &Key) -> Option<Entry> {
         self.map.get(key).copied()
     }
 
-    /// Records what a write did; false if the map cannot hold it (an id beyond 32 bits),
-    /// and the map must then be dropped.
+    /// Records what a write did; false if the map cannot hold it (an id beyond 32 bits, or
+    /// a finding past [`MAX_KNOWN`]), and the map must then be dropped.
     #[must_use]
     pub fn put(&mut self, key: Key, id: i64, severity: Severity, source: Option<u64>) -> bool {
         let Ok(id) = u32::try_from(id) else {
             return false;
         };
+        if self.map.len() as i64 >= MAX_KNOWN && !self.map.contains_key(&key) {
+            return false;
+        }
         self.map.insert(
             key,
             Entry {
@@ -133,39 +158,43 @@ impl Known {
     /// `None` if it is too large for that (asked again at the next batch).
     pub fn load(conn: &rusqlite::Connection, hits: u64) -> Result<Option<Known>, StoreError> {
         // max(id) is one step down the table's B-tree, and bounds the row count.
-        let rows: i64 =
-            conn.query_row("SELECT coalesce(max(id), 0) FROM findings", [], |r| r.get(0))?;
+        let rows: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM findings", [], |r| {
+            r.get(0)
+        })?;
         if rows > MAX_KNOWN || rows > ROWS_PER_HIT.saturating_mul(hits as i64) {
             return Ok(None);
         }
         let t = std::time::Instant::now();
         let mut known = Known {
             map: HashMap::with_capacity_and_hasher(
-                (rows as usize).max(hits as usize),
+                (rows.max(hits as i64)).min(MAX_KNOWN) as usize,
                 Default::default(),
             ),
-            sources: Default::default(),
+            seed: std::collections::hash_map::RandomState::new().hash_one(0u64) | 1,
         };
+        // Only what a hit is checked against: the key as stored (`dedup`), and the source
+        // and severity of a finding seen once (else NULL); no text is parsed beyond that.
         let mut stmt = conn.prepare(
-            "SELECT account_id, kind, secret_fp, id, severity, times_seen, device_id IS NULL,
-                    first_source
+            "SELECT account_id, dedup, id, severity,
+                    CASE WHEN times_seen = 1 AND device_id IS NULL THEN first_source END
              FROM findings",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            let text = |i| -> Result<&str, StoreError> {
-                Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
+            let key = Key {
+                account: r.get(0)?,
+                dedup: r.get(1)?,
             };
-            let kind = FindingKind::parse(text(1)?);
-            let fp = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
-            let key = Known::key(r.get(0)?, kind, fp);
-            let once = r.get::<_, i64>(5)? == 1 && r.get::<_, bool>(6)?;
-            let source = match once {
-                true => Some(known.source_hash(text(7)?)),
-                false => None,
+            let severity = match r.get_ref(3)?.as_bytes().map_err(rusqlite::Error::from)? {
+                b"critical" => Severity::Critical,
+                b"medium" => Severity::Medium,
+                _ => Severity::High,
             };
-            let severity = Severity::parse(text(4)?);
-            if !known.put(key, r.get(3)?, severity, source) {
+            let source = match r.get_ref(4)? {
+                rusqlite::types::ValueRef::Text(t) => Some(known.hash_bytes(t)),
+                _ => None,
+            };
+            if !known.put(key, r.get(2)?, severity, source) {
                 return Ok(None);
             }
         }
@@ -175,5 +204,50 @@ impl Known {
             "known findings read into memory"
         );
         Ok(Some(known))
+    }
+}
+
+/// The known findings, read-only, for hits made ready off the store's thread: a hit on
+/// a finding already recorded from its very line is known there, and never queued.
+pub struct Reread<'a> {
+    known: &'a Known,
+}
+
+impl Reread<'_> {
+    /// The finding a hit is a re-read of: the map vouches that it was seen once, at this
+    /// `source`, at no lower severity, with no device. Later writes of the run only add
+    /// sightings or raise severities, which leave that true.
+    pub fn seen(
+        &self,
+        account: i64,
+        kind: FindingKind,
+        fp: Option<&[u8; 32]>,
+        source: &str,
+        severity: Severity,
+    ) -> Option<i64> {
+        let fp: &[u8] = fp.map_or(&[], |f| &f[..]);
+        let e = self.known.get(&Known::key(account, kind, fp))?;
+        (e.exact && severity <= e.severity && e.source == self.known.source_hash(source))
+            .then_some(i64::from(e.id))
+    }
+}
+
+impl Store {
+    /// Reads the known findings into memory, if a run that has had `hits` hits makes it
+    /// worth it and they are not there yet.
+    pub fn want_known(&mut self, hits: u64) -> Result<(), StoreError> {
+        if self.known.is_none() && hits >= KNOW_AFTER {
+            self.known = Known::load(&self.conn, hits)?;
+        }
+        Ok(())
+    }
+
+    /// The known findings, when they are in memory and every account the identity index
+    /// names is active (else a hit's account must be asked for as it is written).
+    pub fn reread(&self) -> Result<Option<Reread<'_>>, StoreError> {
+        match &self.known {
+            Some(known) if self.index_current()? => Ok(Some(Reread { known })),
+            _ => Ok(None),
+        }
     }
 }

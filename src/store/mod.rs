@@ -31,6 +31,7 @@ pub use findings::{
     UnknownSighting, UnknownView,
 };
 pub use keys::{KeyEntry, KeyIndex, KeyIndexError};
+pub use known::Reread;
 pub use outbox::{Attempt, MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
 
 const DB_FILE: &str = "leakwatch.db";
@@ -56,8 +57,9 @@ pub enum StoreError {
     Version { path: PathBuf, found: i64 },
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
-    /// A finding id beyond what the map of known findings holds (4 billion findings).
-    #[error("finding ids beyond 32 bits: recorded without the map of known findings")]
+    /// More findings than the map of known findings holds (its batch is recorded again
+    /// without it; never reported).
+    #[error("more findings than the map of known findings holds")]
     KnownOverflow,
     #[error(transparent)]
     Keys(#[from] KeyIndexError),
@@ -309,12 +311,17 @@ impl Store {
                 while let Some(r) = rows.next()? {
                     let kind = FindingKind::parse(&r.get::<_, String>(1)?);
                     let fp: Vec<u8> = r.get(2)?;
-                    write.execute(rusqlite::params![r.get::<_, i64>(0)?, known::dedup(kind, &fp)])?;
+                    write.execute(rusqlite::params![
+                        r.get::<_, i64>(0)?,
+                        known::dedup(kind, &fp)
+                    ])?;
                 }
             }
             tx.execute_batch(SCHEMA_7_SWAP)?;
             let broken: i64 =
-                tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+                tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })?;
             if broken != 0 {
                 return Err(StoreError::Damaged {
                     path: self.path.clone(),

@@ -104,3 +104,96 @@ fn fast_path_gives_the_reference_findings_plain_and_compressed() {
         assert_eq!(strip(&got), strip(&want), "{name}");
     }
 }
+
+/// A leak of the whole user base, read three times (new, again, and reshuffled with
+/// changed passwords, new shapes and unknown org addresses) on the fast path, gives what
+/// the reference path gives: past [`leakwatch`]'s threshold the known findings are held in
+/// memory and lines already recorded are known off the store's thread, and that must
+/// change nothing that is recorded or counted.
+#[test]
+fn a_leak_of_the_whole_user_base_read_again_is_recorded_as_by_the_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // More hits than the store's threshold for holding them in memory (16,384) and than
+    // one run of deferred lines (8,192).
+    let n = 20_000;
+    synth::write_heavy(&data, 17, n).unwrap();
+    let all = std::fs::read_to_string(data.join("all.txt")).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    // Reshuffled: every third line first, 300 passwords changed, 200 lines as ULP with a
+    // site, and addresses on the organisation's domain that no account holds.
+    let mut mixed: Vec<String> = lines.iter().step_by(3).map(|l| l.to_string()).collect();
+    for (i, l) in lines.iter().enumerate().filter(|(i, _)| i % 3 != 0) {
+        let (email, pw) = l.split_once(':').unwrap();
+        mixed.push(match i % 97 {
+            1..=15 => format!("{email}:{pw}-changed"),
+            16..=25 => format!("https://intranet.example/login:{email}:{pw}"),
+            _ => l.to_string(),
+        });
+    }
+    for i in 0..50 {
+        mixed.push(format!("nobody{i}@{}:pw{i}", synth::DEMO_ORG_DOMAIN));
+    }
+    std::fs::write(data.join("mixed.txt"), mixed.join("\n") + "\n").unwrap();
+
+    let run_all = |name: &str, extra: &[&str]| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = write_config(&dir, "file", "");
+        import(&config, &data.join("accounts.csv"));
+        let mut counted = Vec::new();
+        for file in ["all.txt", "all.txt", "mixed.txt"] {
+            let path = data.join(file);
+            let mut args = vec!["ingest", "--no-progress"];
+            args.extend(extra);
+            args.push(path.to_str().unwrap());
+            let o = run(&config, &args);
+            expect_code(&o, 0);
+            counted.push(counts(&o));
+        }
+        let o = run(&config, &["findings", "list", "--json"]);
+        expect_code(&o, 0);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let mut rows: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {} {} {} {} {}",
+                    f["email"],
+                    f["kind"],
+                    f["severity"],
+                    f["first_source"],
+                    f["times_seen"],
+                    f["sources"]
+                )
+            })
+            .collect();
+        rows.sort();
+        (counted, rows)
+    };
+    let (want_counts, want) = run_all("reference", &["--reference"]);
+    assert!(
+        want_counts[0].contains(&format!(" {n} new findings")),
+        "{want_counts:?}"
+    );
+    assert!(
+        want_counts[1].contains(&format!(" {n} matches, 0 new findings")),
+        "{want_counts:?}"
+    );
+    assert!(
+        want_counts[2].contains(" 50 new unknown"),
+        "{want_counts:?}"
+    );
+    assert!(
+        !want_counts[2].contains(" 0 new findings"),
+        "{want_counts:?}"
+    );
+    let (got_counts, got) = run_all("fast", &["--threads", "2"]);
+    assert_eq!(got_counts, want_counts);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w);
+    }
+}
