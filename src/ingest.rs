@@ -181,6 +181,8 @@ pub struct Ingest<'a> {
     entry_has_identity: bool,
     /// Hits read but not yet recorded ([`HIT_BATCH`]).
     pending: Vec<PendingHit>,
+    /// The lists [`Prep::lines`] fills, kept from one run of deferred lines to the next.
+    ready: Vec<Vec<ready::Ready>>,
     /// The queued hits' sources, end to end.
     sources: String,
     /// Lines the scan deferred, not yet read ([`DEFERRED_BATCH`]).
@@ -231,6 +233,7 @@ impl<'a> Ingest<'a> {
             pending: Vec::new(),
             deferred: Deferred::default(),
             sources: String::new(),
+            ready: Vec::new(),
         }
     }
 
@@ -402,12 +405,8 @@ impl<'a> Ingest<'a> {
     /// them in line order, as [`Sink::record`] and [`Sink::end_entry`] would one by one.
     fn run_deferred(&mut self) {
         let mut d = std::mem::take(&mut self.deferred);
+        let mut outs = std::mem::take(&mut self.ready);
         if !d.lines.is_empty() {
-            let lines: Vec<(u64, &str)> = d
-                .lines
-                .iter()
-                .map(|&(n, a, b)| (n, &d.text[a..b]))
-                .collect();
             let now = self.clock.now();
             // A run this heavy has the known findings read, so that a line already
             // recorded is known on the spot (a re-read leak of the whole user base).
@@ -419,22 +418,30 @@ impl<'a> Ingest<'a> {
                 Ok(reread) => (reread, None),
                 Err(e) => (None, Some(e)),
             };
-            let ready = Prep {
+            Prep {
                 reread,
                 ..self.prep()
             }
-            .lines(&lines, self.threads.max(1), &self.source_name, now);
+            .lines(
+                &d.text,
+                &d.lines,
+                self.threads.max(1),
+                &self.source_name,
+                now,
+                &mut outs,
+            );
             if let Some(e) = failed {
                 self.fatal = Some(e);
             }
-            let mut ready = ready.into_iter().flatten().peekable();
-            for i in 0..lines.len() {
+            let mut ready = outs.iter_mut().flat_map(|o| o.drain(..)).peekable();
+            for i in 0..d.lines.len() {
                 while let Some(r) = ready.next_if(|r| r.line as usize == i) {
                     self.apply(r);
                 }
                 self.end_entry();
             }
         }
+        self.ready = outs;
         d.text.clear();
         d.lines.clear();
         self.deferred = d;
