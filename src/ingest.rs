@@ -41,7 +41,10 @@ const MALFORMED_LOGGED: u64 = 5;
 const ERRORS_KEPT: usize = 5;
 /// Hits recorded per transaction (`Ingest::flush_hits`): a leak whose every line is an
 /// account costs a commit per batch, not per line; a crash loses at most one batch of
-/// work, which the input, not yet marked done, gives again on the next run.
+/// work, which the input, not yet marked done, gives again on the next run. Each commit
+/// writes every index page its batch touched, and a million hits in random account order
+/// touch all of them: 16,384 a batch recorded 39,000 new findings a second, 65,536 about
+/// 110,000, for some 30 MB of queued hits.
 const HIT_BATCH: usize = 65_536;
 /// New findings logged one by one per run; the rest at debug level (the summary counts
 /// them all): a leak of the whole user base must not write a million log lines.
