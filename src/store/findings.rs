@@ -234,7 +234,7 @@ impl Store {
     /// is kept if the commit fails.
     pub fn record_batch(&mut self, items: &[Recording<'_>]) -> Result<Vec<Recorded>, StoreError> {
         self.batched += items.len() as u64;
-        self.want_known(self.batched)?;
+        self.want_known(self.batched, self.batched)?;
         let mut known = self.known.take();
         let out = match self.record_batch_with(items, known.as_mut()) {
             Err(StoreError::KnownOverflow) => {
@@ -843,7 +843,12 @@ mod tests {
         for seed in 1..=12u64 {
             let (_d1, mut plain) = store_with(&emails);
             let (_d2, mut mapped) = store_with(&emails);
-            mapped.want_known(super::super::known::KNOW_AFTER).unwrap();
+            mapped
+                .want_known(
+                    super::super::known::KNOW_AFTER,
+                    super::super::known::KNOW_AFTER,
+                )
+                .unwrap();
             assert!(mapped.known.is_some());
             let ids: Vec<i64> = emails
                 .iter()
