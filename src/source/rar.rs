@@ -58,10 +58,22 @@ fn truthy(v: &Option<serde_json::Value>) -> bool {
     }
 }
 
-/// Whether `lsar` and `unar` can be run here (looked at once per process).
+/// Whether `lsar` and `unar` can be run here. Once found they are remembered; while
+/// missing they are looked for again at each RAR archive (two process starts, for a rare
+/// input), so that installing them takes effect without restarting the daemon. (Caching
+/// "missing" also made the RAR tests fail on a fresh machine: a test that met a RAR first
+/// cached it while another was installing `unar`.)
 pub fn available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(available_now)
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FOUND: AtomicBool = AtomicBool::new(false);
+    if FOUND.load(Ordering::Relaxed) {
+        return true;
+    }
+    let now = available_now();
+    if now {
+        FOUND.store(true, Ordering::Relaxed);
+    }
+    now
 }
 
 /// Whether `lsar` and `unar` can be run here now.
