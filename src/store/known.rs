@@ -79,8 +79,8 @@ struct Slot {
 /// The findings by account. Account ids are the accounts table's row ids, dense from 1,
 /// so each account has a head in a flat array (4 bytes an account) and its findings,
 /// nearly always one, follow in a chain: reading a million rows appends to one array
-/// instead of scattering into a hash table's (a third of the load's time), and a look-up
-/// touches two small arrays instead of a 69 MB table.
+/// instead of scattering into a hash table's (a third of the load's time), and a million
+/// findings take 36 MB (4 a head, 32 an entry) where the hash table took 69.
 pub(super) struct Known {
     /// Per account id: index + 1 of its first finding in `slots` (0: none).
     heads: Vec<u32>,
