@@ -416,7 +416,6 @@ impl<'a> Ingest<'a> {
     fn run_deferred(&mut self) {
         let mut d = std::mem::take(&mut self.deferred);
         let mut outs = std::mem::take(&mut self.ready);
-
         if !d.lines.is_empty() {
             let now = self.clock.now();
             // A run this heavy has the known findings read, so that a line already

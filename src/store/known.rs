@@ -201,8 +201,10 @@ impl Known {
         }
         let t = std::time::Instant::now();
         let mut known = Known {
-            heads: vec![0; accounts as usize + 1],
-            slots: Vec::with_capacity((rows as usize + (1 << 16)).min(MAX_KNOWN)),
+            // Row ids are never negative as leakwatch writes them; a database edited by
+            // hand must not turn one into a huge allocation.
+            heads: vec![0; accounts.max(0) as usize + 1],
+            slots: Vec::with_capacity((rows.max(0) as usize + (1 << 16)).min(MAX_KNOWN)),
             seed: std::collections::hash_map::RandomState::new().hash_one(0u64) | 1,
         };
         // Only what a hit is checked against: the key as stored (`dedup`), and the source
