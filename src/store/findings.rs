@@ -217,12 +217,6 @@ impl Store {
         Ok(index_generation == Some(current as u64))
     }
 
-    /// Drops the findings held in memory (a run's end: another process may write next).
-    pub fn forget_known(&mut self) {
-        self.known = None;
-        self.batched = 0;
-    }
-
     /// Records an unknown org identity; true if it was not known before.
     pub fn record_unknown(&mut self, u: &UnknownSighting<'_>) -> Result<bool, StoreError> {
         unknown_in(&self.conn, u)

@@ -12,7 +12,10 @@
 //! `OR IGNORE` and, if SQLite had the row after all, recorded the general way; a key it
 //! holds but cannot vouch for (seen in more than one place, raised, written by another
 //! path) is recorded the general way too. Only writers holding the state lock change
-//! findings, so the map is exact for the run that loaded it, and dropped at its end.
+//! findings, so the map is exact for the run that loaded it; at its end it is saved
+//! beside the database ([`file`]) for the next run, and dropped.
+
+mod file;
 
 use std::hash::BuildHasher;
 
@@ -85,8 +88,21 @@ pub(super) struct Known {
     /// Per account id: index + 1 of its first finding in `slots` (0: none).
     heads: Vec<u32>,
     slots: Vec<Slot>,
-    /// Seeds the sources' hash, per run.
+    /// Seeds the sources' hash: per map, kept in its file.
     seed: u64,
+    /// The `meta` token the map was read or saved under (0: none), which stays there only
+    /// while no finding changes behind it ([`file`]).
+    token: i64,
+    /// Changed since it was read from its file (or read from the table).
+    dirty: bool,
+}
+
+/// The `meta` key of the token the known findings' file is valid under.
+const TOKEN: &str = "known_token";
+
+/// A fresh token: random, never 0 (what `meta_get` gives for none).
+fn new_token() -> i64 {
+    (rand::random::<u64>() >> 1 | 1) as i64
 }
 
 impl Known {
@@ -150,6 +166,7 @@ impl Known {
             severity,
             exact: source.is_some(),
         };
+        self.dirty = true;
         if let Some(i) = self.find(&key) {
             self.slots[i].entry = entry;
             return true;
@@ -182,9 +199,14 @@ impl Known {
         true
     }
 
-    /// Reads the table whole if it is worth it for a run that has had `hits` hits:
-    /// `None` if it is too large for that (asked again at the next batch).
-    pub fn load(conn: &rusqlite::Connection, hits: u64) -> Result<Option<Known>, StoreError> {
+    /// The map, if it is worth it for a run that has had `hits` hits, from the file at
+    /// `saved` if it is valid, else from the table: `None` if it is too large for that
+    /// (asked again at the next batch).
+    pub fn load(
+        conn: &rusqlite::Connection,
+        hits: u64,
+        saved: &std::path::Path,
+    ) -> Result<Option<Known>, StoreError> {
         // max(id) is one step down the table's B-tree, and bounds the row count.
         let rows: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM findings", [], |r| {
             r.get(0)
@@ -200,12 +222,38 @@ impl Known {
             return Ok(None);
         }
         let t = std::time::Instant::now();
+        let token = meta_token(conn)?;
+        if token != 0 {
+            match file::load(saved, token) {
+                Ok(Some(known)) => {
+                    tracing::debug!(
+                        findings = known.slots.len(),
+                        ms = t.elapsed().as_millis() as u64,
+                        "known findings read from their file"
+                    );
+                    return Ok(Some(known));
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    tracing::debug!(file = %saved.display(), %why, "known findings' file not used")
+                }
+            }
+        }
+        // The token goes in before the table is read: a finding changed from now on
+        // deletes it, and the map is then not saved.
+        let token = new_token();
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            rusqlite::params![TOKEN, token],
+        )?;
         let mut known = Known {
             // Row ids are never negative as leakwatch writes them; a database edited by
             // hand must not turn one into a huge allocation.
             heads: vec![0; accounts.max(0) as usize + 1],
             slots: Vec::with_capacity((rows.max(0) as usize + (1 << 16)).min(MAX_KNOWN)),
             seed: std::collections::hash_map::RandomState::new().hash_one(0u64) | 1,
+            token,
+            dirty: true,
         };
         // Only what a hit is checked against: the key as stored (`dedup`), and the source
         // and severity of a finding seen once (else NULL); no text is parsed beyond that.
@@ -240,6 +288,47 @@ impl Known {
         );
         Ok(Some(known))
     }
+
+    /// Saves the map for the next run if it changed and nothing changed behind it since it
+    /// was read ([`file`]). A failure only costs the next run the table's read.
+    fn keep(&self, conn: &rusqlite::Connection, saved: &std::path::Path) {
+        if !self.dirty {
+            return;
+        }
+        let done = (|| -> Result<bool, Box<dyn std::error::Error>> {
+            if meta_token(conn)? != self.token {
+                return Ok(false);
+            }
+            // No token while the file is replaced: a crash in between leaves it unused.
+            conn.execute("DELETE FROM meta WHERE key = ?1", [TOKEN])?;
+            let token = new_token();
+            file::save(self, saved, token)?;
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                rusqlite::params![TOKEN, token],
+            )?;
+            Ok(true)
+        })();
+        match done {
+            Ok(true) => tracing::debug!(findings = self.slots.len(), "known findings saved"),
+            Ok(false) => {
+                tracing::debug!("findings changed during the run: known findings not saved")
+            }
+            Err(e) => {
+                tracing::warn!(file = %saved.display(), error = %e, "known findings not saved; the next heavy run reads the table")
+            }
+        }
+    }
+}
+
+fn meta_token(conn: &rusqlite::Connection) -> Result<i64, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [TOKEN], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// The known findings, read-only, for hits made ready off the store's thread: a hit on
@@ -272,9 +361,22 @@ impl Store {
     /// set to have `projected` by its end makes it worth it, and they are not there yet.
     pub fn want_known(&mut self, hits: u64, projected: u64) -> Result<(), StoreError> {
         if self.known.is_none() && hits >= KNOW_AFTER {
-            self.known = Known::load(&self.conn, hits.max(projected))?;
+            self.known = Known::load(&self.conn, hits.max(projected), &self.known_file())?;
         }
         Ok(())
+    }
+
+    fn known_file(&self) -> std::path::PathBuf {
+        self.path.with_file_name(file::FILE)
+    }
+
+    /// Drops the findings held in memory at a run's end (another process may write next),
+    /// saved for the next run first.
+    pub fn forget_known(&mut self) {
+        if let Some(known) = self.known.take() {
+            known.keep(&self.conn, &self.known_file());
+        }
+        self.batched = 0;
     }
 
     /// The known findings, when they are in memory and every account the identity index
@@ -296,6 +398,8 @@ mod tests {
             heads: vec![0; accounts + 1],
             slots: Vec::new(),
             seed: 1,
+            token: 0,
+            dirty: false,
         }
     }
 

@@ -35,7 +35,7 @@ pub use known::Reread;
 pub use outbox::{Attempt, MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
 
 const DB_FILE: &str = "leakwatch.db";
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 const KEYS_FILE: &str = "identity-keys.idx";
 
 #[derive(Debug, thiserror::Error)]
@@ -280,8 +280,10 @@ impl Store {
                 for step in &steps[version as usize..] {
                     self.conn.execute_batch(step)?;
                 }
-                self.migrate_7()
+                self.migrate_7()?;
+                Ok(self.conn.execute_batch(SCHEMA_8)?)
             }
+            7 => Ok(self.conn.execute_batch(SCHEMA_8)?),
             SCHEMA_VERSION => Ok(()),
             found => Err(StoreError::Version {
                 path: self.path.clone(),
@@ -578,6 +580,25 @@ CREATE UNIQUE INDEX findings_dedup ON findings(account_id, dedup);
 CREATE INDEX findings_user_pending ON findings(user_notified) WHERE user_notified = 0;
 CREATE INDEX findings_digest_pending ON findings(digest_id) WHERE digest_id IS NULL;
 PRAGMA user_version = 7;
+"#;
+
+/// Version 8: a finding deleted, or changed in what the map of known findings records of
+/// it, deletes the token its saved file is valid under (`known::file`), whoever writes.
+/// A later step that rebuilds `findings` must delete the token itself.
+const SCHEMA_8: &str = r#"
+BEGIN;
+CREATE TRIGGER findings_known_changed
+AFTER UPDATE OF id, account_id, kind, secret_fp, dedup, first_source, times_seen, severity,
+    device_id ON findings
+BEGIN
+    DELETE FROM meta WHERE key = 'known_token';
+END;
+CREATE TRIGGER findings_known_deleted AFTER DELETE ON findings
+BEGIN
+    DELETE FROM meta WHERE key = 'known_token';
+END;
+PRAGMA user_version = 8;
+COMMIT;
 "#;
 
 #[cfg(test)]
