@@ -162,15 +162,7 @@ impl AccountFilter {
     /// for memory once rather than once per key.
     #[inline]
     pub fn prefetch(&self, hash: &IdentityHash) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let p = self.probe(hash);
-            let ptr = self.blocks[p.block].0.as_ptr() as *const i8;
-            // SAFETY: a prefetch is only a hint; the address is inside our own allocation.
-            unsafe { std::arch::x86_64::_mm_prefetch(ptr, std::arch::x86_64::_MM_HINT_T0) };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = hash;
+        crate::bytes::prefetch(&self.blocks[self.probe(hash).block]);
     }
 
     pub fn generation(&self) -> u64 {

@@ -200,6 +200,23 @@ impl KeyIndex {
             })
     }
 
+    /// Asks for the entry [`KeyIndex::lookup`] will read first for `hash` (its guessed
+    /// place in its bucket) to be brought into cache.
+    pub fn prefetch(&self, hash: &IdentityHash) {
+        let p = prefix(hash);
+        let (Some(&start), Some(&end), Some(map)) =
+            (self.fanout.get(p), self.fanout.get(p + 1), &self.map)
+        else {
+            return;
+        };
+        let n = end.saturating_sub(start) as usize;
+        let guess = (usize::from(u16::from_be_bytes([hash.0[2], hash.0[3]])) * n) >> 16;
+        let at = (HEADER + FANOUT_BYTES) as usize + (start as usize + guess) * ENTRY;
+        if let Some(b) = map.bytes().get(at) {
+            crate::bytes::prefetch(b);
+        }
+    }
+
     /// The account id and kind of `hash`, if it is one of the directory's keys.
     pub fn lookup(
         &self,

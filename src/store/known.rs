@@ -338,6 +338,30 @@ pub struct Reread<'a> {
 }
 
 impl Reread<'_> {
+    /// Asks for `account`'s head to be brought into cache ([`Reread::prefetch_first`]
+    /// next, then [`Reread::seen`]).
+    pub fn prefetch_head(&self, account: i64) {
+        if let Some(h) = usize::try_from(account)
+            .ok()
+            .and_then(|a| self.known.heads.get(a))
+        {
+            crate::bytes::prefetch(h);
+        }
+    }
+
+    /// Asks for `account`'s first finding to be brought into cache (nearly always its
+    /// only one).
+    pub fn prefetch_first(&self, account: i64) {
+        let head = usize::try_from(account)
+            .ok()
+            .and_then(|a| self.known.heads.get(a))
+            .copied()
+            .unwrap_or(0) as usize;
+        if let Some(slot) = head.checked_sub(1).and_then(|i| self.known.slots.get(i)) {
+            crate::bytes::prefetch(slot);
+        }
+    }
+
     /// The finding a hit is a re-read of: the map vouches that it was seen once, at this
     /// `source`, at no lower severity, with no device. Later writes of the run only add
     /// sightings or raise severities, which leave that true.
