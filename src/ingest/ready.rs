@@ -375,6 +375,9 @@ impl Sink for Collect<'_, '_, '_> {
         };
         let hash = IdentityHash::of(&self.key);
         self.prep.filter.prefetch(&hash);
+        if let Some(keys) = self.prep.keys {
+            keys.prefetch_fanout(&hash);
+        }
         let arena = &mut self.arena;
         let mut put = |s: &str| {
             let from = arena.len() as u32;

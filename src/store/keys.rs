@@ -200,6 +200,14 @@ impl KeyIndex {
             })
     }
 
+    /// Asks for `hash`'s fan-out words to be brought into cache ([`KeyIndex::prefetch`]
+    /// next).
+    pub fn prefetch_fanout(&self, hash: &IdentityHash) {
+        if let Some(w) = self.fanout.get(prefix(hash)) {
+            crate::bytes::prefetch(w);
+        }
+    }
+
     /// Asks for the entry [`KeyIndex::lookup`] will read first for `hash` (its guessed
     /// place in its bucket) to be brought into cache.
     pub fn prefetch(&self, hash: &IdentityHash) {
