@@ -13,7 +13,10 @@ pub fn prefetch<T>(r: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch cannot fault and reads nothing; `r` is a valid reference.
     unsafe {
-        std::arch::x86_64::_mm_prefetch((r as *const T).cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
+        std::arch::x86_64::_mm_prefetch(
+            (r as *const T).cast::<i8>(),
+            std::arch::x86_64::_MM_HINT_T0,
+        )
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = r;

@@ -896,6 +896,213 @@ mod tests {
         }
     }
 
+    /// The map's file is read by the next run only while the findings are as it says: a
+    /// finding deleted or lowered between runs makes the next run read the table, and a
+    /// re-read of its line is recorded as new or raised, not taken for a re-read; a change
+    /// the map does not record (the user mailed) leaves the file in use.
+    #[test]
+    fn a_finding_changed_between_runs_is_not_taken_from_the_saved_map() {
+        let (_d, mut s) = store_with(&["a@x.example", "b@x.example"]);
+        let a = s.account_by_email("a@x.example").unwrap().unwrap().id;
+        let b = s.account_by_email("b@x.example").unwrap().unwrap().id;
+        let at = super::super::known::KNOW_AFTER;
+        let batch = |s: &mut Store| {
+            let items = [
+                Recording::Match {
+                    sighting: sighting(a, Some(1), "f:1", 5),
+                    otherwise: None,
+                },
+                Recording::Match {
+                    sighting: sighting(b, Some(2), "f:2", 5),
+                    otherwise: None,
+                },
+            ];
+            s.record_batch(&items).unwrap()
+        };
+        // Each run: the map read (true: from its file), a batch, the map saved.
+        let mut run = |s: &mut Store| {
+            s.want_known(at, at).unwrap();
+            let from_file = !s.known.as_ref().unwrap().dirty;
+            let out = batch(s);
+            s.forget_known();
+            (from_file, out)
+        };
+        let (from_file, out) = run(&mut s);
+        assert!(!from_file);
+        assert!(matches!(
+            out[..],
+            [
+                Recorded::Sighting(SightingOutcome::New(_)),
+                Recorded::Sighting(SightingOutcome::New(_))
+            ]
+        ));
+        let (from_file, out) = run(&mut s);
+        assert!(from_file);
+        assert!(matches!(
+            out[..],
+            [
+                Recorded::Sighting(SightingOutcome::Seen(_)),
+                Recorded::Sighting(SightingOutcome::Seen(_))
+            ]
+        ));
+        s.conn
+            .execute("UPDATE findings SET user_notified = 1", [])
+            .unwrap();
+        assert!(
+            run(&mut s).0,
+            "a change the map does not hold keeps the file"
+        );
+
+        s.conn
+            .execute_batch(&format!(
+                "DELETE FROM sightings WHERE finding_id IN
+                    (SELECT id FROM findings WHERE account_id = {a});
+                 DELETE FROM findings WHERE account_id = {a};"
+            ))
+            .unwrap();
+        let (from_file, out) = run(&mut s);
+        assert!(!from_file);
+        assert!(matches!(
+            out[..],
+            [
+                Recorded::Sighting(SightingOutcome::New(_)),
+                Recorded::Sighting(SightingOutcome::Seen(_))
+            ]
+        ));
+        assert!(run(&mut s).0);
+
+        s.conn
+            .execute(
+                "UPDATE findings SET severity = 'medium' WHERE account_id = ?1",
+                [b],
+            )
+            .unwrap();
+        let (from_file, out) = run(&mut s);
+        assert!(!from_file);
+        assert!(matches!(
+            out[..],
+            [
+                Recorded::Sighting(SightingOutcome::Seen(_)),
+                Recorded::Sighting(SightingOutcome::Escalated(_))
+            ]
+        ));
+        // The raise was written during that run: the map was not saved after it.
+        assert!(!run(&mut s).0);
+        // A sighting written the general way during a run: the map is not saved.
+        s.want_known(at, at).unwrap();
+        assert!(s.known.as_ref().is_some_and(|k| !k.dirty));
+        s.record_sighting(&sighting(b, Some(2), "g:9", 6)).unwrap();
+        s.forget_known();
+        assert!(!run(&mut s).0);
+    }
+
+    /// Runs that keep the map in its file between them record as SQLite alone, whatever
+    /// is written between runs without the map: sightings the general way (which change
+    /// what the map says of a finding) and findings deleted (a purge, an admin). A file
+    /// that could lie is never read; one that cannot is.
+    #[test]
+    fn known_findings_kept_between_runs_record_as_sqlite_alone() {
+        let emails = ["a@x.example", "b@x.example", "c@x.example"];
+        let sources = ["f:1", "f:2", "g:1", "g:7", "h:3"];
+        let (mut from_file, mut from_table) = (0, 0);
+        for seed in 1..=12u64 {
+            let (_d1, mut plain) = store_with(&emails);
+            let (_d2, mut mapped) = store_with(&emails);
+            let ids: Vec<i64> = emails
+                .iter()
+                .map(|e| plain.account_by_email(e).unwrap().unwrap().id)
+                .collect();
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = |n: u64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % n
+            };
+            for step in 0..60 {
+                if mapped.known.is_none() {
+                    let at = super::super::known::KNOW_AFTER;
+                    mapped.want_known(at, at).unwrap();
+                    match mapped.known.as_ref().map(|k| k.dirty) {
+                        Some(false) => from_file += 1,
+                        Some(true) => from_table += 1,
+                        None => panic!("seed {seed} step {step}: no map"),
+                    }
+                }
+                let mut items = Vec::new();
+                for _ in 0..1 + next(12) {
+                    let fp = match next(4) {
+                        0 => None,
+                        b => Some(b as u8),
+                    };
+                    let sg = sighting(
+                        ids[next(3) as usize],
+                        fp,
+                        sources[next(5) as usize],
+                        step * 10 + next(10) as i64,
+                    );
+                    items.push(Recording::Match {
+                        sighting: sg,
+                        otherwise: None,
+                    });
+                }
+                let want = plain.record_batch(&items).unwrap();
+                let got = mapped.record_batch(&items).unwrap();
+                assert_eq!(got, want, "seed {seed} step {step}");
+                if next(3) != 0 {
+                    continue;
+                }
+                // A run's end: the map saved (if nothing changed behind it), then writes
+                // between runs, with no map held.
+                mapped.forget_known();
+                assert!(mapped.known.is_none());
+                match next(4) {
+                    0 => {
+                        let sg = sighting(
+                            ids[next(3) as usize],
+                            Some(1 + next(3) as u8),
+                            sources[next(5) as usize],
+                            step * 10,
+                        );
+                        assert_eq!(
+                            plain.record_sighting(&sg).unwrap(),
+                            mapped.record_sighting(&sg).unwrap(),
+                            "seed {seed} step {step}"
+                        );
+                    }
+                    1 => {
+                        let account = ids[next(3) as usize];
+                        for s in [&plain, &mapped] {
+                            s.conn
+                                .execute_batch(&format!(
+                                    "DELETE FROM sightings WHERE finding_id IN
+                                        (SELECT id FROM findings WHERE account_id = {account});
+                                     DELETE FROM findings WHERE account_id = {account};"
+                                ))
+                                .unwrap();
+                        }
+                    }
+                    2 => {
+                        // Not what the map records: the file stays valid.
+                        for s in [&plain, &mapped] {
+                            s.conn
+                                .execute("UPDATE findings SET user_notified = 1", [])
+                                .unwrap();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            assert_eq!(table_dump(&mapped), table_dump(&plain), "seed {seed}");
+        }
+        // A run that wrote a sighting the general way does not save the map (its writes
+        // deleted the token): in this mix, most runs.
+        assert!(
+            from_file > 10 && from_table > 10,
+            "{from_file} {from_table}"
+        );
+    }
+
     /// A database of version 6 (findings unique by account, kind and the whole
     /// fingerprint) is rebuilt as version 7 with every finding, sighting and reference
     /// kept, and deduplicates against them as before.

@@ -94,7 +94,7 @@ pub(super) struct Known {
     /// while no finding changes behind it ([`file`]).
     token: i64,
     /// Changed since it was read from its file (or read from the table).
-    dirty: bool,
+    pub(super) dirty: bool,
 }
 
 /// The `meta` key of the token the known findings' file is valid under.

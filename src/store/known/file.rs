@@ -238,3 +238,109 @@ pub(super) fn load(path: &Path, token: i64) -> Result<Option<Known>, Unusable> {
     }
     Ok(Some(known))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FindingKind;
+
+    fn sample() -> Known {
+        let mut known = Known {
+            heads: vec![0; 10],
+            slots: Vec::new(),
+            seed: 0x1234_5678_9abc_def1,
+            token: 0,
+            dirty: false,
+        };
+        for n in 0..40u8 {
+            let key = Known::key(i64::from(n % 7) + 1, FindingKind::Password, &[n; 32]);
+            let (severity, source) = match n % 3 {
+                0 => (Severity::Medium, None),
+                1 => (Severity::High, Some(u64::from(n) << 40)),
+                _ => (Severity::Critical, Some(u64::MAX - u64::from(n))),
+            };
+            assert!(known.put(key, i64::from(n) * 3 + 1, severity, source));
+        }
+        known
+    }
+
+    fn entries(known: &Known) -> Vec<String> {
+        (0..40u8)
+            .map(|n| {
+                let key = Known::key(i64::from(n % 7) + 1, FindingKind::Password, &[n; 32]);
+                format!("{:?}", known.get(&key))
+            })
+            .collect()
+    }
+
+    /// What is saved is read back entry for entry, with its seed (the sources' hashes
+    /// depend on it), and only under its own token.
+    #[test]
+    fn the_map_is_read_back_as_saved_and_only_under_its_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        assert!(
+            load(&path, 5).unwrap().is_none(),
+            "no file: the table is read"
+        );
+        let known = sample();
+        save(&known, &path, 77).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(!dir.path().join(format!("{FILE}.tmp")).exists());
+        let back = load(&path, 77).unwrap().unwrap();
+        assert_eq!(entries(&back), entries(&known));
+        assert_eq!(back.seed, known.seed);
+        assert_eq!(back.source_hash("f.txt:3"), known.source_hash("f.txt:3"));
+        assert!((back.token, back.dirty) == (77, false));
+        assert!(matches!(load(&path, 78), Err(Unusable::Token)));
+    }
+
+    /// Any byte changed, or the file cut short, and the file is not used; a chain that
+    /// points forwards (which could loop) is refused before the checksum is reached.
+    #[test]
+    fn a_damaged_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        save(&sample(), &path, 9).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let slots_at = HEADER as usize + 10 * 4;
+        for at in [
+            16,
+            24,
+            HEADER as usize + 4,
+            slots_at + 3,
+            slots_at + 8,
+            good.len() - 2,
+        ] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x40;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(
+                matches!(load(&path, 9), Err(Unusable::Damaged(_))),
+                "byte {at}: {:?}",
+                load(&path, 9).err()
+            );
+        }
+        std::fs::write(&path, &good[..good.len() - 1]).unwrap();
+        assert!(matches!(load(&path, 9), Err(Unusable::Damaged("length"))));
+        let mut forward = good.clone();
+        // The first finding's chain pointing at the second.
+        forward[slots_at + 20..slots_at + 24].copy_from_slice(&2u32.to_le_bytes());
+        std::fs::write(&path, &forward).unwrap();
+        assert!(matches!(
+            load(&path, 9),
+            Err(Unusable::Damaged("a chain pointing forwards"))
+        ));
+        let mut other = good.clone();
+        other[..8].copy_from_slice(b"LWKNOWN2");
+        std::fs::write(&path, &other).unwrap();
+        assert!(matches!(load(&path, 9), Err(Unusable::Format)));
+        std::fs::write(&path, &good).unwrap();
+        assert!(load(&path, 9).unwrap().is_some());
+    }
+}
