@@ -723,6 +723,48 @@ mod tests {
         }
     }
 
+    /// A small random generator (xorshift), `next(n)` in `0..n`, for reproducible mixes.
+    fn xorshift(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        move |n| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        }
+    }
+
+    /// A batch of 1 to 12 random sightings of `ids`' accounts at `sources`: passwords 1–3
+    /// or none, some at medium severity.
+    fn random_batch<'a>(
+        ids: &[i64],
+        sources: &[&'a str],
+        step: i64,
+        next: &mut impl FnMut(u64) -> u64,
+    ) -> Vec<Recording<'a>> {
+        let mut items = Vec::new();
+        for _ in 0..1 + next(12) {
+            let fp = match next(4) {
+                0 => None,
+                b => Some(b as u8),
+            };
+            let mut sg = sighting(
+                ids[next(ids.len() as u64) as usize],
+                fp,
+                sources[next(sources.len() as u64) as usize],
+                step * 10 + next(10) as i64,
+            );
+            if next(8) == 0 {
+                sg.severity = Severity::Medium;
+            }
+            items.push(Recording::Match {
+                sighting: sg,
+                otherwise: None,
+            });
+        }
+        items
+    }
+
     /// A batch does what recording its items one by one does, in order: a finding seen
     /// twice in one batch is new once; a departed account's hit becomes its fallback, an
     /// unknown org identity, or nothing.
@@ -848,35 +890,9 @@ mod tests {
                 .iter()
                 .map(|e| plain.account_by_email(e).unwrap().unwrap().id)
                 .collect();
-            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let mut next = |n: u64| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x % n
-            };
+            let mut next = xorshift(seed);
             for step in 0..40 {
-                let count = 1 + next(12) as usize;
-                let mut items = Vec::new();
-                for _ in 0..count {
-                    let fp = match next(4) {
-                        0 => None,
-                        b => Some(b as u8),
-                    };
-                    let mut sg = sighting(
-                        ids[next(3) as usize],
-                        fp,
-                        sources[next(5) as usize],
-                        step * 10 + next(10) as i64,
-                    );
-                    if next(8) == 0 {
-                        sg.severity = Severity::Medium;
-                    }
-                    items.push(Recording::Match {
-                        sighting: sg,
-                        otherwise: None,
-                    });
-                }
+                let items = random_batch(&ids, &sources, step, &mut next);
                 if next(5) == 0 {
                     // Written past the batch: a critical sighting, as a stealer log's.
                     let mut sg = sighting(ids[next(3) as usize], Some(1), "s:1", step * 10);
@@ -920,7 +936,7 @@ mod tests {
             s.record_batch(&items).unwrap()
         };
         // Each run: the map read (true: from its file), a batch, the map saved.
-        let mut run = |s: &mut Store| {
+        let run = |s: &mut Store| {
             s.want_known(at, at).unwrap();
             let from_file = !s.known.as_ref().unwrap().dirty;
             let out = batch(s);
@@ -1012,13 +1028,7 @@ mod tests {
                 .iter()
                 .map(|e| plain.account_by_email(e).unwrap().unwrap().id)
                 .collect();
-            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let mut next = |n: u64| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x % n
-            };
+            let mut next = xorshift(seed);
             for step in 0..60 {
                 if mapped.known.is_none() {
                     let at = super::super::known::KNOW_AFTER;
@@ -1029,23 +1039,7 @@ mod tests {
                         None => panic!("seed {seed} step {step}: no map"),
                     }
                 }
-                let mut items = Vec::new();
-                for _ in 0..1 + next(12) {
-                    let fp = match next(4) {
-                        0 => None,
-                        b => Some(b as u8),
-                    };
-                    let sg = sighting(
-                        ids[next(3) as usize],
-                        fp,
-                        sources[next(5) as usize],
-                        step * 10 + next(10) as i64,
-                    );
-                    items.push(Recording::Match {
-                        sighting: sg,
-                        otherwise: None,
-                    });
-                }
+                let items = random_batch(&ids, &sources, step, &mut next);
                 let want = plain.record_batch(&items).unwrap();
                 let got = mapped.record_batch(&items).unwrap();
                 assert_eq!(got, want, "seed {seed} step {step}");
