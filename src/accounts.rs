@@ -1,8 +1,11 @@
 //! Importing the organisation's directory from CSV, and keeping the Bloom filter in step.
 //!
-//! The CSV has a header row; `email` is required, `username`, `name` and `lang` (`fr` or
-//! `en`, default `fr`) are optional, other columns are ignored. A bad row is reported by
-//! line number and skipped; the rest is imported. Each import replaces the directory.
+//! The CSV has a header row; `email` is required, `username`, `name`, `lang` (`fr` or
+//! `en`, default `fr`) and `password_changed_at` (the last password change: RFC 3339,
+//! `YYYY-MM-DD[ HH:MM[:SS]]` in UTC, or AD's `pwdLastSet` as a FILETIME) are optional,
+//! other columns are ignored. A bad row is reported by line number and skipped; a bad
+//! date is reported and the account imported without it. Each import replaces the
+//! directory.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -75,6 +78,7 @@ pub fn parse_directory<R: Read>(
         user: col("username"),
         name: col("name"),
         lang: col("lang"),
+        changed: col("password_changed_at"),
     };
 
     // Rows are read here, in order, and checked in batches by one worker per core: the
@@ -153,6 +157,7 @@ struct Columns {
     user: Option<usize>,
     name: Option<usize>,
     lang: Option<usize>,
+    changed: Option<usize>,
 }
 
 /// A row as checked on its own: the account, or why the row is skipped.
@@ -237,7 +242,20 @@ fn check_row(
         }
     };
     let keys = account_keys(norm, &email, username.as_deref());
+    let password_changed_at = field(cols.changed).and_then(|v| {
+        let t = password_changed_at(v);
+        if t.is_none() {
+            // Not a reason to leave the person unprotected: without the date, a leaked
+            // password of theirs forces a reset as before.
+            tracing::warn!(
+                line,
+                "password_changed_at is not a date (RFC 3339, YYYY-MM-DD or an AD FILETIME): imported without it"
+            );
+        }
+        t.flatten()
+    });
     Ok(DirectoryAccount {
+        password_changed_at,
         email,
         username,
         name: field(cols.name).and_then(|n| {
@@ -255,6 +273,29 @@ fn check_row(
         lang,
         keys,
     })
+}
+
+/// A `password_changed_at` cell as unix seconds: `Some(None)` for AD's "never" or "must
+/// change at next logon" (`0`), `None` if it is not a date.
+fn password_changed_at(v: &str) -> Option<Option<i64>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Some(Some(t.timestamp()));
+    }
+    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(v, f) {
+            return Some(Some(t.and_utc().timestamp()));
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        return Some(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()));
+    }
+    // pwdLastSet: 100 ns ticks since 1601-01-01 (0: must change; all ones: never).
+    let ticks: i64 = v.parse().ok()?;
+    match ticks {
+        0 | i64::MAX => Some(None),
+        t if t > 0 => Some(Some(t / 10_000_000 - 11_644_473_600)),
+        _ => None,
+    }
 }
 
 /// The accounts read so far, in file order, with their lines, and the rows skipped.
@@ -515,6 +556,25 @@ pub fn load_filter(cfg: &Config, store: &mut Store) -> Result<AccountFilter, Imp
 mod tests {
     use super::*;
 
+    /// The shapes a directory export gives a last password change in, as unix seconds;
+    /// AD's "must change at next logon" and "never" as no date; anything else refused.
+    #[test]
+    fn password_change_dates_as_directories_export_them() {
+        let t = |v: &str| password_changed_at(v);
+        assert_eq!(t("2025-11-02T08:00:00Z"), Some(Some(1_762_070_400)));
+        assert_eq!(t("2025-11-02T10:00:00+02:00"), Some(Some(1_762_070_400)));
+        assert_eq!(t("2025-11-02 08:00:00"), Some(Some(1_762_070_400)));
+        assert_eq!(t("2025-11-02 08:00"), Some(Some(1_762_070_400)));
+        assert_eq!(t("2025-11-02"), Some(Some(1_762_041_600)));
+        // pwdLastSet of 2025-11-02T08:00:00Z, in 100 ns ticks since 1601.
+        assert_eq!(t("134065440000000000"), Some(Some(1_762_070_400)));
+        assert_eq!(t("0"), Some(None));
+        assert_eq!(t("9223372036854775807"), Some(None));
+        for bad in ["yesterday", "02/11/2025", "-5", "2025-13-02"] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn rows_are_checked_and_reported_by_line() {
         let csv = "\u{feff}Email,username,Name,lang,department\n\
@@ -684,6 +744,7 @@ mod index_tests {
                     name: None,
                     lang: Lang::Fr,
                     keys,
+                    password_changed_at: None,
                 };
                 batch.push((i + 2, Ok(account)));
             }

@@ -14,6 +14,7 @@ use crate::daemon;
 use crate::feed;
 use crate::identity::{IdentityHash, Normalizer};
 use crate::ingest::IngestStats;
+use crate::liveness::Verdict;
 use crate::notify::{self, Delivered, Templates, Transport};
 use crate::pipeline::{self, Pipeline};
 use crate::shown::shown;
@@ -415,13 +416,22 @@ pub fn findings_list(cfg: &Config, json: bool) -> Result<i32> {
     }
     writeln!(
         out,
-        "{:>5}  {:<8}  {:<8}  {:<32}  {:<24}  {:<8}  {:<10}  {:>4}  {:<48}  sources",
-        "id", "kind", "severity", "account", "site", "format", "first_seen", "seen", "device"
+        "{:>5}  {:<8}  {:<8}  {:<32}  {:<24}  {:<8}  {:<10}  {:>4}  {:<13}  {:<48}  sources",
+        "id",
+        "kind",
+        "severity",
+        "account",
+        "site",
+        "format",
+        "first_seen",
+        "seen",
+        "live",
+        "device"
     )?;
     for f in &findings {
         writeln!(
             out,
-            "{:>5}  {:<8}  {:<8}  {:<32}  {:<24}  {:<8}  {:<10}  {:>4}  {:<48}  {}",
+            "{:>5}  {:<8}  {:<8}  {:<32}  {:<24}  {:<8}  {:<10}  {:>4}  {:<13}  {:<48}  {}",
             f.id,
             f.kind.as_str(),
             f.severity.as_str(),
@@ -430,6 +440,12 @@ pub fn findings_list(cfg: &Config, json: bool) -> Result<i32> {
             shown(&f.format),
             timefmt::date(f.first_seen),
             f.times_seen,
+            match f.verdict {
+                Verdict::Current => "current",
+                Verdict::Stale => "stale",
+                Verdict::RotatedSince => "rotated since",
+                Verdict::Unknown => "-",
+            },
             shown(
                 &f.device
                     .as_ref()

@@ -32,6 +32,18 @@ pub struct Config {
     pub feeds: FeedsConfig,
     #[serde(default)]
     pub ingest: IngestConfig,
+    #[serde(default)]
+    pub liveness: LivenessConfig,
+}
+
+/// Where leakwatch learns whether a leaked password is still live (`liveness`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LivenessConfig {
+    /// The directory's NT hashes as a pwdump export (`user:rid:lm:nt:::`), a secret file
+    /// (0600) or `${CREDENTIALS_DIRECTORY}/…`: a leaked password is compared with its
+    /// account's at match time, and only the verdict is kept.
+    pub nt_hashes_file: Option<PathBuf>,
 }
 
 /// How dumps are read.

@@ -15,6 +15,7 @@ use crate::filter::AccountFilter;
 use crate::fingerprint::Fingerprinter;
 use crate::identity::block::KeyBlocks;
 use crate::identity::{url_host, IdentityHash, IdentityKind, Normalizer};
+use crate::liveness::ntlm::NtHashes;
 use crate::parse::detect::Layout;
 use crate::parse::device::{self, DeviceInfo, Role};
 use crate::parse::reader::{LineReader, RawLine};
@@ -88,6 +89,8 @@ struct PendingHit {
     /// account holds it.
     masked: Option<String>,
     has_password: bool,
+    /// Whether the leaked password is the account's password now (`None`: unknown).
+    current: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +154,8 @@ pub struct Ingest<'a> {
     store: &'a mut Store,
     filter: &'a AccountFilter,
     fingerprinter: &'a Fingerprinter,
+    /// The directory's NT hashes (`liveness::ntlm`), when configured.
+    nt: Option<&'a NtHashes>,
     clock: &'a dyn Clock,
     norm: Normalizer,
     stats: IngestStats,
@@ -210,6 +215,7 @@ impl<'a> Ingest<'a> {
         store: &'a mut Store,
         filter: &'a AccountFilter,
         fingerprinter: &'a Fingerprinter,
+        nt: Option<&'a NtHashes>,
         clock: &'a dyn Clock,
     ) -> Ingest<'a> {
         // What another run wrote since is in the database, not in any earlier map.
@@ -219,6 +225,7 @@ impl<'a> Ingest<'a> {
             store,
             filter,
             fingerprinter,
+            nt,
             clock,
             norm: Normalizer::new(&cfg.organization),
             stats: IngestStats::default(),
@@ -406,6 +413,7 @@ impl<'a> Ingest<'a> {
             keys: self.store.key_index(),
             keys_path: self.store.key_index_path(),
             fingerprinter: self.fingerprinter,
+            nt: self.nt,
             hints: self.cfg.privacy.password_hint,
             reread: None,
         }
@@ -542,6 +550,7 @@ impl<'a> Ingest<'a> {
                         severity: h.severity,
                         device_id: None,
                         hash_algo: h.hash_algo,
+                        password_current: h.current,
                     },
                     otherwise: unknown(h, source(h)),
                 }),
@@ -594,6 +603,7 @@ impl<'a> Ingest<'a> {
                 };
                 let algo = r.password.and_then(crate::parse::hashed::classify);
                 let (kind, fp, hint) = self.prep().exposure(account.id, r.password, algo);
+                let current = self.prep().current(account.id, kind, r.password);
                 let outcome = self.store.record_sighting(&Sighting {
                     account_id: account.id,
                     kind,
@@ -604,9 +614,13 @@ impl<'a> Ingest<'a> {
                     format: r.format,
                     source: &source,
                     seen_at: now,
-                    severity: severity(device_id.is_some(), kind, algo),
+                    severity: match current {
+                        Some(true) => Severity::Critical,
+                        _ => severity(device_id.is_some(), kind, algo),
+                    },
                     device_id,
                     hash_algo: algo.map(|a| a.as_str()),
+                    password_current: current,
                 })?;
                 self.count_outcome(outcome, account.id, kind, &source);
             }
@@ -755,6 +769,7 @@ impl<'a> Ingest<'a> {
                         severity: Severity::Critical,
                         device_id: Some(id),
                         hash_algo: None,
+                        password_current: None,
                     })?;
                     self.count_outcome(outcome, account, FindingKind::Session, &source);
                 }

@@ -36,6 +36,7 @@ pub mod fingerprint;
 pub mod fuzz;
 pub mod identity;
 pub mod ingest;
+pub mod liveness;
 pub mod notify;
 pub mod parse;
 pub mod pipeline;

@@ -14,8 +14,9 @@ use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::filter::AccountFilter;
 use crate::fingerprint::{Fingerprinter, KeyError};
-use crate::identity::IdentityHash;
+use crate::identity::{IdentityHash, Normalizer};
 use crate::ingest::Ingest;
+use crate::liveness::ntlm::NtHashes;
 use crate::notify::{self, Composed, Delivered, NotifyError, Templates, Transport};
 use crate::parse::Format;
 use crate::store::{
@@ -31,6 +32,8 @@ pub enum PipelineError {
     Filter(#[from] ImportError),
     #[error("installation key: {0}")]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Liveness(#[from] crate::liveness::ntlm::NtError),
 }
 
 pub struct Pipeline<'c> {
@@ -38,6 +41,8 @@ pub struct Pipeline<'c> {
     pub store: Store,
     filter: AccountFilter,
     fingerprinter: Fingerprinter,
+    /// The directory's NT hashes, when `[liveness] nt_hashes_file` is set.
+    nt: Option<NtHashes>,
 }
 
 /// One identity hash a remote API reported, with what is known of the leak.
@@ -71,11 +76,27 @@ impl<'c> Pipeline<'c> {
                 "the directory is empty: run `leakwatch accounts import FILE.csv` first"
             );
         }
+        let nt = match (&cfg.liveness.nt_hashes_file, store.key_index()) {
+            (Some(path), Some(keys)) => {
+                let nt = NtHashes::load(path, &Normalizer::new(&cfg.organization), keys)?;
+                tracing::info!(
+                    file = %path.display(),
+                    accounts = nt.matched,
+                    unmatched = nt.unmatched,
+                    malformed = nt.malformed,
+                    malformed_lines = ?nt.malformed_lines,
+                    "NT hash export read"
+                );
+                Some(nt)
+            }
+            _ => None,
+        };
         Ok(Pipeline {
             cfg,
             store,
             filter,
             fingerprinter,
+            nt,
         })
     }
 
@@ -95,6 +116,7 @@ impl<'c> Pipeline<'c> {
             &mut self.store,
             &self.filter,
             &self.fingerprinter,
+            self.nt.as_ref(),
             clock,
         );
         match cancel {
@@ -131,6 +153,8 @@ impl<'c> Pipeline<'c> {
             severity: hit.severity,
             device_id: None,
             hash_algo: None,
+            // An API reports no password to compare.
+            password_current: None,
         })?;
         Ok(match outcome {
             SightingOutcome::New(id) | SightingOutcome::Escalated(id) => {

@@ -15,6 +15,7 @@ use super::{severity, PendingHit};
 use crate::filter::AccountFilter;
 use crate::fingerprint::{password_hint, Fingerprinter, Hint};
 use crate::identity::{mask_email, url_host, IdentityHash, IdentityKind, Normalizer};
+use crate::liveness::ntlm::NtHashes;
 use crate::parse::{Record, Sink};
 use crate::store::{FindingKind, KeyIndex, Reread, Severity, StoreError};
 
@@ -26,6 +27,8 @@ pub(super) struct Prep<'a> {
     pub keys: Option<&'a KeyIndex>,
     pub keys_path: &'a Path,
     pub fingerprinter: &'a Fingerprinter,
+    /// The directory's NT hashes, when configured: whether a leaked password is current.
+    pub nt: Option<&'a NtHashes>,
     pub hints: bool,
     /// The known findings, when the store holds them ([`Prep::lines`] only).
     pub reread: Option<Reread<'a>>,
@@ -119,13 +122,19 @@ impl Prep<'_> {
                     hash_algo: None,
                     masked: Some(masked),
                     has_password: r.password.is_some(),
+                    current: None,
                 }),
                 None => Made::Nothing,
             });
         };
         let algo = r.password.and_then(crate::parse::hashed::classify);
         let (finding, fp) = self.fingerprint(account, r.password, algo);
-        let severity = severity(false, finding, algo);
+        let current = self.current(account, finding, r.password);
+        // A password that still opens the account is acted on first.
+        let severity = match current {
+            Some(true) => Severity::Critical,
+            _ => severity(false, finding, algo),
+        };
         if let Some((reread, source)) = reread {
             if reread
                 .seen(account, finding, fp.as_ref(), source, severity)
@@ -153,7 +162,17 @@ impl Prep<'_> {
             hash_algo: algo.map(|a| a.as_str()),
             masked: masked(),
             has_password: r.password.is_some(),
+            current,
         }))
+    }
+
+    /// Whether a leaked plaintext password is `account`'s password now, from the NT hash
+    /// export (`None`: no export, no hash for the account, or not a plaintext password).
+    pub fn current(&self, account: i64, kind: FindingKind, password: Option<&str>) -> Option<bool> {
+        match (kind, password, self.nt) {
+            (FindingKind::Password, Some(pw), Some(nt)) => nt.check(account, pw),
+            _ => None,
+        }
     }
 
     /// The kind of finding a password (or none) makes, and its fingerprint.

@@ -277,7 +277,10 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
 pub fn forced_resets_csv(findings: &[FindingView]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     digest::write_header(&mut w);
-    for f in findings.iter().filter(|f| f.kind != FindingKind::Identity) {
+    for f in findings
+        .iter()
+        .filter(|f| f.kind != FindingKind::Identity && f.verdict.forces_reset())
+    {
         digest::write_row(&mut w, f);
     }
     w.into_inner().expect("flushing a Vec cannot fail")
@@ -332,6 +335,8 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
                     critical: true,
                     device: Some("Lumma, infected 2025-10-12, device 0123456789ab".into()),
                     algorithm: None,
+                    current: true,
+                    not_live: None,
                 },
                 DigestFinding {
                     email: "dominique@example.net".into(),
@@ -343,8 +348,23 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
                     critical: false,
                     device: None,
                     algorithm: Some("bcrypt".into()),
+                    current: false,
+                    not_live: None,
                 },
             ],
+            advice: vec![DigestFinding {
+                email: "claude@example.net".into(),
+                username: None,
+                first_seen: "2025-10-12".into(),
+                site: None,
+                format: "combo".into(),
+                sources: "dump.txt".into(),
+                critical: false,
+                device: None,
+                algorithm: None,
+                current: false,
+                not_live: Some("rotated since"),
+            }],
             sessions: vec![DigestFinding {
                 email: "camille@example.net".into(),
                 username: None,
@@ -355,6 +375,8 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
                 critical: true,
                 device: Some("Lumma, infected 2025-10-12, device 0123456789ab".into()),
                 algorithm: None,
+                current: false,
+                not_live: None,
             }],
             devices: vec![DigestDevice {
                 description: "Lumma, infected 2025-10-12, device 0123456789ab".into(),
@@ -373,6 +395,7 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
             users_mailed: 1,
             totals: Sections {
                 resets: 2,
+                advice: 1,
                 sessions: 1,
                 identities: 0,
                 unknowns: 1,
@@ -453,6 +476,9 @@ mod tests {
             last_seen: 0,
             times_seen: 1,
             sources: vec!["+dump.csv".into()],
+            password_current: None,
+            password_changed_at: None,
+            verdict: crate::liveness::Verdict::Unknown,
         };
         let csv = String::from_utf8(forced_resets_csv(&[f])).unwrap();
         let mut rows = csv::Reader::from_reader(csv.as_bytes());

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::compose::{mail_host, spreadsheet_safe};
 use super::message::CsvAttachment;
+use crate::liveness::Verdict;
 use crate::store::{FindingKind, FindingView, Severity, UnknownView};
 use crate::timefmt;
 
@@ -47,6 +48,10 @@ pub(crate) struct DigestFinding {
     pub device: Option<String>,
     /// For an exposed password hash, its algorithm.
     pub algorithm: Option<String>,
+    /// The leaked password is the account's password now (`liveness`).
+    pub current: bool,
+    /// Why a credential is not forced to change: "stale" or "rotated since".
+    pub not_live: Option<&'static str>,
 }
 
 /// One infected machine and the accounts stolen from it.
@@ -72,6 +77,8 @@ pub(crate) struct DigestUnknown {
 #[derive(Serialize, Default, Clone, Copy)]
 pub(crate) struct Sections {
     pub resets: u64,
+    /// Credentials no longer live (stale, or rotated since): advice only.
+    pub advice: u64,
     pub sessions: u64,
     pub identities: u64,
     pub unknowns: u64,
@@ -96,6 +103,7 @@ pub(crate) struct DigestCtx<'a> {
     pub org_name: &'a str,
     pub generated_at: String,
     pub resets: Vec<DigestFinding>,
+    pub advice: Vec<DigestFinding>,
     pub sessions: Vec<DigestFinding>,
     pub devices: Vec<DigestDevice>,
     pub identities: Vec<DigestFinding>,
@@ -142,6 +150,7 @@ impl<'a> DigestBuilder<'a> {
                 org_name,
                 generated_at: timefmt::rfc3339(now),
                 resets: Vec::new(),
+                advice: Vec::new(),
                 sessions: Vec::new(),
                 devices: Vec::new(),
                 identities: Vec::new(),
@@ -209,7 +218,15 @@ impl<'a> DigestBuilder<'a> {
                 }
             }
         }
+        let forced = f.verdict.forces_reset();
         let (list, total, omitted) = match f.kind {
+            FindingKind::Password | FindingKind::PasswordHash | FindingKind::Session if !forced => {
+                (
+                    &mut self.ctx.advice,
+                    &mut self.ctx.totals.advice,
+                    &mut self.ctx.omitted.advice,
+                )
+            }
             FindingKind::Password | FindingKind::PasswordHash => (
                 &mut self.ctx.resets,
                 &mut self.ctx.totals.resets,
@@ -232,7 +249,9 @@ impl<'a> DigestBuilder<'a> {
         } else {
             *omitted += 1;
         }
-        if f.kind != FindingKind::Identity {
+        // Only what still opens the account is forced: a stale or rotated credential is
+        // advice, and its owner is told all the same.
+        if f.kind != FindingKind::Identity && forced {
             write_row(&mut self.csv, f);
         }
     }
@@ -296,6 +315,12 @@ fn row(f: &FindingView) -> DigestFinding {
         critical: f.severity == Severity::Critical,
         device: f.device.as_ref().map(|d| d.describe()),
         algorithm: f.hash_algo.clone(),
+        current: f.verdict == Verdict::Current,
+        not_live: match f.verdict {
+            Verdict::Stale => Some("stale"),
+            Verdict::RotatedSince => Some("rotated since"),
+            Verdict::Current | Verdict::Unknown => None,
+        },
     }
 }
 
@@ -314,6 +339,7 @@ pub(crate) fn write_header<W: Write>(w: &mut csv::Writer<W>) {
         "format",
         "sources",
         "hash_algorithm",
+        "verdict",
     ]);
 }
 
@@ -338,6 +364,7 @@ pub(crate) fn write_row<W: Write>(w: &mut csv::Writer<W>, f: &FindingView) {
             &f.format,
             &f.sources.join("; "),
             f.hash_algo.as_deref().unwrap_or(""),
+            f.verdict.as_str(),
         ]
         .map(|cell| spreadsheet_safe(cell).into_owned()),
     );

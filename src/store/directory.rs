@@ -17,6 +17,9 @@ pub struct DirectoryAccount {
     pub name: Option<String>,
     pub lang: Lang,
     pub keys: Vec<(IdentityHash, IdentityKind)>,
+    /// The account's last password change (unix seconds), when the directory says
+    /// (`liveness`: a password changed after a leak is not forced to change again).
+    pub password_changed_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -425,7 +428,7 @@ impl Fingerprinter {
         Fingerprinter([rand::random(), rand::random()])
     }
 
-    fn of(&self, fields: [Option<&str>; 4], active: bool) -> Fingerprint {
+    fn of(&self, fields: [Option<&str>; 5], active: bool) -> Fingerprint {
         let mut h = self.0;
         let mut mix = |w: u64| {
             h[0] = (h[0] ^ w)
@@ -454,11 +457,13 @@ impl Fingerprinter {
     }
 
     fn of_new(&self, a: &DirectoryAccount) -> Fingerprint {
+        let changed = a.password_changed_at.map(|t| t.to_string());
         let fields = [
             Some(a.email.as_str()),
             a.username.as_deref(),
             a.name.as_deref(),
             Some(a.lang.code()),
+            changed.as_deref(),
         ];
         self.of(fields, true)
     }
@@ -511,8 +516,9 @@ fn plan_accounts<'a>(
     let mut stored: Vec<Stored> = Vec::new();
     let mut stored_fps: Vec<Fingerprint> = Vec::new();
     {
-        let mut stmt =
-            tx.prepare("SELECT id, email, username, name, lang, active FROM accounts")?;
+        let mut stmt = tx.prepare(
+            "SELECT id, email, username, name, lang, active, password_changed_at FROM accounts",
+        )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             // Borrowed from SQLite's row: only the email is copied out.
@@ -527,7 +533,17 @@ fn plan_accounts<'a>(
             };
             let email = text(1)?.unwrap_or_default();
             let active = r.get(5)?;
-            stored_fps.push(fps.of([Some(email), text(2)?, text(3)?, text(4)?], active));
+            let changed = r.get::<_, Option<i64>>(6)?.map(|t| t.to_string());
+            stored_fps.push(fps.of(
+                [
+                    Some(email),
+                    text(2)?,
+                    text(3)?,
+                    text(4)?,
+                    changed.as_deref(),
+                ],
+                active,
+            ));
             stored.push(Stored {
                 id: r.get(0)?,
                 active,
@@ -591,13 +607,13 @@ impl Plan<'_> {
         // start, cursor seek) that one-row inserts paid 10 M times.
         let insert_sql = |rows: usize| {
             let mut sql = String::from(
-                "INSERT INTO accounts (id, email, username, name, lang, active) VALUES ",
+                "INSERT INTO accounts (id, email, username, name, lang, password_changed_at, active) VALUES ",
             );
             for i in 0..rows {
                 sql.push_str(if i == 0 {
-                    "(?,?,?,?,?,1)"
+                    "(?,?,?,?,?,?,1)"
                 } else {
-                    ",(?,?,?,?,?,1)"
+                    ",(?,?,?,?,?,?,1)"
                 });
             }
             sql
@@ -615,10 +631,17 @@ impl Plan<'_> {
             last.raw_execute()?;
         }
         let mut update = tx.prepare(
-            "UPDATE accounts SET username = ?2, name = ?3, lang = ?4, active = 1 WHERE id = ?1",
+            "UPDATE accounts SET username = ?2, name = ?3, lang = ?4, password_changed_at = ?5,
+                active = 1 WHERE id = ?1",
         )?;
         for (a, id) in &self.updates {
-            update.execute(params![id, a.username, a.name, a.lang.code()])?;
+            update.execute(params![
+                id,
+                a.username,
+                a.name,
+                a.lang.code(),
+                a.password_changed_at
+            ])?;
         }
         let mut deactivate = tx.prepare("UPDATE accounts SET active = 0 WHERE id = ?1")?;
         for id in &self.leaving {
@@ -628,7 +651,7 @@ impl Plan<'_> {
     }
 }
 
-/// Rows per multi-row `INSERT` (5 parameters each; SQLite allows 32 766).
+/// Rows per multi-row `INSERT` (6 parameters each; SQLite allows 32 766).
 const ROWS_PER_INSERT: usize = 64;
 
 fn bind_inserts(
@@ -636,12 +659,13 @@ fn bind_inserts(
     rows: &[(&DirectoryAccount, i64)],
 ) -> Result<(), StoreError> {
     for (i, (a, id)) in rows.iter().enumerate() {
-        let at = i * 5;
+        let at = i * 6;
         stmt.raw_bind_parameter(at + 1, id)?;
         stmt.raw_bind_parameter(at + 2, &a.email)?;
         stmt.raw_bind_parameter(at + 3, &a.username)?;
         stmt.raw_bind_parameter(at + 4, &a.name)?;
         stmt.raw_bind_parameter(at + 5, a.lang.code())?;
+        stmt.raw_bind_parameter(at + 6, a.password_changed_at)?;
     }
     Ok(())
 }
@@ -672,6 +696,7 @@ mod tests {
             name: None,
             lang: Lang::En,
             keys,
+            password_changed_at: None,
         }
     }
 
@@ -760,24 +785,42 @@ mod tests {
     #[test]
     fn fingerprints_tell_fields_apart_and_repeat() {
         let fps = Fingerprinter::new();
-        let base = fps.of([Some("a@x.example"), Some("ab"), None, Some("fr")], true);
+        let base = fps.of(
+            [Some("a@x.example"), Some("ab"), None, Some("fr"), None],
+            true,
+        );
         assert_eq!(
             base,
-            fps.of([Some("a@x.example"), Some("ab"), None, Some("fr")], true)
+            fps.of(
+                [Some("a@x.example"), Some("ab"), None, Some("fr"), None],
+                true
+            )
         );
         for other in [
             fps.of(
-                [Some("a@x.example"), Some("a"), Some("b"), Some("fr")],
+                [Some("a@x.example"), Some("a"), Some("b"), Some("fr"), None],
                 true,
             ),
-            fps.of([Some("a@x.example"), None, Some("ab"), Some("fr")], true),
             fps.of(
-                [Some("a@x.example"), Some("ab"), Some(""), Some("fr")],
+                [Some("a@x.example"), None, Some("ab"), Some("fr"), None],
                 true,
             ),
-            fps.of([Some("a@x.example"), Some("ab"), None, Some("en")], true),
-            fps.of([Some("a@x.example"), Some("ab"), None, Some("fr")], false),
-            fps.of([Some("a@x.exampl"), Some("eab"), None, Some("fr")], true),
+            fps.of(
+                [Some("a@x.example"), Some("ab"), Some(""), Some("fr"), None],
+                true,
+            ),
+            fps.of(
+                [Some("a@x.example"), Some("ab"), None, Some("en"), None],
+                true,
+            ),
+            fps.of(
+                [Some("a@x.example"), Some("ab"), None, Some("fr"), None],
+                false,
+            ),
+            fps.of(
+                [Some("a@x.exampl"), Some("eab"), None, Some("fr"), None],
+                true,
+            ),
         ] {
             assert_ne!(base, other);
         }
@@ -785,7 +828,10 @@ mod tests {
         let again = Fingerprinter::new();
         assert_ne!(
             base,
-            again.of([Some("a@x.example"), Some("ab"), None, Some("fr")], true)
+            again.of(
+                [Some("a@x.example"), Some("ab"), None, Some("fr"), None],
+                true
+            )
         );
     }
 

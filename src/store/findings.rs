@@ -12,6 +12,7 @@ use super::directory::{account_row, AccountRow};
 use super::known::{dedup, Known};
 use super::{Store, StoreError};
 use crate::identity::IdentityHash;
+use crate::liveness::Verdict;
 use crate::parse::Format;
 
 /// Sightings kept per finding; beyond that only the counters move.
@@ -103,6 +104,9 @@ pub struct Sighting<'a> {
     pub device_id: Option<i64>,
     /// For a `password_hash` finding, the hash's algorithm.
     pub hash_algo: Option<&'static str>,
+    /// Whether the leaked password is the account's password now, when the directory's NT
+    /// hashes say (`liveness`): the finding keeps the latest verdict, never the hash.
+    pub password_current: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +162,29 @@ pub struct FindingView {
     pub times_seen: i64,
     /// Distinct files (or archive entries) it was seen in, without line numbers.
     pub sources: Vec<String>,
+    /// Whether the leaked password was the account's password when last checked
+    /// (`liveness::ntlm`; `None`: never checked).
+    pub password_current: Option<bool>,
+    /// The account's last password change, from the directory (unix seconds).
+    pub password_changed_at: Option<i64>,
+    /// Whether the credential is still live, from the two above ([`Verdict::of`]).
+    pub verdict: Verdict,
+}
+
+impl FindingView {
+    /// When the credential was exposed: the end of its stealer log's day where there is
+    /// one (never after leakwatch first saw it), else when leakwatch first saw it. Late
+    /// rather than early: a password changed the day of the theft is not claimed rotated.
+    pub fn exposed_at(&self) -> i64 {
+        let logged = self
+            .device
+            .as_ref()
+            .and_then(|d| d.log_date.as_deref())
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .and_then(|d| d.and_hms_opt(23, 59, 59))
+            .map(|t| t.and_utc().timestamp());
+        logged.map_or(self.first_seen, |t| t.min(self.first_seen))
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -400,7 +427,8 @@ impl Store {
         let sql = format!(
             "SELECT a.id, a.email, a.username, a.name, a.lang,
                     f.id, f.kind, f.password_hint, f.site, f.format, f.first_source, f.first_seen,
-                    f.last_seen, f.times_seen, f.severity, f.hash_algo, {DEVICE_COLUMNS}
+                    f.last_seen, f.times_seen, f.severity, f.hash_algo, {DEVICE_COLUMNS},
+                    f.password_current, a.password_changed_at
              FROM findings f JOIN accounts a ON a.id = f.account_id
              LEFT JOIN devices d ON d.id = f.device_id
              WHERE {cond} ORDER BY f.first_seen, f.id"
@@ -410,7 +438,7 @@ impl Store {
             .query_map([], |r| {
                 let account = account_row(r)?;
                 let kind: String = r.get(6)?;
-                Ok(FindingView {
+                let mut view = FindingView {
                     id: r.get(5)?,
                     email: account.email.clone(),
                     username: account.username.clone(),
@@ -427,7 +455,18 @@ impl Store {
                     last_seen: r.get(12)?,
                     times_seen: r.get(13)?,
                     sources: Vec::new(),
-                })
+                    password_current: r.get(23)?,
+                    password_changed_at: r.get(24)?,
+                    verdict: Verdict::Unknown,
+                };
+                view.verdict = Verdict::of(
+                    view.kind,
+                    view.password_current,
+                    view.last_seen,
+                    view.exposed_at(),
+                    view.password_changed_at,
+                );
+                Ok(view)
             })?
             .collect::<Result<_, _>>()?;
         if !sources {
@@ -537,9 +576,10 @@ fn sighting_in(
         Some((id, times, severity, _, _)) => {
             conn.prepare_cached(
                 "UPDATE findings SET last_seen = max(last_seen, ?2), times_seen = times_seen + 1,
-                    device_id = coalesce(device_id, ?3) WHERE id = ?1",
+                    device_id = coalesce(device_id, ?3),
+                    password_current = coalesce(?4, password_current) WHERE id = ?1",
             )?
-            .execute(params![id, s.seen_at, s.device_id])?;
+            .execute(params![id, s.seen_at, s.device_id, s.password_current])?;
             let escalated = s.severity > Severity::parse(&severity);
             if escalated {
                 conn.prepare_cached(
@@ -626,8 +666,8 @@ fn insert_new(
         .prepare_cached(
             "INSERT OR IGNORE INTO findings (account_id, kind, secret_fp, password_hint,
                 identity_hash, site, format, first_source, first_seen, last_seen, times_seen,
-                severity, device_id, hash_algo, dedup)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1, ?10, ?11, ?12, ?13)",
+                severity, device_id, hash_algo, dedup, password_current)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 1, ?10, ?11, ?12, ?13, ?14)",
         )?
         .execute(params![
             s.account_id,
@@ -642,7 +682,8 @@ fn insert_new(
             s.severity.as_str(),
             s.device_id,
             s.hash_algo,
-            dedup(s.kind, fp)
+            dedup(s.kind, fp),
+            s.password_current
         ])?;
     if added == 0 {
         return Ok(None);
@@ -696,6 +737,7 @@ mod tests {
                 name: None,
                 lang: Lang::Fr,
                 keys: vec![(IdentityHash::of(e), IdentityKind::Email)],
+                password_changed_at: None,
             })
             .collect();
         s.replace_directory(&accounts).unwrap();
@@ -720,6 +762,7 @@ mod tests {
             severity: Severity::High,
             device_id: None,
             hash_algo: None,
+            password_current: None,
         }
     }
 
@@ -783,6 +826,7 @@ mod tests {
                 name: None,
                 lang: Lang::Fr,
                 keys: vec![(IdentityHash::of("a@x.example"), IdentityKind::Email)],
+                password_changed_at: None,
             }])
             .unwrap();
         let unknown = |who: &'static str| UnknownSighting {

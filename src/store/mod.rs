@@ -35,7 +35,7 @@ pub use known::Reread;
 pub use outbox::{Attempt, MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
 
 const DB_FILE: &str = "leakwatch.db";
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 const KEYS_FILE: &str = "identity-keys.idx";
 
 #[derive(Debug, thiserror::Error)]
@@ -281,9 +281,14 @@ impl Store {
                     self.conn.execute_batch(step)?;
                 }
                 self.migrate_7()?;
-                Ok(self.conn.execute_batch(SCHEMA_8)?)
+                self.conn.execute_batch(SCHEMA_8)?;
+                Ok(self.conn.execute_batch(SCHEMA_9)?)
             }
-            7 => Ok(self.conn.execute_batch(SCHEMA_8)?),
+            7 => {
+                self.conn.execute_batch(SCHEMA_8)?;
+                Ok(self.conn.execute_batch(SCHEMA_9)?)
+            }
+            8 => Ok(self.conn.execute_batch(SCHEMA_9)?),
             SCHEMA_VERSION => Ok(()),
             found => Err(StoreError::Version {
                 path: self.path.clone(),
@@ -598,6 +603,17 @@ BEGIN
     DELETE FROM meta WHERE key = 'known_token';
 END;
 PRAGMA user_version = 8;
+COMMIT;
+"#;
+
+/// Version 9: whether a leaked credential is still live (`liveness`): the account's last
+/// password change from the directory, and the finding's latest NT hash verdict (1 the
+/// account's password, 0 not, NULL never checked). Only the verdict, never a hash.
+const SCHEMA_9: &str = r#"
+BEGIN;
+ALTER TABLE accounts ADD COLUMN password_changed_at INTEGER;
+ALTER TABLE findings ADD COLUMN password_current INTEGER;
+PRAGMA user_version = 9;
 COMMIT;
 "#;
 

@@ -6,6 +6,7 @@ mod daemon;
 mod faults;
 mod feeds;
 mod hostile;
+mod liveness;
 mod pipeline;
 mod shapes;
 mod smtp;
