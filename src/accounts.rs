@@ -700,6 +700,8 @@ mod index_tests {
              ALTER TABLE feed_runs DROP COLUMN no_identity;
              ALTER TABLE findings DROP COLUMN hash_algo;
              ALTER TABLE devices DROP COLUMN same_as;
+             ALTER TABLE accounts DROP COLUMN password_changed_at;
+             ALTER TABLE findings DROP COLUMN password_current;
              PRAGMA user_version = 3;",
         )
         .unwrap();

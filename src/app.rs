@@ -50,6 +50,14 @@ pub fn check(config_path: &Path, cfg: &Config) -> Result<i32> {
         "  mail: {transport:?}, {} admin(s)",
         cfg.notify.admins.len()
     )?;
+    if let Some(path) = &cfg.liveness.nt_hashes_file {
+        let path = crate::secret::check_secret_file(path)?;
+        writeln!(
+            out,
+            "  liveness: NT hash export {} (owner-only)",
+            path.display()
+        )?;
+    }
     for (name, origin) in templates.origins() {
         writeln!(out, "  template {name}: {origin}")?;
     }

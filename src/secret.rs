@@ -59,12 +59,10 @@ pub fn expand_credentials_dir(path: &Path) -> PathBuf {
     PathBuf::from(text.replace("${CREDENTIALS_DIRECTORY}", &dir))
 }
 
-/// Reads a secret from a file: trailing newlines are dropped, everything else is kept.
-///
-/// A file that other users can read, its group's included, is refused rather than warned
-/// about: a readable SMTP password is a finding in itself, and the fix (`chmod 600`) is one
-/// command. (systemd's credentials are 0400 to the service's user.)
-pub fn read_secret_file(path: &Path) -> Result<Secret, SecretError> {
+/// The path of a secret file (`${CREDENTIALS_DIRECTORY}` expanded) once it is known to be
+/// readable by its owner only; for secrets too large to hold as one [`Secret`] (an export
+/// of the directory's password hashes).
+pub fn check_secret_file(path: &Path) -> Result<PathBuf, SecretError> {
     let path = expand_credentials_dir(path);
     let meta = std::fs::metadata(&path).map_err(|source| SecretError::Read {
         path: path.clone(),
@@ -80,6 +78,16 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, SecretError> {
     }
     #[cfg(not(unix))]
     let _ = meta;
+    Ok(path)
+}
+
+/// Reads a secret from a file: trailing newlines are dropped, everything else is kept.
+///
+/// A file that other users can read, its group's included, is refused rather than warned
+/// about: a readable SMTP password is a finding in itself, and the fix (`chmod 600`) is one
+/// command. (systemd's credentials are 0400 to the service's user.)
+pub fn read_secret_file(path: &Path) -> Result<Secret, SecretError> {
+    let path = check_secret_file(path)?;
     let text = std::fs::read_to_string(&path).map_err(|source| SecretError::Read {
         path: path.clone(),
         source,

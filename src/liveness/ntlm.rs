@@ -13,7 +13,7 @@
 //! are matched to accounts by their login (the accounts CSV's `username`), through the
 //! identity index; history lines (`user_history0`) and machine accounts (`name$`) are
 //! skipped, and a line that is not of that shape is counted and reported by number,
-//! never quoted.
+//! never quoted. UTF-8 or, as Windows PowerShell's `Out-File` writes, UTF-16LE.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ use md4::{Digest, Md4};
 use zeroize::Zeroize;
 
 use crate::identity::{IdentityHash, IdentityKind, Normalizer};
-use crate::secret::{read_secret_file, SecretError};
+use crate::secret::{check_secret_file, SecretError};
 use crate::store::{KeyIndex, KeyIndexError};
 
 /// An NT hash.
@@ -121,11 +121,23 @@ impl NtHashes {
     /// Reads the export at `path` (a secret file: 0600, or a systemd credential) and
     /// matches its users to accounts through the identity index.
     pub fn load(path: &Path, norm: &Normalizer, keys: &KeyIndex) -> Result<NtHashes, NtError> {
-        let secret = read_secret_file(path)?;
-        let mut text = secret.expose().to_string();
-        drop(secret);
+        let path = check_secret_file(path)?;
+        let read = |source| SecretError::Read {
+            path: path.clone(),
+            source,
+        };
+        let mut bytes = std::fs::read(&path).map_err(read)?;
+        // Windows PowerShell's `Out-File` writes UTF-16LE with a BOM.
+        let mut text = match bytes.starts_with(&[0xFF, 0xFE]) {
+            true => encoding_rs::UTF_16LE
+                .decode_with_bom_removal(&bytes)
+                .0
+                .into_owned(),
+            false => String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        bytes.zeroize();
         let out = Self::parse(&text, norm, keys).map_err(|source| NtError::Keys {
-            path: path.to_path_buf(),
+            path: path.clone(),
             source,
         });
         text.zeroize();

@@ -242,4 +242,42 @@ fn current_stale_rotated_and_unknown_passwords_get_their_own_outcomes() {
         .find(|f| f["email"] == "alice.martin@agence-exemple.fr")
         .unwrap();
     assert_eq!(alice["verdict"], "rotated_since");
+
+    // Denis's hash now in the export, written as Windows PowerShell's `Out-File` writes
+    // (UTF-16LE, with a BOM); his password seen again in another file: the new sighting
+    // is compared, finds it current, and raises the finding.
+    let denis_nt = hex(&nt_hash("Denis!2025"));
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(
+            format!("AGENCE\\dblanc:1106:{lm}:{denis_nt}:::\r\n")
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    std::fs::write(&pwdump, utf16).unwrap();
+    std::fs::write(
+        dir.join("again.txt"),
+        "denis.blanc@agence-exemple.fr:Denis!2025\n",
+    )
+    .unwrap();
+    let o = ingest(&config, &[&dir.join("again.txt")]);
+    expect_code(&o, 0);
+    assert_stderr(&o, "accounts=1");
+    let o = run(&config, &["findings", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let denis = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["email"] == "denis.blanc@agence-exemple.fr")
+        .unwrap();
+    assert_eq!(
+        (&denis["verdict"], &denis["severity"]),
+        (
+            &serde_json::json!("current"),
+            &serde_json::json!("critical")
+        )
+    );
+    assert_nowhere(&dir.join("state"), &[denis_nt]);
 }

@@ -172,7 +172,10 @@ fn every_shape_is_read_beyond_what_grep_finds() {
         .unwrap();
     let csv = String::from_utf8(digest.attachments["forced-resets.csv"].clone()).unwrap();
     assert!(
-        csv.lines().next().unwrap().ends_with(",hash_algorithm"),
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",hash_algorithm,verdict"),
         "{csv}"
     );
     let hashed: Vec<&str> = csv
@@ -189,7 +192,7 @@ fn every_shape_is_read_beyond_what_grep_finds() {
     assert!(
         hashed
             .iter()
-            .all(|l| l.ends_with(",bcrypt") || l.ends_with(",md5/ntlm")),
+            .all(|l| l.ends_with(",bcrypt,unknown") || l.ends_with(",md5/ntlm,unknown")),
         "{csv}"
     );
     assert!(
