@@ -44,6 +44,38 @@ pub struct LivenessConfig {
     /// (0600) or `${CREDENTIALS_DIRECTORY}/…`: a leaked password is compared with its
     /// account's at match time, and only the verdict is kept.
     pub nt_hashes_file: Option<PathBuf>,
+    /// The directory read over LDAP at each run: last password changes and salted hashes.
+    pub ldap: Option<LdapSource>,
+}
+
+/// An LDAP directory to read accounts' last password change and `userPassword` from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSource {
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS.
+    #[serde(default)]
+    pub starttls: bool,
+    pub bind_dn: String,
+    /// The bind password, a secret file (0600) or systemd credential.
+    pub password_file: PathBuf,
+    pub base_dn: String,
+    #[serde(default = "default_ldap_filter")]
+    pub filter: String,
+    /// The attribute that holds an account's login (the accounts CSV's `username`):
+    /// `uid` for OpenLDAP, `sAMAccountName` for Active Directory.
+    #[serde(default = "default_login_attribute")]
+    pub login_attribute: String,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_ldap_filter() -> String {
+    "(objectClass=*)".into()
+}
+fn default_login_attribute() -> String {
+    "uid".into()
 }
 
 /// How dumps are read.

@@ -15,7 +15,7 @@ use crate::filter::AccountFilter;
 use crate::fingerprint::Fingerprinter;
 use crate::identity::block::KeyBlocks;
 use crate::identity::{url_host, IdentityHash, IdentityKind, Normalizer};
-use crate::liveness::ntlm::NtHashes;
+use crate::liveness::ntlm::CurrentPasswords;
 use crate::parse::detect::Layout;
 use crate::parse::device::{self, DeviceInfo, Role};
 use crate::parse::reader::{LineReader, RawLine};
@@ -155,7 +155,7 @@ pub struct Ingest<'a> {
     filter: &'a AccountFilter,
     fingerprinter: &'a Fingerprinter,
     /// The directory's NT hashes (`liveness::ntlm`), when configured.
-    nt: Option<&'a NtHashes>,
+    nt: Option<&'a CurrentPasswords>,
     clock: &'a dyn Clock,
     norm: Normalizer,
     stats: IngestStats,
@@ -215,7 +215,7 @@ impl<'a> Ingest<'a> {
         store: &'a mut Store,
         filter: &'a AccountFilter,
         fingerprinter: &'a Fingerprinter,
-        nt: Option<&'a NtHashes>,
+        nt: Option<&'a CurrentPasswords>,
         clock: &'a dyn Clock,
     ) -> Ingest<'a> {
         // What another run wrote since is in the database, not in any earlier map.

@@ -16,7 +16,7 @@ use crate::filter::AccountFilter;
 use crate::fingerprint::{Fingerprinter, KeyError};
 use crate::identity::{IdentityHash, Normalizer};
 use crate::ingest::Ingest;
-use crate::liveness::ntlm::NtHashes;
+use crate::liveness::ntlm::CurrentPasswords;
 use crate::notify::{self, Composed, Delivered, NotifyError, Templates, Transport};
 use crate::parse::Format;
 use crate::store::{
@@ -42,7 +42,7 @@ pub struct Pipeline<'c> {
     filter: AccountFilter,
     fingerprinter: Fingerprinter,
     /// The directory's NT hashes, when `[liveness] nt_hashes_file` is set.
-    nt: Option<NtHashes>,
+    nt: Option<CurrentPasswords>,
 }
 
 /// One identity hash a remote API reported, with what is known of the leak.
@@ -66,6 +66,63 @@ pub enum HitOutcome {
     Seen(i64),
 }
 
+/// What the directory says of its accounts' passwords (`liveness`): the NT hash export,
+/// then LDAP (its last password changes written to the accounts, its salted hashes held
+/// with the export's). `None` when neither is configured. LDAP out of reach is a warning:
+/// its hashes are then not compared (the findings stay "unknown", so still forced) and
+/// the dates stay those of its last read.
+fn current_passwords(
+    cfg: &Config,
+    store: &mut Store,
+) -> Result<Option<CurrentPasswords>, PipelineError> {
+    let live = &cfg.liveness;
+    if live.nt_hashes_file.is_none() && live.ldap.is_none() {
+        return Ok(None);
+    }
+    let norm = Normalizer::new(&cfg.organization);
+    let Some(keys) = store.key_index() else {
+        return Ok(None);
+    };
+    let mut out = CurrentPasswords::default();
+    if let Some(path) = &live.nt_hashes_file {
+        out = CurrentPasswords::load(path, &norm, keys)?;
+        tracing::info!(
+            file = %path.display(),
+            accounts = out.matched,
+            unmatched = out.unmatched,
+            malformed = out.malformed,
+            malformed_lines = ?out.malformed_lines,
+            "NT hash export read"
+        );
+    }
+    if let Some(src) = &live.ldap {
+        match crate::liveness::ldap::read(src, &norm, keys) {
+            Ok(read) => {
+                tracing::info!(
+                    url = %src.url,
+                    entries = read.entries,
+                    accounts = read.matched,
+                    changes = read.changed.len(),
+                    hashes = read.hashes.len(),
+                    other_schemes = read.other_schemes,
+                    "directory read over LDAP"
+                );
+                let crate::liveness::ldap::FromLdap {
+                    changed, hashes, ..
+                } = read;
+                for (id, h) in hashes {
+                    out.add(id, h);
+                }
+                store.set_password_changes(&changed)?;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "directory not read over LDAP: its hashes are not compared this run")
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
 impl<'c> Pipeline<'c> {
     pub fn open(cfg: &'c Config) -> Result<Pipeline<'c>, PipelineError> {
         let mut store = Store::open(cfg.state_dir())?;
@@ -76,21 +133,7 @@ impl<'c> Pipeline<'c> {
                 "the directory is empty: run `leakwatch accounts import FILE.csv` first"
             );
         }
-        let nt = match (&cfg.liveness.nt_hashes_file, store.key_index()) {
-            (Some(path), Some(keys)) => {
-                let nt = NtHashes::load(path, &Normalizer::new(&cfg.organization), keys)?;
-                tracing::info!(
-                    file = %path.display(),
-                    accounts = nt.matched,
-                    unmatched = nt.unmatched,
-                    malformed = nt.malformed,
-                    malformed_lines = ?nt.malformed_lines,
-                    "NT hash export read"
-                );
-                Some(nt)
-            }
-            _ => None,
-        };
+        let nt = current_passwords(cfg, &mut store)?;
         Ok(Pipeline {
             cfg,
             store,

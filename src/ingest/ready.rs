@@ -15,7 +15,7 @@ use super::{severity, PendingHit};
 use crate::filter::AccountFilter;
 use crate::fingerprint::{password_hint, Fingerprinter, Hint};
 use crate::identity::{mask_email, url_host, IdentityHash, IdentityKind, Normalizer};
-use crate::liveness::ntlm::NtHashes;
+use crate::liveness::ntlm::CurrentPasswords;
 use crate::parse::{Record, Sink};
 use crate::store::{FindingKind, KeyIndex, Reread, Severity, StoreError};
 
@@ -28,7 +28,7 @@ pub(super) struct Prep<'a> {
     pub keys_path: &'a Path,
     pub fingerprinter: &'a Fingerprinter,
     /// The directory's NT hashes, when configured: whether a leaked password is current.
-    pub nt: Option<&'a NtHashes>,
+    pub nt: Option<&'a CurrentPasswords>,
     pub hints: bool,
     /// The known findings, when the store holds them ([`Prep::lines`] only).
     pub reread: Option<Reread<'a>>,

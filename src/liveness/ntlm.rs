@@ -92,9 +92,71 @@ fn parse_line(line: &str) -> Line<'_> {
     Line::Account(user, nt)
 }
 
-/// The NT hashes of the directory's accounts, by account id.
-pub struct NtHashes {
-    by_account: HashMap<i64, NtHash>,
+/// How the directory holds an account's password: enough to tell whether a leaked one
+/// is it, never enough to read it.
+pub enum Stored {
+    /// Active Directory's NT hash.
+    Nt(NtHash),
+    /// LDAP `{SSHA}` (SHA-1) or `{SSHA512}`: the digest of the password then the salt.
+    Salted {
+        sha512: bool,
+        digest: Vec<u8>,
+        salt: Vec<u8>,
+    },
+}
+
+impl Stored {
+    /// Whether `password` is the one stored; the comparison takes the same time whichever
+    /// byte differs.
+    pub fn matches(&self, password: &str) -> bool {
+        let mut got = match self {
+            Stored::Nt(_) => nt_hash(password).to_vec(),
+            Stored::Salted { sha512, salt, .. } => {
+                use sha2::Digest as _;
+                match sha512 {
+                    true => {
+                        let mut h = sha2::Sha512::new();
+                        h.update(password.as_bytes());
+                        h.update(salt);
+                        h.finalize().to_vec()
+                    }
+                    false => {
+                        let mut h = sha1::Sha1::new();
+                        h.update(password.as_bytes());
+                        h.update(salt);
+                        h.finalize().to_vec()
+                    }
+                }
+            }
+        };
+        let want: &[u8] = match self {
+            Stored::Nt(h) => h,
+            Stored::Salted { digest, .. } => digest,
+        };
+        let same =
+            got.len() == want.len() && got.iter().zip(want).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0;
+        got.zeroize();
+        same
+    }
+}
+
+impl Drop for Stored {
+    fn drop(&mut self) {
+        match self {
+            Stored::Nt(h) => h.zeroize(),
+            Stored::Salted { digest, salt, .. } => {
+                digest.zeroize();
+                salt.zeroize();
+            }
+        }
+    }
+}
+
+/// How each account's password is held by the directory (its NT hash from an export, or
+/// its salted hash read over LDAP), by account id: whether a leaked password is current.
+#[derive(Default)]
+pub struct CurrentPasswords {
+    by_account: HashMap<i64, Stored>,
     /// Lines of the export that named an account of the directory, named none, or were
     /// not of the pwdump shape (their numbers, the first few, in `malformed_lines`).
     pub matched: usize,
@@ -103,24 +165,20 @@ pub struct NtHashes {
     pub malformed_lines: Vec<usize>,
 }
 
-impl std::fmt::Debug for NtHashes {
+impl std::fmt::Debug for CurrentPasswords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NtHashes({} accounts)", self.by_account.len())
+        write!(f, "CurrentPasswords({} accounts)", self.by_account.len())
     }
 }
 
-impl Drop for NtHashes {
-    fn drop(&mut self) {
-        for h in self.by_account.values_mut() {
-            h.zeroize();
-        }
-    }
-}
-
-impl NtHashes {
+impl CurrentPasswords {
     /// Reads the export at `path` (a secret file: 0600, or a systemd credential) and
     /// matches its users to accounts through the identity index.
-    pub fn load(path: &Path, norm: &Normalizer, keys: &KeyIndex) -> Result<NtHashes, NtError> {
+    pub fn load(
+        path: &Path,
+        norm: &Normalizer,
+        keys: &KeyIndex,
+    ) -> Result<CurrentPasswords, NtError> {
         let path = check_secret_file(path)?;
         let read = |source| SecretError::Read {
             path: path.clone(),
@@ -144,14 +202,12 @@ impl NtHashes {
         out
     }
 
-    fn parse(text: &str, norm: &Normalizer, keys: &KeyIndex) -> Result<NtHashes, KeyIndexError> {
-        let mut out = NtHashes {
-            by_account: HashMap::new(),
-            matched: 0,
-            unmatched: 0,
-            malformed: 0,
-            malformed_lines: Vec::new(),
-        };
+    fn parse(
+        text: &str,
+        norm: &Normalizer,
+        keys: &KeyIndex,
+    ) -> Result<CurrentPasswords, KeyIndexError> {
+        let mut out = CurrentPasswords::default();
         let mut key = String::new();
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
@@ -165,7 +221,7 @@ impl NtHashes {
                     };
                     match account {
                         Some((id, IdentityKind::Login)) => {
-                            out.by_account.insert(id, nt);
+                            out.by_account.insert(id, Stored::Nt(nt));
                             out.matched += 1;
                         }
                         _ => out.unmatched += 1,
@@ -183,14 +239,15 @@ impl NtHashes {
         Ok(out)
     }
 
-    /// Whether `password` is `account`'s password now (`None`: the export has no hash
-    /// for it). The comparison takes the same time whichever byte differs.
+    /// Whether `password` is `account`'s password now (`None`: no hash for it).
     pub fn check(&self, account: i64, password: &str) -> Option<bool> {
-        let want = self.by_account.get(&account)?;
-        let mut got = nt_hash(password);
-        let diff = got.iter().zip(want).fold(0u8, |d, (a, b)| d | (a ^ b));
-        got.zeroize();
-        Some(diff == 0)
+        Some(self.by_account.get(&account)?.matches(password))
+    }
+
+    /// Adds what another source holds of an account's password; an export's NT hash,
+    /// read first, is kept over it.
+    pub fn add(&mut self, account: i64, stored: Stored) {
+        self.by_account.entry(account).or_insert(stored);
     }
 
     pub fn len(&self) -> usize {

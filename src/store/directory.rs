@@ -670,6 +670,23 @@ fn bind_inserts(
     Ok(())
 }
 
+impl super::Store {
+    /// The accounts' last password changes as the directory reports them (unix seconds),
+    /// in one transaction.
+    pub fn set_password_changes(&mut self, changes: &[(i64, i64)]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut set =
+                tx.prepare("UPDATE accounts SET password_changed_at = ?2 WHERE id = ?1")?;
+            for (id, at) in changes {
+                set.execute(params![id, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
 pub(super) fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
     let lang: String = r.get(4)?;
     Ok(AccountRow {

@@ -281,3 +281,285 @@ fn current_stale_rotated_and_unknown_passwords_get_their_own_outcomes() {
     );
     assert_nowhere(&dir.join("state"), &[denis_nt]);
 }
+
+/// OpenLDAP's `slapd` on loopback with the ppolicy overlay, from a generated config, in a
+/// temporary directory; stopped when dropped.
+struct Slapd {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SUFFIX: &str = "dc=agence-exemple,dc=fr";
+const ADMIN: &str = "cn=admin,dc=agence-exemple,dc=fr";
+const ADMIN_PW: &str = "admin-synthetic";
+
+impl Slapd {
+    fn start(dir: &std::path::Path) -> Slapd {
+        ensure_debian_tools("slapd", &["slapd"], "the LDAP tests");
+        ensure_debian_tools(
+            "ldap-utils",
+            &["ldapadd", "ldapmodify", "ldappasswd"],
+            "the LDAP tests",
+        );
+        let db = dir.join("db");
+        std::fs::create_dir_all(&db).unwrap();
+        let conf = dir.join("slapd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "include /etc/ldap/schema/core.schema\n\
+                 include /etc/ldap/schema/cosine.schema\n\
+                 include /etc/ldap/schema/inetorgperson.schema\n\
+                 modulepath /usr/lib/ldap\n\
+                 moduleload back_mdb\n\
+                 moduleload ppolicy\n\
+                 pidfile {pid}\n\
+                 database mdb\n\
+                 maxsize 10485760\n\
+                 suffix \"{SUFFIX}\"\n\
+                 rootdn \"{ADMIN}\"\n\
+                 rootpw {ADMIN_PW}\n\
+                 directory {db}\n\
+                 overlay ppolicy\n\
+                 ppolicy_default \"cn=default,ou=policies,{SUFFIX}\"\n\
+                 access to attrs=userPassword by dn.exact=\"cn=leakwatch,{SUFFIX}\" read by anonymous auth by * none\n\
+                 access to * by dn.exact=\"cn=leakwatch,{SUFFIX}\" read by * none\n",
+                pid = dir.join("slapd.pid").display(),
+                db = db.display(),
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let url = format!("ldap://127.0.0.1:{port}");
+        let child = std::process::Command::new("slapd")
+            .args([
+                "-f",
+                conf.to_str().unwrap(),
+                "-h",
+                &format!("{url}/"),
+                "-d",
+                "0",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start slapd");
+        let slapd = Slapd { child, url };
+        wait_for(20, "slapd listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        slapd
+    }
+
+    fn tool(&self, tool: &str, args: &[&str], stdin: &str) {
+        use std::io::Write;
+        let mut child = std::process::Command::new(tool)
+            .args(["-x", "-H", &self.url, "-D", ADMIN, "-w", ADMIN_PW])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn person(&self, uid: &str) -> String {
+        format!("uid={uid},ou=people,{SUFFIX}")
+    }
+}
+
+/// Against a real OpenLDAP with ppolicy: the password's salted hash and its last change
+/// (`pwdChangedTime`, kept by the overlay) are read over an authenticated bind, and three
+/// leaked passwords get three outcomes: the account's current password (critical,
+/// forced), a stale one (advice), and one whose owner changed the password after the
+/// stealer log that took it, in a scheme leakwatch cannot compare (rotated since:
+/// advice). A wrong bind password is a warning, and the findings then stay forced.
+#[test]
+fn against_slapd_current_stale_and_rotated_passwords_get_three_outcomes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let slapd = Slapd::start(&dir.join("slapd"));
+    slapd.tool(
+        "ldapadd",
+        &[],
+        &format!(
+            "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Agence\ndc: agence-exemple\n\n\
+             dn: ou=policies,{SUFFIX}\nobjectClass: organizationalUnit\nou: policies\n\n\
+             dn: cn=default,ou=policies,{SUFFIX}\nobjectClass: pwdPolicy\nobjectClass: device\ncn: default\npwdAttribute: userPassword\n\n\
+             dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
+             dn: cn=leakwatch,{SUFFIX}\nobjectClass: simpleSecurityObject\nobjectClass: organizationalRole\ncn: leakwatch\nuserPassword: lw-bind-synthetic\n\n\
+             dn: {}\nobjectClass: inetOrgPerson\nuid: amartin\ncn: Alice Martin\nsn: Martin\n\n\
+             dn: {}\nobjectClass: inetOrgPerson\nuid: bpetit\ncn: Bruno Petit\nsn: Petit\n\n\
+             dn: {}\nobjectClass: inetOrgPerson\nuid: croux\ncn: Carole Roux\nsn: Roux\n",
+            slapd.person("amartin"),
+            slapd.person("bpetit"),
+            slapd.person("croux"),
+        ),
+    );
+    // Passwords set as users and admins set them (the Password Modify operation: stored
+    // {SSHA}, pwdChangedTime kept by ppolicy); Carole's in a scheme not compared.
+    slapd.tool(
+        "ldappasswd",
+        &["-s", "Ete2025!actuel", &slapd.person("amartin")],
+        "",
+    );
+    slapd.tool(
+        "ldappasswd",
+        &["-s", "Nouveau#2026", &slapd.person("bpetit")],
+        "",
+    );
+    slapd.tool(
+        "ldapmodify",
+        &[],
+        &format!(
+            "dn: {}\nchangetype: modify\nreplace: userPassword\nuserPassword: {{CRYPT}}$6$c2FsdA$synthetic\n",
+            slapd.person("croux")
+        ),
+    );
+
+    let bind_pw = dir.join("ldap-bind");
+    std::fs::write(&bind_pw, "lw-bind-synthetic\n").unwrap();
+    std::fs::set_permissions(&bind_pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = write_config(dir, "file", "");
+    let ldap_section = |pw: &std::path::Path| {
+        format!(
+            "[liveness.ldap]\nurl = \"{}\"\nbind_dn = \"cn=leakwatch,{SUFFIX}\"\npassword_file = \"{}\"\nbase_dn = \"ou=people,{SUFFIX}\"\nfilter = \"(objectClass=inetOrgPerson)\"\n",
+            slapd.url,
+            pw.display()
+        )
+    };
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{base}{}", ldap_section(&bind_pw))).unwrap();
+    std::fs::write(
+        dir.join("accounts.csv"),
+        "email,username,name\n\
+         alice.martin@agence-exemple.fr,amartin,Alice Martin\n\
+         bruno.petit@agence-exemple.fr,bpetit,Bruno Petit\n\
+         carole.roux@example.net,croux,Carole Roux\n",
+    )
+    .unwrap();
+    import(&config, &dir.join("accounts.csv"));
+
+    let dumps = dir.join("dumps");
+    std::fs::create_dir_all(dumps.join("logs/FR-DESKTOP1")).unwrap();
+    std::fs::write(
+        dumps.join("combo.txt"),
+        "alice.martin@agence-exemple.fr:Ete2025!actuel\nbruno.petit@agence-exemple.fr:Ancien#2024\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dumps.join("logs/FR-DESKTOP1/UserInformation.txt"),
+        "Build ID: sale22\nCountry: FR\nHWID: 9F3A77C0\nLog date: 10/12/2025 2:02:11 PM\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dumps.join("logs/FR-DESKTOP1/Passwords.txt"),
+        "URL: https://webmail.example.net/\nUsername: carole.roux@example.net\nPassword: Carole!2025\n\n",
+    )
+    .unwrap();
+    let o = ingest(&config, &[&dumps]);
+    expect_code(&o, 0);
+    for said in [
+        "directory read over LDAP",
+        "entries=3",
+        "accounts=3",
+        "changes=3",
+        "hashes=2",
+        "other_schemes=1",
+    ] {
+        assert_stderr(&o, said);
+    }
+    let o = run(&config, &["findings", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let get = |email: &str| {
+        let f = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["email"] == email)
+            .unwrap_or_else(|| panic!("no finding for {email}"));
+        (
+            f["verdict"].as_str().unwrap().to_string(),
+            f["severity"].as_str().unwrap().to_string(),
+            f["password_changed_at"].is_i64(),
+        )
+    };
+    assert_eq!(
+        get("alice.martin@agence-exemple.fr"),
+        ("current".into(), "critical".into(), true)
+    );
+    assert_eq!(
+        get("bruno.petit@agence-exemple.fr"),
+        ("stale".into(), "high".into(), true)
+    );
+    assert_eq!(
+        get("carole.roux@example.net"),
+        ("rotated_since".into(), "critical".into(), true)
+    );
+    let mails = read_outbox(&dir.join("state/outbox"));
+    let digest = mails
+        .iter()
+        .find(|m| m.file.ends_with("-digest.eml") && m.to_address().starts_with("secops"))
+        .expect("a digest");
+    let csv = String::from_utf8(digest.attachments["forced-resets.csv"].clone()).unwrap();
+    let forced: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(forced, ["alice.martin@agence-exemple.fr"], "{csv}");
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.file.ends_with("-user.eml"))
+            .count(),
+        3
+    );
+    // The bind password and the hashes read stay in memory.
+    assert_nowhere(
+        &dir.join("state"),
+        &["lw-bind-synthetic".into(), "Ete2025!actuel".into()],
+    );
+
+    // A wrong bind password: a warning, the run goes on, nothing is compared.
+    std::fs::write(&bind_pw, "wrong\n").unwrap();
+    std::fs::write(
+        dir.join("again.txt"),
+        "bruno.petit@agence-exemple.fr:Encore#2025\n",
+    )
+    .unwrap();
+    let o = ingest(&config, &[&dir.join("again.txt")]);
+    expect_code(&o, 0);
+    assert_stderr(&o, "directory not read over LDAP");
+    assert!(!stderr(&o).contains("wrong"), "{}", stderr(&o));
+    let o = run(&config, &["findings", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let verdicts: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["email"] == "bruno.petit@agence-exemple.fr")
+        .map(|f| f["verdict"].as_str().unwrap())
+        .collect();
+    // The earlier verdict kept; the new password, not compared, is forced.
+    assert_eq!(verdicts, ["stale", "unknown"]);
+}

@@ -447,8 +447,12 @@ pub fn ensure_debian_tools(package: &str, tools: &[&str], who: &str) {
         return;
     }
     let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    // No questions asked, and no service started by the package's scripts (slapd's would
+    // listen on every interface): tests start their own servers, on loopback.
     let _ = Command::new("apt-get")
         .args(["install", "-y", "-qq", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("RUNLEVEL", "1")
         .status();
     assert!(
         have(),
