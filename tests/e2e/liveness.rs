@@ -1,6 +1,7 @@
 //! Is a leaked password still live? The directory's NT hash export and its last password
 //! changes decide whether a finding forces a reset or only advises, through the binary.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
 use leakwatch::liveness::ntlm::nt_hash;
@@ -9,6 +10,30 @@ use crate::support::*;
 
 fn hex(h: &[u8]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Each account's findings as `findings list --json` gives them: (verdict, severity,
+/// whether the account has a last password change), oldest first.
+fn verdicts(config: &std::path::Path) -> BTreeMap<String, Vec<(String, String, bool)>> {
+    let o = run(config, &["findings", "list", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for f in v.as_array().unwrap() {
+        out.entry(f["email"].as_str().unwrap().to_string())
+            .or_default()
+            .push((
+                f["verdict"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+                f["password_changed_at"].is_i64(),
+            ));
+    }
+    out
+}
+
+/// One (verdict, severity, has a change date) as `verdicts` gives it.
+fn said(verdict: &str, severity: &str, dated: bool) -> Vec<(String, String, bool)> {
+    vec![(verdict.into(), severity.into(), dated)]
 }
 
 /// Four leaked passwords, four outcomes: the account's password now (critical, forced),
@@ -109,36 +134,22 @@ fn current_stale_rotated_and_unknown_passwords_get_their_own_outcomes() {
     }
     assert_stderr(&o, "malformed_lines=[6]");
 
-    let o = run(&config, &["findings", "list", "--json"]);
-    expect_code(&o, 0);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let verdict = |email: &str| {
-        let f = v
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["email"] == email)
-            .unwrap_or_else(|| panic!("no finding for {email}"));
-        (
-            f["verdict"].as_str().unwrap().to_string(),
-            f["severity"].as_str().unwrap().to_string(),
-        )
-    };
+    let v = verdicts(&config);
     assert_eq!(
-        verdict("alice.martin@agence-exemple.fr"),
-        ("current".into(), "critical".into())
+        v["alice.martin@agence-exemple.fr"],
+        said("current", "critical", false)
     );
     assert_eq!(
-        verdict("bruno.petit@agence-exemple.fr"),
-        ("stale".into(), "high".into())
+        v["bruno.petit@agence-exemple.fr"],
+        said("stale", "high", true)
     );
     assert_eq!(
-        verdict("carole.roux@example.net"),
-        ("rotated_since".into(), "critical".into())
+        v["carole.roux@example.net"],
+        said("rotated_since", "critical", true)
     );
     assert_eq!(
-        verdict("denis.blanc@agence-exemple.fr"),
-        ("unknown".into(), "high".into())
+        v["denis.blanc@agence-exemple.fr"],
+        said("unknown", "high", false)
     );
     let o = run(&config, &["findings", "list"]);
     expect_code(&o, 0);
@@ -233,15 +244,10 @@ fn current_stale_rotated_and_unknown_passwords_get_their_own_outcomes() {
     )
     .unwrap();
     import(&config, &dir.join("accounts.csv"));
-    let o = run(&config, &["findings", "list", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let alice = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["email"] == "alice.martin@agence-exemple.fr")
-        .unwrap();
-    assert_eq!(alice["verdict"], "rotated_since");
+    assert_eq!(
+        verdicts(&config)["alice.martin@agence-exemple.fr"],
+        said("rotated_since", "critical", true)
+    );
 
     // Denis's hash now in the export, written as Windows PowerShell's `Out-File` writes
     // (UTF-16LE, with a BOM); his password seen again in another file: the new sighting
@@ -264,20 +270,9 @@ fn current_stale_rotated_and_unknown_passwords_get_their_own_outcomes() {
     let o = ingest(&config, &[&dir.join("again.txt")]);
     expect_code(&o, 0);
     assert_stderr(&o, "accounts=1");
-    let o = run(&config, &["findings", "list", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let denis = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["email"] == "denis.blanc@agence-exemple.fr")
-        .unwrap();
     assert_eq!(
-        (&denis["verdict"], &denis["severity"]),
-        (
-            &serde_json::json!("current"),
-            &serde_json::json!("critical")
-        )
+        verdicts(&config)["denis.blanc@agence-exemple.fr"],
+        said("current", "critical", false)
     );
     assert_nowhere(&dir.join("state"), &[denis_nt]);
 }
@@ -488,32 +483,18 @@ fn against_slapd_current_stale_and_rotated_passwords_get_three_outcomes() {
     ] {
         assert_stderr(&o, said);
     }
-    let o = run(&config, &["findings", "list", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let get = |email: &str| {
-        let f = v
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["email"] == email)
-            .unwrap_or_else(|| panic!("no finding for {email}"));
-        (
-            f["verdict"].as_str().unwrap().to_string(),
-            f["severity"].as_str().unwrap().to_string(),
-            f["password_changed_at"].is_i64(),
-        )
-    };
+    let v = verdicts(&config);
     assert_eq!(
-        get("alice.martin@agence-exemple.fr"),
-        ("current".into(), "critical".into(), true)
+        v["alice.martin@agence-exemple.fr"],
+        said("current", "critical", true)
     );
     assert_eq!(
-        get("bruno.petit@agence-exemple.fr"),
-        ("stale".into(), "high".into(), true)
+        v["bruno.petit@agence-exemple.fr"],
+        said("stale", "high", true)
     );
     assert_eq!(
-        get("carole.roux@example.net"),
-        ("rotated_since".into(), "critical".into(), true)
+        v["carole.roux@example.net"],
+        said("rotated_since", "critical", true)
     );
     let mails = read_outbox(&dir.join("state/outbox"));
     let digest = mails
@@ -551,15 +532,10 @@ fn against_slapd_current_stale_and_rotated_passwords_get_three_outcomes() {
     expect_code(&o, 0);
     assert_stderr(&o, "directory not read over LDAP");
     assert!(!stderr(&o).contains("wrong"), "{}", stderr(&o));
-    let o = run(&config, &["findings", "list", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let verdicts: Vec<&str> = v
-        .as_array()
-        .unwrap()
+    let bruno: Vec<String> = verdicts(&config)["bruno.petit@agence-exemple.fr"]
         .iter()
-        .filter(|f| f["email"] == "bruno.petit@agence-exemple.fr")
-        .map(|f| f["verdict"].as_str().unwrap())
+        .map(|(v, _, _)| v.clone())
         .collect();
     // The earlier verdict kept; the new password, not compared, is forced.
-    assert_eq!(verdicts, ["stale", "unknown"]);
+    assert_eq!(bruno, ["stale", "unknown"]);
 }
