@@ -67,6 +67,24 @@ fn severity(
     }
 }
 
+/// Appends `n` in decimal: a `file:line` per hit through `write!` was the formatting
+/// machinery's, a fiftieth of a re-read leak's time.
+fn push_decimal(s: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        s.push(char::from(d));
+    }
+}
+
 /// A hit waiting for its batch's transaction, with what recording it needs (owned: the
 /// record it came from is gone by then). The password is already a fingerprint.
 struct PendingHit {
@@ -194,7 +212,7 @@ pub struct Ingest<'a> {
     /// Hits read but not yet recorded ([`HIT_BATCH`]).
     pending: Vec<PendingHit>,
     /// The lists [`Prep::lines`] fills, kept from one run of deferred lines to the next.
-    ready: Vec<Vec<ready::Ready>>,
+    ready: Vec<ready::Out>,
     /// The queued hits' sources, end to end.
     sources: String,
     /// Lines the scan deferred, not yet read ([`DEFERRED_BATCH`]).
@@ -451,10 +469,24 @@ impl<'a> Ingest<'a> {
             if let Some(e) = failed {
                 self.fatal = Some(e);
             }
-            let mut ready = outs.iter_mut().flat_map(|o| o.drain(..)).peekable();
+            // Each worker's hits follow its identities that have one, in order.
+            let mut ready = outs
+                .iter_mut()
+                .flat_map(|o| {
+                    let ready::Out { ready, hits } = o;
+                    let mut hits = hits.drain(..);
+                    ready.drain(..).map(move |r| {
+                        let hit = match r.hit {
+                            Ok(true) => hits.next(),
+                            _ => None,
+                        };
+                        (r, hit)
+                    })
+                })
+                .peekable();
             for i in 0..d.lines.len() {
-                while let Some(r) = ready.next_if(|r| r.line as usize == i) {
-                    self.apply(r);
+                while let Some((r, hit)) = ready.next_if(|(r, _)| r.line as usize == i) {
+                    self.apply(r, hit);
                 }
                 self.end_entry();
             }
@@ -480,7 +512,7 @@ impl<'a> Ingest<'a> {
 
     /// One identity made ready off this thread, counted and queued as [`Sink::record`]
     /// does.
-    fn apply(&mut self, r: ready::Ready) {
+    fn apply(&mut self, r: ready::Ready, hit: Option<PendingHit>) {
         if self.fatal.is_some() || self.cancelled {
             return;
         }
@@ -492,10 +524,10 @@ impl<'a> Ingest<'a> {
         self.entry_has_identity = true;
         self.stats.filter_passed += u64::from(r.passed);
         self.stats.matches += u64::from(r.seen);
-        let result = match r.hit {
-            Ok(Some(hit)) => self.queue(hit),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
+        let result = match (r.hit, hit) {
+            (Ok(_), Some(hit)) => self.queue(hit),
+            (Ok(_), None) => Ok(()),
+            (Err(e), _) => Err(*e),
         };
         if let Err(e) = result {
             self.fatal = Some(e);
@@ -504,9 +536,10 @@ impl<'a> Ingest<'a> {
 
     /// Queues a hit for its batch.
     fn queue(&mut self, mut hit: PendingHit) -> Result<(), StoreError> {
-        use std::fmt::Write;
         let start = self.sources.len() as u32;
-        let _ = write!(self.sources, "{}:{}", self.source_name, hit.line);
+        self.sources.push_str(&self.source_name);
+        self.sources.push(':');
+        push_decimal(&mut self.sources, hit.line);
         hit.source = (start, self.sources.len() as u32);
         self.pending.push(hit);
         if self.pending.len() >= HIT_BATCH {

@@ -48,10 +48,28 @@ pub(super) struct Ready {
     pub line: u32,
     /// The Bloom filter let it through.
     pub passed: bool,
-    /// What to record: a finding's sighting, an unknown org identity, or nothing.
-    pub hit: Result<Option<PendingHit>, StoreError>,
+    /// `Ok(true)`: something to record (a finding's sighting or an unknown org identity),
+    /// the next of its worker's [`Out::hits`]; `Ok(false)`: nothing.
+    pub hit: Result<bool, Box<StoreError>>,
     /// A match already recorded from this very line ([`Reread`]): counted, not written.
     pub seen: bool,
+}
+
+/// What one worker made of its lines: every identity, in line order, and the hits among
+/// them apart. In a re-read leak nearly every identity is a `seen` one, and a `Ready`
+/// the size of a hit was written and read again for each (a twentieth of the re-read's
+/// time); boxing the hits instead cost the recording its allocations.
+#[derive(Default)]
+pub(super) struct Out {
+    pub ready: Vec<Ready>,
+    pub hits: Vec<PendingHit>,
+}
+
+impl Out {
+    fn clear(&mut self) {
+        self.ready.clear();
+        self.hits.clear();
+    }
 }
 
 impl Prep<'_> {
@@ -224,12 +242,12 @@ impl Prep<'_> {
         threads: usize,
         source_name: &str,
         seen_at: i64,
-        outs: &mut Vec<Vec<Ready>>,
+        outs: &mut Vec<Out>,
     ) {
         let part = lines.len().div_ceil(threads.max(1)).max(1);
         let parts = lines.len().div_ceil(part);
-        outs.resize_with(parts.max(outs.len()), Vec::new);
-        let one = |from: usize, part: &[(u64, usize, usize)], out: &mut Vec<Ready>| {
+        outs.resize_with(parts.max(outs.len()), Out::default);
+        let one = |from: usize, part: &[(u64, usize, usize)], out: &mut Out| {
             out.clear();
             let mut sink = Collect {
                 prep: self,
@@ -310,7 +328,7 @@ struct Collect<'p, 'a, 'o> {
     /// The identities of the group being gathered, and their text.
     held: Vec<Held>,
     arena: String,
-    out: &'o mut Vec<Ready>,
+    out: &'o mut Out,
 }
 
 impl Collect<'_, '_, '_> {
@@ -349,7 +367,7 @@ impl Collect<'_, '_, '_> {
         let text = |s: Span| &arena[s.0 as usize..s.1 as usize];
         for (i, h) in self.held.drain(..).enumerate() {
             let (hit, seen) = match accounts[i].take().unwrap_or(Ok(None)) {
-                Err(e) => (Err(e), false),
+                Err(e) => (Err(Box::new(e)), false),
                 Ok(account) => {
                     let r = Record {
                         login: text(h.login),
@@ -360,23 +378,27 @@ impl Collect<'_, '_, '_> {
                     };
                     let reread = match &prep.reread {
                         Some(reread) if passed[i] => {
-                            use std::fmt::Write;
                             self.source.clear();
-                            let _ = write!(self.source, "{}:{}", self.source_name, r.line);
+                            self.source.push_str(self.source_name);
+                            self.source.push(':');
+                            super::push_decimal(&mut self.source, r.line);
                             Some((reread, self.source.as_str()))
                         }
                         _ => None,
                     };
                     let key = text(h.key);
                     match prep.make(&r, h.hash, h.kind, account, key, self.seen_at, reread) {
-                        Ok(Made::Hit(hit)) => (Ok(Some(hit)), false),
-                        Ok(Made::Nothing) => (Ok(None), false),
-                        Ok(Made::Seen) => (Ok(None), true),
-                        Err(e) => (Err(e), false),
+                        Ok(Made::Hit(hit)) => {
+                            self.out.hits.push(hit);
+                            (Ok(true), false)
+                        }
+                        Ok(Made::Nothing) => (Ok(false), false),
+                        Ok(Made::Seen) => (Ok(false), true),
+                        Err(e) => (Err(Box::new(e)), false),
                     }
                 }
             };
-            self.out.push(Ready {
+            self.out.ready.push(Ready {
                 line: h.line,
                 passed: passed[i],
                 hit,
