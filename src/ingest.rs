@@ -172,7 +172,7 @@ pub struct Ingest<'a> {
     store: &'a mut Store,
     filter: &'a AccountFilter,
     fingerprinter: &'a Fingerprinter,
-    /// The directory's NT hashes (`liveness::ntlm`), when configured.
+    /// How the directory holds its passwords (`liveness`), when configured.
     nt: Option<&'a CurrentPasswords>,
     clock: &'a dyn Clock,
     norm: Normalizer,

@@ -41,7 +41,7 @@ pub struct Pipeline<'c> {
     pub store: Store,
     filter: AccountFilter,
     fingerprinter: Fingerprinter,
-    /// The directory's NT hashes, when `[liveness] nt_hashes_file` is set.
+    /// How the directory holds its passwords (`[liveness]`), when configured.
     nt: Option<CurrentPasswords>,
 }
 

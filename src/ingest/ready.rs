@@ -27,7 +27,8 @@ pub(super) struct Prep<'a> {
     pub keys: Option<&'a KeyIndex>,
     pub keys_path: &'a Path,
     pub fingerprinter: &'a Fingerprinter,
-    /// The directory's NT hashes, when configured: whether a leaked password is current.
+    /// How the directory holds its accounts' passwords (NT hash export, LDAP), when
+    /// configured: whether a leaked password is current.
     pub nt: Option<&'a CurrentPasswords>,
     pub hints: bool,
     /// The known findings, when the store holds them ([`Prep::lines`] only).
@@ -184,8 +185,9 @@ impl Prep<'_> {
         }))
     }
 
-    /// Whether a leaked plaintext password is `account`'s password now, from the NT hash
-    /// export (`None`: no export, no hash for the account, or not a plaintext password).
+    /// Whether a leaked plaintext password is `account`'s password now, from the
+    /// directory's hashes (`None`: none configured, none for the account, or not a
+    /// plaintext password).
     pub fn current(&self, account: i64, kind: FindingKind, password: Option<&str>) -> Option<bool> {
         match (kind, password, self.nt) {
             (FindingKind::Password, Some(pw), Some(nt)) => nt.check(account, pw),

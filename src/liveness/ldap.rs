@@ -155,29 +155,23 @@ pub fn read(src: &LdapSource, norm: &Normalizer, keys: &KeyIndex) -> Result<From
             if let Some(t) = changed {
                 out.changed.push((id, t));
             }
-            let values = e
+            let values: Vec<&[u8]> = e
                 .attrs
                 .iter()
                 .filter(|(k, _)| k.eq_ignore_ascii_case("userPassword"))
-                .flat_map(|(_, v)| v.iter().map(|s| s.as_bytes().to_vec()))
+                .flat_map(|(_, v)| v.iter().map(|s| s.as_bytes()))
                 .chain(
                     e.bin_attrs
                         .iter()
                         .filter(|(k, _)| k.eq_ignore_ascii_case("userPassword"))
-                        .flat_map(|(_, v)| v.iter().cloned()),
-                );
-            let mut any = false;
-            for mut v in values {
-                any = true;
-                if let Some(h) = stored_hash(&v) {
-                    out.hashes.push((id, h));
-                    any = false;
-                    v.zeroize();
-                    break;
-                }
-                v.zeroize();
+                        .flat_map(|(_, v)| v.iter().map(Vec::as_slice)),
+                )
+                .collect();
+            match values.iter().find_map(|v| stored_hash(v)) {
+                Some(h) => out.hashes.push((id, h)),
+                None if !values.is_empty() => out.other_schemes += 1,
+                None => {}
             }
-            out.other_schemes += usize::from(any);
         }
         for v in e.attrs.values_mut().flatten() {
             v.zeroize();
