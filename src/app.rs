@@ -208,6 +208,7 @@ pub fn ingest_with(
         "dumps read, findings recorded"
     );
 
+    pipeline::act_pass(cfg, &mut pipe.store, clock, rt.handle());
     let composed = notify::compose(cfg, &mut pipe.store, &templates, clock.now())?;
     let d = pipeline::deliver_queue(cfg, &pipe.store, clock, rt.handle(), false)?;
     delivered.sent += d.sent;
@@ -277,6 +278,7 @@ pub fn status(cfg: &Config, json: bool) -> Result<i32> {
         .as_ref()
         .is_some_and(|d| d.stopped_at.is_none() && process_alive(d.pid));
     let mail = store.mail_counts()?;
+    let actions = store.action_counts()?;
     let next_of = |f: &feed::Feed| f.enabled.then(|| f.schedule.next_after(now)).flatten();
     if json {
         let feeds_json: Vec<_> = feeds
@@ -299,6 +301,7 @@ pub fn status(cfg: &Config, json: bool) -> Result<i32> {
             })),
             "feeds": feeds_json,
             "mail": { "pending": mail.pending, "sent": mail.sent, "failed": mail.failed },
+            "actions": actions.iter().map(|(s, n)| (s.as_str(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);
@@ -395,6 +398,24 @@ pub fn status(cfg: &Config, json: bool) -> Result<i32> {
         "mail queue: {} pending, {} sent, {} failed",
         mail.pending, mail.sent, mail.failed
     )?;
+    if !actions.is_empty() {
+        let list: Vec<String> = actions
+            .iter()
+            .map(|(s, n)| format!("{n} {}", s.as_str()))
+            .collect();
+        writeln!(out, "remediation actions: {}", list.join(", "))?;
+        let waiting: u64 = actions
+            .iter()
+            .filter(|(s, _)| s.waits_for_admin())
+            .map(|(_, n)| n)
+            .sum();
+        if waiting > 0 {
+            writeln!(
+                out,
+                "{waiting} action(s) wait for an admin: `leakwatch actions list`"
+            )?;
+        }
+    }
     Ok(if errors.is_empty() {
         EXIT_OK
     } else {
@@ -465,6 +486,85 @@ pub fn findings_list(cfg: &Config, json: bool) -> Result<i32> {
     }
     writeln!(out, "{} finding(s)", findings.len())?;
     Ok(EXIT_OK)
+}
+
+/// `leakwatch actions list` (those waiting for an admin) and `actions log` (all, newest
+/// first).
+pub fn actions_show(cfg: &Config, waiting_only: bool, json: bool, limit: u32) -> Result<i32> {
+    use crate::store::ActionStatus;
+    let store = Store::open(cfg.state_dir())?;
+    let statuses: &[ActionStatus] = if waiting_only {
+        &[ActionStatus::AwaitingApproval, ActionStatus::Held]
+    } else {
+        &[]
+    };
+    let rows = store.actions(statuses, limit)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(EXIT_OK);
+    }
+    writeln!(
+        out,
+        "{:>6}  {:>7}  {:<32}  {:<15}  {:<8}  {:<17}  {:>3}  {:<20}  {:<24}  result",
+        "id", "finding", "account", "action", "target", "status", "try", "time", "approved by"
+    )?;
+    for a in &rows {
+        let at = a.done_at.or(a.started_at).unwrap_or(a.created_at);
+        writeln!(
+            out,
+            "{:>6}  {:>7}  {:<32}  {:<15}  {:<8}  {:<17}  {:>3}  {:<20}  {:<24}  {}",
+            a.id,
+            a.finding_id,
+            shown(a.email.as_deref().unwrap_or("-")),
+            a.action,
+            a.target,
+            a.status.as_str(),
+            a.attempts,
+            timefmt::rfc3339(at),
+            shown(a.approved_by.as_deref().unwrap_or("-")),
+            shown(a.result.as_deref().unwrap_or("-")),
+        )?;
+    }
+    writeln!(out, "{} action(s)", rows.len())?;
+    Ok(EXIT_OK)
+}
+
+/// `leakwatch actions approve|reject ID…|--all`: settles actions waiting for an admin;
+/// approved ones are done at once (past the hourly ceiling: an admin chose them).
+pub fn actions_settle(cfg: &Config, ids: &[i64], all: bool, approve: bool) -> Result<i32> {
+    let clock = SystemClock;
+    let _lock = StateLock::acquire(cfg.state_dir())?;
+    let mut store = Store::open(cfg.state_dir())?;
+    let who = crate::act::operator();
+    let settled = store.settle_actions((!all).then_some(ids), approve, &who, clock.now())?;
+    let verb = if approve { "approved" } else { "rejected" };
+    let missed: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|i| !settled.contains(i))
+        .collect();
+    for id in &missed {
+        eprintln!("error: action {id} does not wait for approval (see `leakwatch actions log`)");
+    }
+    println!("{} action(s) {verb} by {}", settled.len(), shown(&who));
+    if approve && !settled.is_empty() {
+        let rt = runtime()?;
+        let done = crate::act::execute(cfg, &mut store, &clock, rt.handle())?;
+        println!(
+            "remediation: {} done, {} to retry, {} failed",
+            done.done, done.retried, done.failed
+        );
+        if done.retried > 0 || done.failed > 0 {
+            return Ok(EXIT_PROBLEMS);
+        }
+    }
+    Ok(if missed.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PROBLEMS
+    })
 }
 
 pub fn mail_list(cfg: &Config) -> Result<i32> {

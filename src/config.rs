@@ -34,6 +34,169 @@ pub struct Config {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub liveness: LivenessConfig,
+    #[serde(default)]
+    pub remediation: RemediationConfig,
+}
+
+/// What leakwatch does about a finding beyond telling people (`act`): nothing unless rules
+/// say so, and then behind the guards a forged dump must get past.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemediationConfig {
+    /// Record the actions the rules call for, marked `dry_run`; do none of them.
+    pub dry_run: bool,
+    /// Actions wait for `leakwatch actions approve` before anything is done.
+    pub approval: bool,
+    /// Actions started in any rolling hour. Beyond it the rest is held for approval and
+    /// the admins are mailed: a flood of forged findings stops here.
+    pub max_per_hour: u32,
+    /// Attempts of an action before it is reported failed.
+    pub max_attempts: u32,
+    /// The first retry's delay; each next one doubles, up to an hour.
+    pub retry_interval_secs: u64,
+    /// Accounts (address or username) never disabled, whatever a finding says: the
+    /// break-glass admins.
+    pub protected: Vec<String>,
+    /// Tried in order; the first whose kinds, severities and verdicts match decides.
+    /// No rule, or none matching: `report` (the digest's forced-reset list, as always).
+    pub rule: Vec<RemediationRule>,
+    /// The directory written over LDAP (`force_change`, `disable`).
+    pub ldap: Option<LdapSource>,
+    pub keycloak: Option<KeycloakTarget>,
+    pub graph: Option<GraphTarget>,
+    pub webhook: Option<WebhookTarget>,
+    pub command: Option<CommandTarget>,
+}
+
+impl Default for RemediationConfig {
+    fn default() -> Self {
+        RemediationConfig {
+            dry_run: false,
+            approval: false,
+            max_per_hour: 50,
+            max_attempts: 5,
+            retry_interval_secs: 300,
+            protected: Vec::new(),
+            rule: Vec::new(),
+            ldap: None,
+            keycloak: None,
+            graph: None,
+            webhook: None,
+            command: None,
+        }
+    }
+}
+
+/// One line of the remediation policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemediationRule {
+    /// Finding kinds it applies to (`password`, `password_hash`, `session`, `identity`);
+    /// empty: all.
+    #[serde(default)]
+    pub kinds: Vec<crate::store::FindingKind>,
+    /// `medium`, `high`, `critical`; empty: all.
+    #[serde(default)]
+    pub severities: Vec<crate::store::Severity>,
+    /// `current`, `unknown`, `stale`, `rotated_since`. By default the two that force a
+    /// reset: a password known stale or rotated since is not acted on.
+    #[serde(default = "default_rule_verdicts")]
+    pub verdicts: Vec<crate::liveness::Verdict>,
+    /// In the order they are done.
+    pub actions: Vec<ActionName>,
+}
+
+fn default_rule_verdicts() -> Vec<crate::liveness::Verdict> {
+    vec![
+        crate::liveness::Verdict::Current,
+        crate::liveness::Verdict::Unknown,
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionName {
+    /// Nothing beyond the digest (today's behaviour).
+    Report,
+    ForceChange,
+    RevokeSessions,
+    Disable,
+    Webhook,
+    Command,
+}
+
+impl ActionName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionName::Report => "report",
+            ActionName::ForceChange => "force_change",
+            ActionName::RevokeSessions => "revoke_sessions",
+            ActionName::Disable => "disable",
+            ActionName::Webhook => "webhook",
+            ActionName::Command => "command",
+        }
+    }
+}
+
+/// A Keycloak realm administered through its admin REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeycloakTarget {
+    /// The server's base URL (`https://sso.example.org`; `/auth` included for old versions).
+    pub url: String,
+    pub realm: String,
+    /// A confidential client with a service account holding `manage-users`.
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// Microsoft Entra ID through Microsoft Graph.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphTarget {
+    pub tenant: String,
+    /// An app registration with `User.ReadWrite.All` (application permission).
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+    #[serde(default = "default_graph_authority")]
+    pub authority: String,
+    #[serde(default = "default_graph_url")]
+    pub graph_url: String,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_graph_authority() -> String {
+    "https://login.microsoftonline.com".into()
+}
+fn default_graph_url() -> String {
+    "https://graph.microsoft.com/v1.0".into()
+}
+
+/// A URL that receives each action as JSON, signed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTarget {
+    pub url: String,
+    /// The HMAC-SHA256 key (a secret file or credential): `X-Leakwatch-Signature:
+    /// sha256=HEX` of the body.
+    pub secret_file: PathBuf,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// An executable run for each action, without a shell.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandTarget {
+    /// An absolute path.
+    pub path: PathBuf,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
 }
 
 /// Where leakwatch learns whether a leaked password is still live (`liveness`).
@@ -69,6 +232,19 @@ pub struct LdapSource {
     pub login_attribute: String,
     #[serde(default = "default_smtp_timeout")]
     pub timeout_secs: u64,
+    /// How the directory keeps password state when leakwatch writes it (`remediation`):
+    /// `openldap` (ppolicy's `pwdReset`, `pwdAccountLockedTime`) or `ad`
+    /// (`pwdLastSet`, `userAccountControl`).
+    #[serde(default)]
+    pub flavor: LdapFlavor,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LdapFlavor {
+    #[default]
+    Openldap,
+    Ad,
 }
 
 fn default_ldap_filter() -> String {
@@ -421,6 +597,7 @@ impl Config {
         if self.notify.max_attempts == 0 {
             return Err(invalid("notify.max_attempts", "must be at least 1".into()));
         }
+        self.validate_remediation(path)?;
         match (&self.notify.transport, &self.notify.smtp) {
             (TransportKind::Smtp, None) => {
                 return Err(invalid(
@@ -490,6 +667,120 @@ impl Config {
 }
 
 /// Whether `host` is this machine: `localhost`, or a loopback address (127.0.0.0/8, ::1).
+impl Config {
+    /// Every action a rule names has somewhere to go, and nothing secret travels in clear
+    /// beyond this machine.
+    fn validate_remediation(&self, path: &Path) -> Result<(), ConfigError> {
+        let r = &self.remediation;
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        if r.max_attempts == 0 {
+            return Err(invalid(
+                "remediation.max_attempts",
+                "must be at least 1".into(),
+            ));
+        }
+        if r.retry_interval_secs == 0 {
+            return Err(invalid(
+                "remediation.retry_interval_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        for rule in &r.rule {
+            if rule.actions.is_empty() {
+                return Err(invalid(
+                    "remediation.rule.actions",
+                    "list at least one action (`report` for none)".into(),
+                ));
+            }
+            for a in &rule.actions {
+                let ok = match a {
+                    ActionName::Report => true,
+                    ActionName::ForceChange => {
+                        r.ldap.is_some() || r.keycloak.is_some() || r.graph.is_some()
+                    }
+                    ActionName::RevokeSessions => r.keycloak.is_some() || r.graph.is_some(),
+                    ActionName::Disable => {
+                        r.ldap.is_some() || r.keycloak.is_some() || r.graph.is_some()
+                    }
+                    ActionName::Webhook => r.webhook.is_some(),
+                    ActionName::Command => r.command.is_some(),
+                };
+                if !ok {
+                    let needs = match a {
+                        ActionName::RevokeSessions => "[remediation.keycloak] or [remediation.graph]",
+                        ActionName::Webhook => "[remediation.webhook]",
+                        ActionName::Command => "[remediation.command]",
+                        _ => "[remediation.ldap], [remediation.keycloak] or [remediation.graph]",
+                    };
+                    return Err(invalid(
+                        "remediation.rule.actions",
+                        format!("`{}` needs {needs}", a.as_str()),
+                    ));
+                }
+            }
+        }
+        let https = |key: &'static str, url: &str| -> Result<(), ConfigError> {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| invalid(key, format!("`{url}`: {e}")))?;
+            let host = parsed.host_str().unwrap_or_default();
+            match parsed.scheme() {
+                "https" => Ok(()),
+                "http" if loopback(host) => Ok(()),
+                _ => Err(invalid(
+                    key,
+                    format!("`{url}`: must be https (plain http is for loopback)"),
+                )),
+            }
+        };
+        if let Some(k) = &r.keycloak {
+            https("remediation.keycloak.url", &k.url)?;
+            if k.realm.is_empty() || k.realm.contains('/') {
+                return Err(invalid(
+                    "remediation.keycloak.realm",
+                    "a realm name, without `/`".into(),
+                ));
+            }
+        }
+        if let Some(g) = &r.graph {
+            https("remediation.graph.authority", &g.authority)?;
+            https("remediation.graph.graph_url", &g.graph_url)?;
+            if g.tenant.is_empty() || g.tenant.contains('/') {
+                return Err(invalid(
+                    "remediation.graph.tenant",
+                    "a tenant id or domain, without `/`".into(),
+                ));
+            }
+        }
+        if let Some(w) = &r.webhook {
+            https("remediation.webhook.url", &w.url)?;
+        }
+        if let Some(c) = &r.command {
+            if !c.path.is_absolute() {
+                return Err(invalid(
+                    "remediation.command.path",
+                    format!("{}: must be an absolute path", c.path.display()),
+                ));
+            }
+        }
+        for (key, t) in [
+            ("remediation.ldap.timeout_secs", r.ldap.as_ref().map(|l| l.timeout_secs)),
+            ("remediation.keycloak.timeout_secs", r.keycloak.as_ref().map(|k| k.timeout_secs)),
+            ("remediation.graph.timeout_secs", r.graph.as_ref().map(|g| g.timeout_secs)),
+            ("remediation.webhook.timeout_secs", r.webhook.as_ref().map(|w| w.timeout_secs)),
+            ("remediation.command.timeout_secs", r.command.as_ref().map(|c| c.timeout_secs)),
+        ] {
+            if t.is_some_and(|t| t == 0 || t > 600) {
+                return Err(invalid(key, "must be between 1 and 600".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn loopback(host: &str) -> bool {
     let h = host.trim().trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")

@@ -25,6 +25,7 @@
 //! line, a password or a secret.
 
 pub mod accounts;
+pub mod act;
 pub mod app;
 pub mod bytes;
 pub mod cancel;

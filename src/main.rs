@@ -76,6 +76,43 @@ enum Command {
     },
     /// Print the identity key, SHA-1 and k-anonymous prefix of an address or username.
     Hash { identity: String },
+    /// Remediation: what was done in the directory, and what waits for approval.
+    Actions {
+        #[command(subcommand)]
+        command: ActionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ActionsCommand {
+    /// Actions waiting for an admin (approval mode, or held by the hourly ceiling).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve waiting actions; they are done at once.
+    Approve {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Reject waiting actions: never done.
+    Reject {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Every action, newest first: finding, account, action, target, result, time, who
+    /// approved.
+    Log {
+        #[arg(long)]
+        json: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -186,6 +223,12 @@ fn main() -> ExitCode {
             command: MailCommand::Flush { retry_failed },
         } => app::mail_flush(&cfg, retry_failed),
         Command::Hash { identity } => app::hash(&cfg, &identity),
+        Command::Actions { command } => match command {
+            ActionsCommand::List { json } => app::actions_show(&cfg, true, json, u32::MAX),
+            ActionsCommand::Log { json, limit } => app::actions_show(&cfg, false, json, limit),
+            ActionsCommand::Approve { ids, all } => app::actions_settle(&cfg, &ids, all, true),
+            ActionsCommand::Reject { ids, all } => app::actions_settle(&cfg, &ids, all, false),
+        },
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

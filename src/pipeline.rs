@@ -229,12 +229,24 @@ pub fn notify_pass(
 ) -> Result<NotifyOutcome, NotifyError> {
     let _lock = StateLock::acquire(cfg.state_dir())?;
     let templates = Templates::load(cfg.notify.templates_dir.as_deref())?;
+    act_pass(cfg, store, clock, rt);
     let composed = notify::compose(cfg, store, &templates, clock.now())?;
     let delivered = deliver_queue(cfg, store, clock, rt, due_only)?;
     Ok(NotifyOutcome {
         composed,
         delivered,
     })
+}
+
+/// Plans the actions new findings call for and does those due (`act`), before the digest
+/// that tells them; the caller holds the state lock. A failure is logged and leaves the
+/// actions where they are (planned again, or done at the next pass): mail still goes out.
+pub fn act_pass(cfg: &Config, store: &mut Store, clock: &dyn Clock, rt: &tokio::runtime::Handle) {
+    let planned = crate::act::plan(cfg, store, clock.now());
+    let done = planned.and_then(|_| crate::act::execute(cfg, store, clock, rt));
+    if let Err(e) = done {
+        tracing::error!(error = %e, "remediation pass stopped: its actions wait for the next pass");
+    }
 }
 
 /// Delivers the queue; the caller holds the state lock.

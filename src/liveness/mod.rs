@@ -19,7 +19,7 @@ pub mod ntlm;
 use crate::store::FindingKind;
 
 /// What is known of whether a finding's credential still opens the account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The leaked password is the account's password now.

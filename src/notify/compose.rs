@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::digest::{
-    self, BySeverity, DigestBuilder, DigestCtx, DigestDevice, DigestFinding, DigestUnknown,
+    self, BySeverity, DigestAction, DigestBuilder, DigestCtx, DigestDevice, DigestFinding,
+    DigestUnknown,
     ResetList, Sections, SourceCount,
 };
 use super::message::{self, CsvAttachment};
@@ -225,6 +226,16 @@ fn compose_digest(
     }
     progress.finish();
     store.for_each_unknown_pending_digest(|u| digest.add_unknown(u))?;
+    let (actions, action_ids, total) = store.unreported_actions(digest::DIGEST_LINES as u32)?;
+    if total > 0 {
+        let waiting = store
+            .action_counts()?
+            .iter()
+            .filter(|(s, _)| s.waits_for_admin())
+            .map(|(_, n)| n)
+            .sum();
+        digest.add_actions(&actions, total, waiting);
+    }
     if digest.is_empty() {
         return Ok(());
     }
@@ -258,6 +269,7 @@ fn compose_digest(
     }
     batch.digest_findings = findings;
     batch.digest_unknowns = unknowns;
+    batch.digest_actions = action_ids;
     Ok(())
 }
 
@@ -392,6 +404,16 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
                 first_seen: "2025-10-12".into(),
                 first_source: "dump.txt:1".into(),
             }],
+            actions: vec![DigestAction {
+                id: 1,
+                email: "camille@example.net".into(),
+                action: "force_change".into(),
+                target: "ldap".into(),
+                status: "done",
+                result: Some("LDAP uid=cexemple,ou=people: pwdReset set to TRUE".into()),
+                approved_by: Some("root".into()),
+            }],
+            actions_waiting: 2,
             users_mailed: 1,
             totals: Sections {
                 resets: 2,
@@ -400,6 +422,7 @@ pub fn selfcheck(cfg: &Config, templates: &Templates) -> Result<(), NotifyError>
                 identities: 0,
                 unknowns: 1,
                 devices: 1,
+                actions: 1,
             },
             omitted: Sections::default(),
             by_severity: BySeverity {

@@ -54,6 +54,18 @@ pub(crate) struct DigestFinding {
     pub not_live: Option<&'static str>,
 }
 
+/// A remediation action's latest state (`act`).
+#[derive(Serialize)]
+pub(crate) struct DigestAction {
+    pub id: i64,
+    pub email: String,
+    pub action: String,
+    pub target: String,
+    pub status: &'static str,
+    pub result: Option<String>,
+    pub approved_by: Option<String>,
+}
+
 /// One infected machine and the accounts stolen from it.
 #[derive(Serialize)]
 pub(crate) struct DigestDevice {
@@ -83,6 +95,8 @@ pub(crate) struct Sections {
     pub identities: u64,
     pub unknowns: u64,
     pub devices: u64,
+    /// Remediation actions whose state changed since the last digest.
+    pub actions: u64,
 }
 
 #[derive(Serialize, Default)]
@@ -108,6 +122,9 @@ pub(crate) struct DigestCtx<'a> {
     pub devices: Vec<DigestDevice>,
     pub identities: Vec<DigestFinding>,
     pub unknowns: Vec<DigestUnknown>,
+    pub actions: Vec<DigestAction>,
+    /// Actions waiting for an admin (approval, or held by the ceiling), in all.
+    pub actions_waiting: u64,
     pub users_mailed: u64,
     pub totals: Sections,
     pub omitted: Sections,
@@ -155,6 +172,8 @@ impl<'a> DigestBuilder<'a> {
                 devices: Vec::new(),
                 identities: Vec::new(),
                 unknowns: Vec::new(),
+                actions: Vec::new(),
+                actions_waiting: 0,
                 users_mailed: 0,
                 totals: Sections::default(),
                 omitted: Sections::default(),
@@ -174,7 +193,26 @@ impl<'a> DigestBuilder<'a> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.findings.is_empty() && self.unknowns.is_empty()
+        self.findings.is_empty() && self.unknowns.is_empty() && self.ctx.totals.actions == 0
+    }
+
+    /// Remediation actions to tell (the first [`DIGEST_LINES`] of `total`), and how many
+    /// wait for an admin.
+    pub fn add_actions(&mut self, rows: &[crate::store::ActionRow], total: u64, waiting: u64) {
+        self.ctx.totals.actions = total;
+        self.ctx.actions_waiting = waiting;
+        for a in rows.iter().take(DIGEST_LINES) {
+            self.ctx.actions.push(DigestAction {
+                id: a.id,
+                email: a.email.clone().unwrap_or_else(|| format!("account {}", a.account_id)),
+                action: a.action.clone(),
+                target: a.target.clone(),
+                status: a.status.as_str(),
+                result: a.result.clone(),
+                approved_by: a.approved_by.clone(),
+            });
+        }
+        self.ctx.omitted.actions = total.saturating_sub(self.ctx.actions.len() as u64);
     }
 
     pub fn add_finding(&mut self, f: &FindingView) {

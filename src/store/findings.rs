@@ -18,7 +18,7 @@ use crate::parse::Format;
 /// Sightings kept per finding; beyond that only the counters move.
 const MAX_SIGHTINGS: i64 = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     /// A password for the account was exposed: forced reset.
@@ -55,7 +55,7 @@ impl FindingKind {
 
 /// How urgent a finding is. A credential or session stolen from an infected machine is
 /// critical: the machine still has the malware, and the attacker has a working login.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// An address exposed without a password.

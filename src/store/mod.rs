@@ -11,6 +11,7 @@
 //! (the organisation's own directory), identity hashes, password fingerprints, masked hints
 //! and the host of the site a credential was typed into.
 
+mod actions;
 mod devices;
 mod directory;
 mod feeds;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+pub use actions::{ActionOutcome, ActionRow, ActionStatus, NewAction};
 pub use devices::{DeviceRecord, DeviceView};
 pub use directory::{AccountRow, DirectoryAccount, NewKeys};
 pub use feeds::{DaemonRow, FeedRunRow, FeedRunStats, RunOutcome, SeenFile};
@@ -35,7 +37,7 @@ pub use known::Reread;
 pub use outbox::{Attempt, MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
 
 const DB_FILE: &str = "leakwatch.db";
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 const KEYS_FILE: &str = "identity-keys.idx";
 
 #[derive(Debug, thiserror::Error)]
@@ -282,13 +284,19 @@ impl Store {
                 }
                 self.migrate_7()?;
                 self.conn.execute_batch(SCHEMA_8)?;
-                Ok(self.conn.execute_batch(SCHEMA_9)?)
+                self.conn.execute_batch(SCHEMA_9)?;
+                Ok(self.conn.execute_batch(SCHEMA_10)?)
             }
             7 => {
                 self.conn.execute_batch(SCHEMA_8)?;
-                Ok(self.conn.execute_batch(SCHEMA_9)?)
+                self.conn.execute_batch(SCHEMA_9)?;
+                Ok(self.conn.execute_batch(SCHEMA_10)?)
             }
-            8 => Ok(self.conn.execute_batch(SCHEMA_9)?),
+            8 => {
+                self.conn.execute_batch(SCHEMA_9)?;
+                Ok(self.conn.execute_batch(SCHEMA_10)?)
+            }
+            9 => Ok(self.conn.execute_batch(SCHEMA_10)?),
             SCHEMA_VERSION => Ok(()),
             found => Err(StoreError::Version {
                 path: self.path.clone(),
@@ -614,6 +622,39 @@ BEGIN;
 ALTER TABLE accounts ADD COLUMN password_changed_at INTEGER;
 ALTER TABLE findings ADD COLUMN password_current INTEGER;
 PRAGMA user_version = 9;
+COMMIT;
+"#;
+
+/// Version 10: remediation (`act`). One row per action a finding called for, planned in
+/// one transaction with its siblings (so a crash plans nothing twice: the unique key), and
+/// moved through its states by `act` and the admins (`actions approve|reject`). `reported`
+/// goes back to 0 at each change of state, so the next digest tells it.
+const SCHEMA_10: &str = r#"
+BEGIN;
+CREATE TABLE actions (
+    id              INTEGER PRIMARY KEY,
+    finding_id      INTEGER NOT NULL REFERENCES findings(id),
+    account_id      INTEGER NOT NULL,
+    severity        TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    target          TEXT NOT NULL,
+    step            INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    result          TEXT,
+    created_at      INTEGER NOT NULL,
+    started_at      INTEGER,
+    done_at         INTEGER,
+    approved_by     TEXT,
+    approved_at     INTEGER,
+    reported        INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (finding_id, severity, action, target)
+);
+CREATE INDEX actions_open ON actions(status, next_attempt_at);
+CREATE INDEX actions_started ON actions(started_at) WHERE started_at IS NOT NULL;
+CREATE INDEX actions_unreported ON actions(reported) WHERE reported = 0;
+PRAGMA user_version = 10;
 COMMIT;
 "#;
 

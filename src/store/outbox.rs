@@ -58,6 +58,8 @@ pub struct NotificationBatch {
     pub digest_mails: Vec<NewMail>,
     pub digest_findings: Vec<i64>,
     pub digest_unknowns: Vec<Vec<u8>>,
+    /// Remediation actions whose latest state the digest tells.
+    pub digest_actions: Vec<i64>,
 }
 
 impl Store {
@@ -110,6 +112,10 @@ impl Store {
                     tx.prepare("UPDATE unknown_identities SET digest_id = ?1 WHERE hash = ?2")?;
                 for h in &batch.digest_unknowns {
                     mark_u.execute(params![digest_id, h])?;
+                }
+                let mut mark_a = tx.prepare("UPDATE actions SET reported = 1 WHERE id = ?1")?;
+                for id in &batch.digest_actions {
+                    mark_a.execute([id])?;
                 }
             }
         }
