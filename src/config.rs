@@ -113,7 +113,9 @@ fn default_rule_verdicts() -> Vec<crate::liveness::Verdict> {
     ]
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionName {
     /// Nothing beyond the digest (today's behaviour).
@@ -711,7 +713,9 @@ impl Config {
                 };
                 if !ok {
                     let needs = match a {
-                        ActionName::RevokeSessions => "[remediation.keycloak] or [remediation.graph]",
+                        ActionName::RevokeSessions => {
+                            "[remediation.keycloak] or [remediation.graph]"
+                        }
                         ActionName::Webhook => "[remediation.webhook]",
                         ActionName::Command => "[remediation.command]",
                         _ => "[remediation.ldap], [remediation.keycloak] or [remediation.graph]",
@@ -724,8 +728,8 @@ impl Config {
             }
         }
         let https = |key: &'static str, url: &str| -> Result<(), ConfigError> {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|e| invalid(key, format!("`{url}`: {e}")))?;
+            let parsed =
+                reqwest::Url::parse(url).map_err(|e| invalid(key, format!("`{url}`: {e}")))?;
             let host = parsed.host_str().unwrap_or_default();
             match parsed.scheme() {
                 "https" => Ok(()),
@@ -767,11 +771,26 @@ impl Config {
             }
         }
         for (key, t) in [
-            ("remediation.ldap.timeout_secs", r.ldap.as_ref().map(|l| l.timeout_secs)),
-            ("remediation.keycloak.timeout_secs", r.keycloak.as_ref().map(|k| k.timeout_secs)),
-            ("remediation.graph.timeout_secs", r.graph.as_ref().map(|g| g.timeout_secs)),
-            ("remediation.webhook.timeout_secs", r.webhook.as_ref().map(|w| w.timeout_secs)),
-            ("remediation.command.timeout_secs", r.command.as_ref().map(|c| c.timeout_secs)),
+            (
+                "remediation.ldap.timeout_secs",
+                r.ldap.as_ref().map(|l| l.timeout_secs),
+            ),
+            (
+                "remediation.keycloak.timeout_secs",
+                r.keycloak.as_ref().map(|k| k.timeout_secs),
+            ),
+            (
+                "remediation.graph.timeout_secs",
+                r.graph.as_ref().map(|g| g.timeout_secs),
+            ),
+            (
+                "remediation.webhook.timeout_secs",
+                r.webhook.as_ref().map(|w| w.timeout_secs),
+            ),
+            (
+                "remediation.command.timeout_secs",
+                r.command.as_ref().map(|c| c.timeout_secs),
+            ),
         ] {
             if t.is_some_and(|t| t == 0 || t > 600) {
                 return Err(invalid(key, "must be between 1 and 600".into()));

@@ -105,10 +105,18 @@ mod tests {
         let echo = target("/bin/echo", &["$(touch /tmp/leakwatch-never)"], 10);
         run(&echo, b"").unwrap();
         assert!(!std::path::Path::new("/tmp/leakwatch-never").exists());
-        let fail = target("/bin/sh", &["-c", "printf 'no\\r\\nX: y\\n' >&2; exit 3"], 10);
+        let fail = target(
+            "/bin/sh",
+            &["-c", "printf 'no\\r\\nX: y\\n' >&2; exit 3"],
+            10,
+        );
         let e = run(&fail, b"").unwrap_err();
         assert!(e.transient);
-        assert!(e.message.ends_with("exit status: 3: no X: y"), "{}", e.message);
+        assert!(
+            e.message.ends_with("exit status: 3: no X: y"),
+            "{}",
+            e.message
+        );
         let hang = target("/bin/sleep", &["30"], 1);
         let e = run(&hang, b"").unwrap_err();
         assert!(e.message.contains("killed after 1 s"), "{}", e.message);

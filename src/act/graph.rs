@@ -19,7 +19,10 @@ pub async fn act(
     email: &str,
 ) -> Result<String, Failure> {
     let out = act_once(client, g, action, email).await;
-    if out.as_ref().is_err_and(|e| e.message.ends_with("401 Unauthorized")) {
+    if out
+        .as_ref()
+        .is_err_and(|e| e.message.ends_with("401 Unauthorized"))
+    {
         client.forget_tokens();
     }
     out
@@ -43,9 +46,10 @@ async fn act_once(
         )
         .await?;
     let request = match action {
-        "revoke_sessions" => client
-            .inner
-            .post(url(&g.graph_url, &["users", email, "revokeSignInSessions"])?),
+        "revoke_sessions" => client.inner.post(url(
+            &g.graph_url,
+            &["users", email, "revokeSignInSessions"],
+        )?),
         "disable" => client
             .inner
             .patch(url(&g.graph_url, &["users", email])?)
@@ -56,9 +60,7 @@ async fn act_once(
             .json(&serde_json::json!({
                 "passwordProfile": { "forceChangePasswordNextSignIn": true }
             })),
-        other => {
-            return Err(Failure::permanent(format!("Graph cannot do `{other}`")))
-        }
+        other => return Err(Failure::permanent(format!("Graph cannot do `{other}`"))),
     };
     let resp = request
         .bearer_auth(&bearer)

@@ -120,8 +120,8 @@ pub fn status_failure(what: &str, status: reqwest::StatusCode) -> Failure {
 /// `base` with path segments appended, each percent-encoded: an account's name or id is
 /// one segment whatever it holds.
 pub fn url(base: &str, segments: &[&str]) -> Result<reqwest::Url, Failure> {
-    let mut u = reqwest::Url::parse(base)
-        .map_err(|e| Failure::permanent(format!("URL {base}: {e}")))?;
+    let mut u =
+        reqwest::Url::parse(base).map_err(|e| Failure::permanent(format!("URL {base}: {e}")))?;
     u.path_segments_mut()
         .map_err(|_| Failure::permanent(format!("URL {base}: cannot take a path")))?
         .pop_if_empty()

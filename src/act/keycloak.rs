@@ -35,7 +35,10 @@ pub async fn act(
     username: Option<&str>,
 ) -> Result<String, Failure> {
     let out = act_once(client, kc, action, email, username).await;
-    if out.as_ref().is_err_and(|e| e.message.ends_with("401 Unauthorized")) {
+    if out
+        .as_ref()
+        .is_err_and(|e| e.message.ends_with("401 Unauthorized"))
+    {
         client.forget_tokens();
     }
     out
@@ -104,7 +107,9 @@ async fn act_once(
                 })
                 .unwrap_or_default();
             if required.iter().any(|r| r == "UPDATE_PASSWORD") {
-                return Ok(format!("Keycloak user {id}: UPDATE_PASSWORD already required"));
+                return Ok(format!(
+                    "Keycloak user {id}: UPDATE_PASSWORD already required"
+                ));
             }
             required.push("UPDATE_PASSWORD".into());
             (
@@ -133,11 +138,7 @@ async fn act_once(
                 .json(&serde_json::json!({ "enabled": false })),
             format!("Keycloak user {id}: disabled"),
         ),
-        other => {
-            return Err(Failure::permanent(format!(
-                "Keycloak cannot do `{other}`"
-            )))
-        }
+        other => return Err(Failure::permanent(format!("Keycloak cannot do `{other}`"))),
     };
     let resp = request
         .bearer_auth(&bearer)

@@ -46,8 +46,8 @@ impl Conn {
         let settings = LdapConnSettings::new()
             .set_conn_timeout(Duration::from_secs(src.timeout_secs))
             .set_starttls(src.starttls);
-        let mut conn = LdapConn::with_settings(settings, &src.url)
-            .map_err(|e| ldap_failure("connect", e))?;
+        let mut conn =
+            LdapConn::with_settings(settings, &src.url).map_err(|e| ldap_failure("connect", e))?;
         conn.with_timeout(Duration::from_secs(src.timeout_secs));
         let bound = conn
             .simple_bind(&src.bind_dn, password.expose())
@@ -77,7 +77,12 @@ impl Conn {
         let (entries, _) = self
             .conn
             .with_timeout(Duration::from_secs(src.timeout_secs))
-            .search(&src.base_dn, Scope::Subtree, &filter, vec!["userAccountControl"])
+            .search(
+                &src.base_dn,
+                Scope::Subtree,
+                &filter,
+                vec!["userAccountControl"],
+            )
             .and_then(|r| r.success())
             .map_err(|e| ldap_failure("search", e))?;
         match entries.len() {
@@ -119,9 +124,7 @@ impl Conn {
                 })?;
                 ("userAccountControl", (uac | ACCOUNTDISABLE).to_string())
             }
-            (_, other) => {
-                return Err(Failure::permanent(format!("LDAP cannot do `{other}`")))
-            }
+            (_, other) => return Err(Failure::permanent(format!("LDAP cannot do `{other}`"))),
         };
         let values: std::collections::HashSet<&str> = [value.as_str()].into();
         self.conn

@@ -144,9 +144,9 @@ pub fn plan(cfg: &Config, store: &mut Store, now: i64) -> Result<Planned, ActErr
                             .then(|| "protected account: never disabled".to_string()),
                     };
                     let key = (f.account.id, action.as_str(), target);
-                    let replace = chosen.get(&key).is_none_or(|old| {
-                        rank(new.severity) > rank(old.severity)
-                    });
+                    let replace = chosen
+                        .get(&key)
+                        .is_none_or(|old| rank(new.severity) > rank(old.severity));
                     if replace {
                         chosen.insert(key, new);
                     }
@@ -159,9 +159,7 @@ pub fn plan(cfg: &Config, store: &mut Store, now: i64) -> Result<Planned, ActErr
     }
     let mut rows: Vec<NewAction> = chosen.into_values().collect();
     // Per account, in the rule's order: a forced change before sessions are revoked.
-    rows.sort_by(|a, b| {
-        (a.account_id, a.step, a.target).cmp(&(b.account_id, b.step, b.target))
-    });
+    rows.sort_by(|a, b| (a.account_id, a.step, a.target).cmp(&(b.account_id, b.step, b.target)));
     let n = store.plan_actions(&rows, now)?;
     if n > 0 {
         let mode = if r.dry_run {
@@ -255,10 +253,19 @@ impl Systems<'_> {
                 out
             }
             ("keycloak", action) => {
-                let kc = r.keycloak.as_ref().ok_or_else(|| unconfigured("keycloak"))?;
+                let kc = r
+                    .keycloak
+                    .as_ref()
+                    .ok_or_else(|| unconfigured("keycloak"))?;
                 let rt = self.rt;
                 let client = self.http()?;
-                rt.block_on(keycloak::act(client, kc, action, &f.email, f.username.as_deref()))
+                rt.block_on(keycloak::act(
+                    client,
+                    kc,
+                    action,
+                    &f.email,
+                    f.username.as_deref(),
+                ))
             }
             ("graph", action) => {
                 let g = r.graph.as_ref().ok_or_else(|| unconfigured("graph"))?;
@@ -451,7 +458,9 @@ fn hold(cfg: &Config, store: &mut Store, now: i64) -> Result<u64, ActError> {
         // Our own text: nothing to escape but the organisation's name.
         let html = format!(
             "<pre>{}</pre>",
-            text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+            text.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
         );
         let rendered = crate::notify::template::Rendered {
             subject,

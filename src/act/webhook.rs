@@ -22,10 +22,14 @@ const QUICK_PAUSE: Duration = Duration::from_millis(500);
 
 /// `sha256=` and the hex HMAC of `body` under `key`.
 pub fn signature(key: &[u8], body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(body);
     let tag = mac.finalize().into_bytes();
-    format!("sha256={}", crate::identity::to_hex_upper(&tag).to_lowercase())
+    format!(
+        "sha256={}",
+        crate::identity::to_hex_upper(&tag).to_lowercase()
+    )
 }
 
 pub async fn send(

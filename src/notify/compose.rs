@@ -9,8 +9,7 @@ use serde::Serialize;
 
 use super::digest::{
     self, BySeverity, DigestAction, DigestBuilder, DigestCtx, DigestDevice, DigestFinding,
-    DigestUnknown,
-    ResetList, Sections, SourceCount,
+    DigestUnknown, ResetList, Sections, SourceCount,
 };
 use super::message::{self, CsvAttachment};
 use super::template::Templates;

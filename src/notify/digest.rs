@@ -204,7 +204,10 @@ impl<'a> DigestBuilder<'a> {
         for a in rows.iter().take(DIGEST_LINES) {
             self.ctx.actions.push(DigestAction {
                 id: a.id,
-                email: a.email.clone().unwrap_or_else(|| format!("account {}", a.account_id)),
+                email: a
+                    .email
+                    .clone()
+                    .unwrap_or_else(|| format!("account {}", a.account_id)),
                 action: a.action.clone(),
                 target: a.target.clone(),
                 status: a.status.as_str(),

@@ -211,7 +211,12 @@ impl Store {
         Ok(())
     }
 
-    pub fn finish_action(&self, id: i64, outcome: &ActionOutcome, now: i64) -> Result<(), StoreError> {
+    pub fn finish_action(
+        &self,
+        id: i64,
+        outcome: &ActionOutcome,
+        now: i64,
+    ) -> Result<(), StoreError> {
         match outcome {
             ActionOutcome::Done(result) => self.conn.execute(
                 "UPDATE actions SET status = 'done', result = ?2, done_at = ?3, reported = 0
@@ -261,7 +266,12 @@ impl Store {
                  VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
             )?;
             for mail in alerts {
-                insert.execute(params![mail.kind.as_str(), mail.recipient, mail.message, now])?;
+                insert.execute(params![
+                    mail.kind.as_str(),
+                    mail.recipient,
+                    mail.message,
+                    now
+                ])?;
             }
             drop(insert);
             tx.execute(
@@ -292,7 +302,9 @@ impl Store {
             let mut stmt = tx.prepare(
                 "SELECT id FROM actions WHERE status IN ('awaiting_approval', 'held') ORDER BY id",
             )?;
-            let all = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
+            let all = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<i64>, _>>()?;
             match ids {
                 None => all,
                 Some(ids) => all.into_iter().filter(|i| ids.contains(i)).collect(),
@@ -314,11 +326,18 @@ impl Store {
     }
 
     /// Actions in `statuses` (all when empty), newest first, at most `limit`.
-    pub fn actions(&self, statuses: &[ActionStatus], limit: u32) -> Result<Vec<ActionRow>, StoreError> {
+    pub fn actions(
+        &self,
+        statuses: &[ActionStatus],
+        limit: u32,
+    ) -> Result<Vec<ActionRow>, StoreError> {
         let filter = if statuses.is_empty() {
             String::new()
         } else {
-            let list: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+            let list: Vec<String> = statuses
+                .iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect();
             format!("WHERE a.status IN ({})", list.join(","))
         };
         let mut stmt = self
@@ -339,7 +358,9 @@ impl Store {
             "SELECT id FROM actions WHERE reported = 0 AND status NOT IN ('pending', 'running')
              ORDER BY id",
         )?;
-        let ids: Vec<i64> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let ids: Vec<i64> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
         if ids.is_empty() {
             return Ok((Vec::new(), ids, 0));
         }
@@ -359,7 +380,10 @@ impl Store {
             .prepare("SELECT status, count(*) FROM actions GROUP BY status")?;
         let mut out: Vec<(ActionStatus, u64)> = stmt
             .query_map([], |r| {
-                Ok((ActionStatus::parse(&r.get::<_, String>(0)?), r.get::<_, i64>(1)? as u64))
+                Ok((
+                    ActionStatus::parse(&r.get::<_, String>(0)?),
+                    r.get::<_, i64>(1)? as u64,
+                ))
             })?
             .collect::<Result<_, _>>()?;
         out.sort();

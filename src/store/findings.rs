@@ -55,7 +55,9 @@ impl FindingKind {
 
 /// How urgent a finding is. A credential or session stolen from an infected machine is
 /// critical: the machine still has the malware, and the attacker has a working login.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// An address exposed without a password.

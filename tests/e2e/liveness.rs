@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use leakwatch::liveness::ntlm::nt_hash;
 
+use crate::slapd::{Slapd, SUFFIX};
 use crate::support::*;
 
 fn hex(h: &[u8]) -> String {
@@ -275,111 +276,6 @@ fn current_stale_rotated_and_unknown_passwords_get_their_own_outcomes() {
         said("current", "critical", false)
     );
     assert_nowhere(&dir.join("state"), &[denis_nt]);
-}
-
-/// OpenLDAP's `slapd` on loopback with the ppolicy overlay, from a generated config, in a
-/// temporary directory; stopped when dropped.
-struct Slapd {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const SUFFIX: &str = "dc=agence-exemple,dc=fr";
-const ADMIN: &str = "cn=admin,dc=agence-exemple,dc=fr";
-const ADMIN_PW: &str = "admin-synthetic";
-
-impl Slapd {
-    fn start(dir: &std::path::Path) -> Slapd {
-        ensure_debian_tools("slapd", &["slapd"], "the LDAP tests");
-        ensure_debian_tools(
-            "ldap-utils",
-            &["ldapadd", "ldapmodify", "ldappasswd"],
-            "the LDAP tests",
-        );
-        let db = dir.join("db");
-        std::fs::create_dir_all(&db).unwrap();
-        let conf = dir.join("slapd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "include /etc/ldap/schema/core.schema\n\
-                 include /etc/ldap/schema/cosine.schema\n\
-                 include /etc/ldap/schema/inetorgperson.schema\n\
-                 modulepath /usr/lib/ldap\n\
-                 moduleload back_mdb\n\
-                 moduleload ppolicy\n\
-                 pidfile {pid}\n\
-                 database mdb\n\
-                 maxsize 10485760\n\
-                 suffix \"{SUFFIX}\"\n\
-                 rootdn \"{ADMIN}\"\n\
-                 rootpw {ADMIN_PW}\n\
-                 directory {db}\n\
-                 overlay ppolicy\n\
-                 ppolicy_default \"cn=default,ou=policies,{SUFFIX}\"\n\
-                 access to attrs=userPassword by dn.exact=\"cn=leakwatch,{SUFFIX}\" read by anonymous auth by * none\n\
-                 access to * by dn.exact=\"cn=leakwatch,{SUFFIX}\" read by * none\n",
-                pid = dir.join("slapd.pid").display(),
-                db = db.display(),
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let url = format!("ldap://127.0.0.1:{port}");
-        let child = std::process::Command::new("slapd")
-            .args([
-                "-f",
-                conf.to_str().unwrap(),
-                "-h",
-                &format!("{url}/"),
-                "-d",
-                "0",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start slapd");
-        let slapd = Slapd { child, url };
-        wait_for(20, "slapd listening", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        slapd
-    }
-
-    fn tool(&self, tool: &str, args: &[&str], stdin: &str) {
-        use std::io::Write;
-        let mut child = std::process::Command::new(tool)
-            .args(["-x", "-H", &self.url, "-D", ADMIN, "-w", ADMIN_PW])
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{tool} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn person(&self, uid: &str) -> String {
-        format!("uid={uid},ou=people,{SUFFIX}")
-    }
 }
 
 /// Against a real OpenLDAP with ppolicy: the password's salted hash and its last change
