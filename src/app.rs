@@ -58,6 +58,59 @@ pub fn check(config_path: &Path, cfg: &Config) -> Result<i32> {
             path.display()
         )?;
     }
+    let r = &cfg.remediation;
+    if r.rule.is_empty() {
+        writeln!(out, "  remediation: report only (no [[remediation.rule]])")?;
+    } else {
+        let mode = if r.dry_run {
+            "dry run"
+        } else if r.approval {
+            "approval"
+        } else {
+            "automatic"
+        };
+        writeln!(
+            out,
+            "  remediation: {} rule(s), {mode}, at most {} action(s) an hour, {} protected account(s)",
+            r.rule.len(),
+            r.max_per_hour,
+            r.protected.len()
+        )?;
+        // Every secret the actions will need, readable and owner-only now rather than
+        // failing at the first finding.
+        let secrets = [
+            (
+                "ldap bind password",
+                r.ldap.as_ref().map(|l| &l.password_file),
+            ),
+            (
+                "keycloak client secret",
+                r.keycloak.as_ref().map(|k| &k.client_secret_file),
+            ),
+            (
+                "graph client secret",
+                r.graph.as_ref().map(|g| &g.client_secret_file),
+            ),
+            ("webhook key", r.webhook.as_ref().map(|w| &w.secret_file)),
+        ];
+        for (what, path) in secrets {
+            if let Some(path) = path {
+                let path = crate::secret::check_secret_file(path)?;
+                writeln!(out, "    {what}: {} (owner-only)", path.display())?;
+            }
+        }
+        if let Some(c) = &r.command {
+            let meta = std::fs::metadata(&c.path)
+                .with_context(|| format!("remediation command {}", c.path.display()))?;
+            anyhow::ensure!(
+                meta.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0,
+                "remediation command {}: not an executable file",
+                c.path.display()
+            );
+            writeln!(out, "    command: {}", c.path.display())?;
+        }
+    }
     for (name, origin) in templates.origins() {
         writeln!(out, "  template {name}: {origin}")?;
     }

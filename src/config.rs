@@ -877,6 +877,53 @@ admins = ["secops@agence-exemple.fr"]
         assert_eq!(c.outbox_dir(), PathBuf::from("/tmp/x/outbox"));
     }
 
+    /// A remediation policy is refused when an action has nowhere to go, or would send a
+    /// token or a signed finding in clear beyond this machine; a sound one parses with
+    /// the defaults the docs give.
+    #[test]
+    fn remediation_needs_its_targets_and_https() {
+        let rule = "\n[[remediation.rule]]\nkinds = [\"password\"]\nseverities = [\"critical\"]\nactions = ";
+        let cases: &[(&str, &str)] = &[
+            ("[\"disable\"]", "`disable` needs [remediation.ldap]"),
+            ("[\"revoke_sessions\"]", "`revoke_sessions` needs [remediation.keycloak]"),
+            ("[\"webhook\"]", "`webhook` needs [remediation.webhook]"),
+            ("[]", "remediation.rule.actions"),
+            (
+                "[\"webhook\"]\n[remediation.webhook]\nurl = \"http://soar.example/hook\"\nsecret_file = \"k\"",
+                "must be https",
+            ),
+            (
+                "[\"command\"]\n[remediation.command]\npath = \"hook.sh\"",
+                "absolute path",
+            ),
+            (
+                "[\"disable\"]\n[remediation.keycloak]\nurl = \"https://sso.example\"\nrealm = \"a/b\"\nclient_id = \"c\"\nclient_secret_file = \"s\"",
+                "remediation.keycloak.realm",
+            ),
+        ];
+        for (actions, needle) in cases {
+            let text = format!("{GOOD}{rule}{actions}\n");
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{actions}: {e}");
+        }
+        let ok = format!(
+            "{GOOD}[remediation]\napproval = true\n{}[\"force_change\", \"webhook\"]\n[remediation.webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret_file = \"k\"\n[remediation.ldap]\nurl = \"ldaps://dc.example\"\nbind_dn = \"cn=x\"\npassword_file = \"p\"\nbase_dn = \"dc=example\"\nflavor = \"ad\"\n",
+            rule.trim_start_matches("\n")
+        );
+        let c = parse(&ok).unwrap();
+        let r = &c.remediation;
+        assert!(r.approval && !r.dry_run);
+        assert_eq!((r.max_per_hour, r.max_attempts), (50, 5));
+        assert_eq!(
+            r.rule[0].verdicts,
+            [
+                crate::liveness::Verdict::Current,
+                crate::liveness::Verdict::Unknown
+            ]
+        );
+        assert_eq!(r.ldap.as_ref().unwrap().flavor, LdapFlavor::Ad);
+    }
+
     /// Each broken config must be refused with the faulty key named in the message.
     #[test]
     fn errors_name_the_key() {
