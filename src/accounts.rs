@@ -702,6 +702,7 @@ mod index_tests {
              ALTER TABLE devices DROP COLUMN same_as;
              ALTER TABLE accounts DROP COLUMN password_changed_at;
              ALTER TABLE findings DROP COLUMN password_current;
+             DROP TABLE actions;
              PRAGMA user_version = 3;",
         )
         .unwrap();

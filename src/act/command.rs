@@ -107,13 +107,13 @@ mod tests {
         assert!(!std::path::Path::new("/tmp/leakwatch-never").exists());
         let fail = target(
             "/bin/sh",
-            &["-c", "printf 'no\\r\\nX: y\\n' >&2; exit 3"],
+            &["-c", "printf 'no\\033[31m way\\tout\\r\\nsecond line\\n' >&2; exit 3"],
             10,
         );
         let e = run(&fail, b"").unwrap_err();
         assert!(e.transient);
         assert!(
-            e.message.ends_with("exit status: 3: no X: y"),
+            e.message.ends_with("exit status: 3: no [31m way out"),
             "{}",
             e.message
         );
