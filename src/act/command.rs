@@ -107,7 +107,10 @@ mod tests {
         assert!(!std::path::Path::new("/tmp/leakwatch-never").exists());
         let fail = target(
             "/bin/sh",
-            &["-c", "printf 'no\\033[31m way\\tout\\r\\nsecond line\\n' >&2; exit 3"],
+            &[
+                "-c",
+                "printf 'no\\033[31m way\\tout\\r\\nsecond line\\n' >&2; exit 3",
+            ],
             10,
         );
         let e = run(&fail, b"").unwrap_err();

@@ -77,8 +77,17 @@ fn parse_line(line: &str) -> Line<'_> {
         }
         Some(out)
     };
-    if user.is_empty() || !rid.bytes().all(|b| b.is_ascii_digit()) || hex(lm).is_none() {
+    // Samba's `pdbedit -L -w` (smbpasswd format) writes 32 `X` for a hash it does not
+    // hold: no LM hash, or no password at all.
+    let none = |h: &str| h.len() == 32 && h.bytes().all(|b| b == b'X');
+    if user.is_empty()
+        || !rid.bytes().all(|b| b.is_ascii_digit())
+        || (hex(lm).is_none() && !none(lm))
+    {
         return Line::Malformed;
+    }
+    if none(nt) {
+        return Line::Skipped;
     }
     let Some(nt) = hex(nt) else {
         return Line::Malformed;
@@ -302,6 +311,19 @@ mod tests {
         );
         assert_eq!(
             parse_line(&format!("WS01$:1105:{lm}:{nt}:::")),
+            Line::Skipped
+        );
+        // Samba's `pdbedit -L -w`: no LM hash, and an account without a password.
+        let x = "X".repeat(32);
+        assert_eq!(
+            parse_line(&format!(
+                "jdupont:4294967295:{x}:{}:[U          ]:LCT-6B1167CF:",
+                nt.to_uppercase()
+            )),
+            Line::Account("jdupont", want)
+        );
+        assert_eq!(
+            parse_line(&format!("nobody:65534:{x}:{x}:[U          ]:LCT-00000000:")),
             Line::Skipped
         );
         for bad in [

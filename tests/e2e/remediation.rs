@@ -634,3 +634,194 @@ fn ceiling_stops_a_flood_of_ten_thousand_forged_findings() {
     );
     assert_eq!(apis.requests().len(), CEILING);
 }
+
+/// Samba as an Active Directory domain controller (Debian `samba`), provisioned in a
+/// temporary directory and serving LDAP on 127.0.0.1:389 (the port AD's LDAP has; Samba
+/// offers no other). Its NT hashes exported by `pdbedit -L -w` and its `pwdLastSet` read
+/// over LDAP give the verdicts: Hugo's leaked password is his current one, Ines's is not.
+/// Hugo's account is then forced to change its password (`pwdLastSet: 0`) and disabled
+/// (ACCOUNTDISABLE added to `userAccountControl`); Ines's is left alone.
+#[test]
+fn against_samba_ad_current_password_is_reset_and_disabled() {
+    ensure_debian_tools(
+        "samba",
+        &["samba", "samba-tool", "pdbedit"],
+        "the Samba AD test",
+    );
+    ensure_debian_tools("ldap-utils", &["ldapsearch"], "the Samba AD test");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", 389)).is_err(),
+        "the Samba AD test needs 127.0.0.1:389 free"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let target = dir.join("samba");
+    let admin_pw = "Synthetic#Admin2026";
+    let tool = |args: &[&str]| {
+        let o = std::process::Command::new("samba-tool")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "samba-tool {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    tool(&[
+        "domain",
+        "provision",
+        "--realm=AGENCE.TEST",
+        "--domain=AGENCE",
+        "--server-role=dc",
+        "--dns-backend=NONE",
+        &format!("--adminpass={admin_pw}"),
+        &format!("--targetdir={}", target.display()),
+        "--option=interfaces=lo",
+        "--option=bind interfaces only=yes",
+    ]);
+    let sam = target.join("private/sam.ldb");
+    let sam = sam.to_str().unwrap();
+    for (user, pw, mail) in [
+        (
+            "hbernard",
+            "Hugo#2026current",
+            "hugo.bernard@agence-exemple.fr",
+        ),
+        (
+            "iperrin",
+            "Ines#2026current",
+            "ines.perrin@agence-exemple.fr",
+        ),
+    ] {
+        tool(&[
+            "user",
+            "create",
+            user,
+            pw,
+            &format!("--mail-address={mail}"),
+            "-H",
+            sam,
+        ]);
+    }
+    let smb_conf = target.join("etc/smb.conf");
+    let mut samba = std::process::Command::new("samba")
+        .args(["-i", "-M", "single", "-s", smb_conf.to_str().unwrap()])
+        // LDAP only (no winbindd, no Kerberos, no SMB), simple binds without TLS: on
+        // loopback, for the test.
+        .args([
+            "--option=server services=ldap",
+            "--option=ldap server require strong auth=no",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start samba");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let samba = Kill(&mut samba);
+    wait_for(60, "samba's LDAP listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", 389)).is_ok()
+    });
+
+    // The NT hashes as Samba exports them, owner-only.
+    let export = std::process::Command::new("pdbedit")
+        .args(["-L", "-w", "-s", smb_conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let hashes = secret(
+        dir,
+        "nt-hashes",
+        String::from_utf8(export.stdout).unwrap().trim_end(),
+    );
+    let bind_pw = secret(dir, "ad-bind", admin_pw);
+    let config = write_config(dir, "file", "");
+    let ldap = |section: &str, flavor: &str| {
+        format!(
+            "[{section}]\nurl = \"ldap://127.0.0.1:389\"\nbind_dn = \"Administrator@agence.test\"\npassword_file = \"{}\"\nbase_dn = \"CN=Users,DC=agence,DC=test\"\nfilter = \"(objectClass=user)\"\nlogin_attribute = \"sAMAccountName\"\n{flavor}",
+            bind_pw.display()
+        )
+    };
+    let text = format!(
+        "{}[liveness]\nnt_hashes_file = \"{}\"\n{}[remediation]\n[[remediation.rule]]\nkinds = [\"password\"]\nactions = [\"force_change\", \"disable\"]\n{}",
+        std::fs::read_to_string(&config).unwrap(),
+        hashes.display(),
+        ldap("liveness.ldap", ""),
+        ldap("remediation.ldap", "flavor = \"ad\"\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(
+        dir.join("accounts.csv"),
+        "email,username,name\n\
+         hugo.bernard@agence-exemple.fr,hbernard,Hugo Bernard\n\
+         ines.perrin@agence-exemple.fr,iperrin,Ines Perrin\n",
+    )
+    .unwrap();
+    import(&config, &dir.join("accounts.csv"));
+    std::fs::write(
+        dir.join("combo.txt"),
+        "hugo.bernard@agence-exemple.fr:Hugo#2026current\nines.perrin@agence-exemple.fr:Ines#2024ancien\n",
+    )
+    .unwrap();
+    let o = ingest(&config, &[&dir.join("combo.txt")]);
+    expect_code(&o, 0);
+    assert_stderr(&o, "directory read over LDAP");
+    let o = run(&config, &["findings", "list", "--json"]);
+    let findings: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let verdict = |email: &str| {
+        let f = findings.iter().find(|f| f["email"] == email).unwrap();
+        (
+            f["verdict"].as_str().unwrap().to_string(),
+            f["password_changed_at"].is_i64(),
+        )
+    };
+    assert_eq!(
+        verdict("hugo.bernard@agence-exemple.fr"),
+        ("current".into(), true)
+    );
+    assert_eq!(
+        verdict("ines.perrin@agence-exemple.fr"),
+        ("stale".into(), true)
+    );
+
+    let entry = |user: &str| {
+        let o = std::process::Command::new("ldapsearch")
+            .args([
+                "-x",
+                "-LLL",
+                "-H",
+                "ldap://127.0.0.1:389",
+                "-D",
+                "Administrator@agence.test",
+                "-w",
+                admin_pw,
+                "-b",
+                "CN=Users,DC=agence,DC=test",
+                &format!("(sAMAccountName={user})"),
+                "pwdLastSet",
+                "userAccountControl",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let hugo = entry("hbernard");
+    assert_eq!(attr(&hugo, "pwdLastSet"), Some("0"), "{hugo}");
+    assert_eq!(attr(&hugo, "userAccountControl"), Some("514"), "{hugo}");
+    let ines = entry("iperrin");
+    assert_ne!(attr(&ines, "pwdLastSet"), Some("0"), "{ines}");
+    assert_eq!(attr(&ines, "userAccountControl"), Some("512"), "{ines}");
+    let s = states(&config);
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert!(s.values().all(|v| v == "done"), "{s:?}");
+    drop(samba);
+}
