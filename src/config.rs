@@ -202,7 +202,7 @@ pub struct CommandTarget {
 }
 
 /// Where leakwatch learns whether a leaked password is still live (`liveness`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LivenessConfig {
     /// The directory's NT hashes as a pwdump export (`user:rid:lm:nt:::`), a secret file
@@ -211,6 +211,20 @@ pub struct LivenessConfig {
     pub nt_hashes_file: Option<PathBuf>,
     /// The directory read over LDAP at each run: last password changes and salted hashes.
     pub ldap: Option<LdapSource>,
+    /// The most time a run spends comparing leaked passwords with `{CRYPT}` hashes (built
+    /// to be slow: a millisecond to a second each). Past it they are not compared, and
+    /// their findings stay "unknown", so forced.
+    pub slow_hash_budget_secs: u64,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        LivenessConfig {
+            nt_hashes_file: None,
+            ldap: None,
+            slow_hash_budget_secs: crate::liveness::ntlm::SLOW_BUDGET_DEFAULT.as_secs(),
+        }
+    }
 }
 
 /// An LDAP directory to read accounts' last password change and `userPassword` from.

@@ -120,7 +120,9 @@ fn current_passwords(
             }
         }
     }
-    Ok(Some(out))
+    Ok(Some(out.with_slow_budget(std::time::Duration::from_secs(
+        live.slow_hash_budget_secs,
+    ))))
 }
 
 impl<'c> Pipeline<'c> {

@@ -69,7 +69,8 @@ pub fn filetime(v: &str) -> Option<i64> {
     }
 }
 
-/// A `userPassword` value: `{SSHA}` or `{SSHA512}` (digest then salt, base64).
+/// A `userPassword` value: `{SSHA}` or `{SSHA512}` (digest then salt, base64), or
+/// `{CRYPT}` in SHA-256/512-crypt or bcrypt.
 pub fn stored_hash(v: &[u8]) -> Option<Stored> {
     let (scheme, rest) = match v {
         [b'{', ..] => {
@@ -78,6 +79,9 @@ pub fn stored_hash(v: &[u8]) -> Option<Stored> {
         }
         _ => return None,
     };
+    if scheme.eq_ignore_ascii_case(b"CRYPT") {
+        return Stored::crypt(std::str::from_utf8(rest).ok()?);
+    }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(rest)
         .ok()?;
@@ -211,8 +215,47 @@ mod tests {
         assert_eq!((digest.len(), salt.len()), (20, 4));
         assert!(stored.matches("secret"));
         assert!(!stored.matches("Secret"));
-        assert!(stored_hash(b"{CRYPT}$6$abc$def").is_none());
         assert!(stored_hash(b"secret").is_none());
         assert!(stored_hash(b"{SSHA}AAAA").is_none());
+    }
+
+    /// `{CRYPT}` as `openssl passwd -5/-6`, glibc's crypt and OpenBSD's bcrypt write it:
+    /// the vectors of Drepper's SHA-crypt specification and openwall's crypt_blowfish.
+    /// Schemes not compared, malformed values and costs past the bounds are refused when
+    /// read, so they stay "unknown" rather than "stale".
+    #[test]
+    fn crypt_values_as_glibc_and_openbsd_write_them() {
+        for (value, password) in [
+            (
+                "{CRYPT}$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1",
+                "Hello world!",
+            ),
+            (
+                "{crypt}$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8vOuZeHBy/YTBmSK6H9qs/y3RnOaw5v.",
+                "Hello world!",
+            ),
+            (
+                "{CRYPT}$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5",
+                "Hello world!",
+            ),
+            (
+                "{CRYPT}$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW",
+                "U*U",
+            ),
+        ] {
+            let stored = stored_hash(value.as_bytes()).unwrap_or_else(|| panic!("{value}"));
+            assert!(stored.matches(password), "{value}");
+            assert!(!stored.matches("hello world!"), "{value}");
+        }
+        for refused in [
+            "{CRYPT}$1$saltstri$YMyguxXMBpd2TEZ.vS/3q1",
+            "{CRYPT}$6$abc",
+            "{CRYPT}$6$rounds=999999999$salt$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1",
+            "{CRYPT}$2b$31$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW",
+            "{CRYPT}$2a$05$short",
+            "{CRYPT}xxj31ZMTZzkVA",
+        ] {
+            assert!(stored_hash(refused.as_bytes()).is_none(), "{refused}");
+        }
     }
 }

@@ -112,40 +112,90 @@ pub enum Stored {
         digest: Vec<u8>,
         salt: Vec<u8>,
     },
+    /// LDAP `{CRYPT}` in a scheme built to be slow: SHA-256/512-crypt (`$5$`, `$6$`) or
+    /// bcrypt (`$2a$`, `$2b$`, `$2y$`), checked by [`Stored::crypt`] when read.
+    Crypt(String),
 }
 
+/// The most rounds of SHA-crypt and the highest bcrypt cost compared: one comparison
+/// stays under about a second (the directory is the organisation's own, but one entry
+/// must not stall a run).
+const MAX_SHA_CRYPT_ROUNDS: u32 = 1_000_000;
+const MAX_BCRYPT_COST: u32 = 16;
+
 impl Stored {
+    /// A `{CRYPT}` value leakwatch can compare, or `None` (another scheme, or costs past
+    /// the bounds above).
+    pub fn crypt(value: &str) -> Option<Stored> {
+        let ok = if value.starts_with("$5$") || value.starts_with("$6$") {
+            let parsed = sha_crypt::PasswordHashRef::new(value).ok()?;
+            let rounds = parsed
+                .fields()
+                .next()
+                .and_then(|f| f.as_str().strip_prefix("rounds="))
+                .map(|r| r.parse::<u32>().ok())
+                .unwrap_or(Some(5000))?;
+            rounds <= MAX_SHA_CRYPT_ROUNDS && parsed.fields().count() >= 2
+        } else if value.starts_with("$2") {
+            let parts: bcrypt::HashParts = value.parse().ok()?;
+            parts.get_cost() <= MAX_BCRYPT_COST
+        } else {
+            false
+        };
+        ok.then(|| Stored::Crypt(value.to_string()))
+    }
+
+    /// Whether a comparison costs milliseconds rather than nanoseconds (see
+    /// [`CurrentPasswords::check`]).
+    fn is_slow(&self) -> bool {
+        matches!(self, Stored::Crypt(_))
+    }
+
     /// Whether `password` is the one stored; the comparison takes the same time whichever
     /// byte differs.
     pub fn matches(&self, password: &str) -> bool {
-        let mut got = match self {
-            Stored::Nt(_) => nt_hash(password).to_vec(),
-            Stored::Salted { sha512, salt, .. } => {
-                use sha2::Digest as _;
-                match sha512 {
-                    true => {
-                        let mut h = sha2::Sha512::new();
-                        h.update(password.as_bytes());
-                        h.update(salt);
-                        h.finalize().to_vec()
-                    }
-                    false => {
-                        let mut h = sha1::Sha1::new();
-                        h.update(password.as_bytes());
-                        h.update(salt);
-                        h.finalize().to_vec()
-                    }
-                }
+        use sha2::Digest as _;
+        let (mut got, want): (Vec<u8>, &[u8]) = match self {
+            Stored::Crypt(hash) => return crypt_matches(hash, password),
+            Stored::Nt(h) => (nt_hash(password).to_vec(), h),
+            Stored::Salted {
+                sha512: true,
+                digest,
+                salt,
+            } => {
+                let mut h = sha2::Sha512::new();
+                h.update(password.as_bytes());
+                h.update(salt);
+                (h.finalize().to_vec(), digest)
             }
-        };
-        let want: &[u8] = match self {
-            Stored::Nt(h) => h,
-            Stored::Salted { digest, .. } => digest,
+            Stored::Salted {
+                sha512: false,
+                digest,
+                salt,
+            } => {
+                let mut h = sha1::Sha1::new();
+                h.update(password.as_bytes());
+                h.update(salt);
+                (h.finalize().to_vec(), digest)
+            }
         };
         let same =
             got.len() == want.len() && got.iter().zip(want).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0;
         got.zeroize();
         same
+    }
+}
+
+/// Both libraries compare in constant time. A value that no longer parses (it parsed
+/// when read) counts as not matching.
+fn crypt_matches(hash: &str, password: &str) -> bool {
+    if hash.starts_with("$2") {
+        bcrypt::verify(password, hash).unwrap_or(false)
+    } else {
+        use sha_crypt::PasswordVerifier as _;
+        sha_crypt::ShaCrypt::default()
+            .verify_password(password.as_bytes(), hash)
+            .is_ok()
     }
 }
 
@@ -157,21 +207,76 @@ impl Drop for Stored {
                 digest.zeroize();
                 salt.zeroize();
             }
+            Stored::Crypt(h) => h.zeroize(),
         }
     }
 }
 
 /// How each account's password is held by the directory (its NT hash from an export, or
 /// its salted hash read over LDAP), by account id: whether a leaked password is current.
-#[derive(Default)]
 pub struct CurrentPasswords {
     by_account: HashMap<i64, Stored>,
+    /// Slow comparisons (`{CRYPT}`) already made this run, by account and SHA-256 of the
+    /// password tried: a line read twice costs one.
+    memo: std::sync::Mutex<HashMap<(i64, [u8; 32]), bool>>,
+    /// Time spent on slow comparisons, and the most they may take in a run: past it a
+    /// password is not compared (its finding stays "unknown", so forced) and counted.
+    slow_nanos: std::sync::atomic::AtomicU64,
+    slow_budget_nanos: u64,
+    slow_done: std::sync::atomic::AtomicU64,
+    slow_skipped: std::sync::atomic::AtomicU64,
     /// Lines of the export that named an account of the directory, named none, or were
     /// not of the pwdump shape (their numbers, the first few, in `malformed_lines`).
     pub matched: usize,
     pub unmatched: usize,
     pub malformed: usize,
     pub malformed_lines: Vec<usize>,
+}
+
+/// Slow comparisons a run may make by default: a minute of one core.
+pub const SLOW_BUDGET_DEFAULT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Default for CurrentPasswords {
+    fn default() -> Self {
+        CurrentPasswords {
+            by_account: HashMap::new(),
+            memo: Default::default(),
+            slow_nanos: Default::default(),
+            slow_budget_nanos: SLOW_BUDGET_DEFAULT.as_nanos() as u64,
+            slow_done: Default::default(),
+            slow_skipped: Default::default(),
+            matched: 0,
+            unmatched: 0,
+            malformed: 0,
+            malformed_lines: Vec::new(),
+        }
+    }
+}
+
+impl Drop for CurrentPasswords {
+    /// The slow comparisons are told once, when the run lets go of the hashes.
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (done, skipped) = (
+            self.slow_done.load(Relaxed),
+            self.slow_skipped.load(Relaxed),
+        );
+        let secs = self.slow_nanos.load(Relaxed) as f64 / 1e9;
+        if skipped > 0 {
+            tracing::warn!(
+                done,
+                skipped,
+                secs = format_args!("{secs:.1}"),
+                "{{CRYPT}} comparisons past this run's budget ([liveness] slow_hash_budget_secs): those findings stay \"unknown\", so forced"
+            );
+        } else if done > 0 {
+            tracing::info!(
+                done,
+                secs = format_args!("{secs:.1}"),
+                "{{CRYPT}} passwords compared"
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for CurrentPasswords {
@@ -250,7 +355,46 @@ impl CurrentPasswords {
 
     /// Whether `password` is `account`'s password now (`None`: no hash for it).
     pub fn check(&self, account: i64, password: &str) -> Option<bool> {
-        Some(self.by_account.get(&account)?.matches(password))
+        use std::sync::atomic::Ordering::Relaxed;
+        let stored = self.by_account.get(&account)?;
+        if !stored.is_slow() {
+            return Some(stored.matches(password));
+        }
+        let key = {
+            use sha2::Digest as _;
+            (
+                account,
+                <[u8; 32]>::from(sha2::Sha256::digest(password.as_bytes())),
+            )
+        };
+        if let Some(&v) = self
+            .memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Some(v);
+        }
+        if self.slow_nanos.load(Relaxed) >= self.slow_budget_nanos {
+            self.slow_skipped.fetch_add(1, Relaxed);
+            return None;
+        }
+        let started = std::time::Instant::now();
+        let v = stored.matches(password);
+        self.slow_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+        self.slow_done.fetch_add(1, Relaxed);
+        self.memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, v);
+        Some(v)
+    }
+
+    /// The most time slow comparisons (`{CRYPT}`) may take in this run.
+    pub fn with_slow_budget(mut self, budget: std::time::Duration) -> CurrentPasswords {
+        self.slow_budget_nanos = budget.as_nanos().min(u64::MAX as u128) as u64;
+        self
     }
 
     /// Adds what another source holds of an account's password; an export's NT hash,
@@ -286,6 +430,27 @@ mod tests {
         );
         // Beyond ASCII: UTF-16LE, not the UTF-8 bytes.
         assert_ne!(nt_hash("é"), nt_hash("\u{c3}\u{a9}"));
+    }
+
+    /// A slow `{CRYPT}` comparison is made once per account and password in a run, and
+    /// none past the run's budget: the answer is then "not known", never "stale".
+    #[test]
+    fn slow_comparisons_are_remembered_and_bounded() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bcrypt = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+        let mut c = CurrentPasswords::default();
+        c.add(1, Stored::crypt(bcrypt).unwrap());
+        c.add(2, Stored::Nt(nt_hash("fast")));
+        assert_eq!(c.check(1, "U*U"), Some(true));
+        assert_eq!(c.check(1, "U*U"), Some(true));
+        assert_eq!(c.check(1, "other"), Some(false));
+        assert_eq!(c.slow_done.load(Relaxed), 2);
+        let mut none = CurrentPasswords::default().with_slow_budget(std::time::Duration::ZERO);
+        none.add(1, Stored::crypt(bcrypt).unwrap());
+        none.add(2, Stored::Nt(nt_hash("fast")));
+        assert_eq!(none.check(1, "U*U"), None);
+        assert_eq!(none.check(2, "fast"), Some(true));
+        assert_eq!(none.slow_skipped.load(Relaxed), 1);
     }
 
     #[test]

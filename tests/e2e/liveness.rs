@@ -307,25 +307,29 @@ fn against_slapd_current_stale_and_rotated_passwords_get_three_outcomes() {
         ),
     );
     // Passwords set as users and admins set them (the Password Modify operation: stored
-    // {SSHA}, pwdChangedTime kept by ppolicy); Carole's in a scheme not compared.
+    // {SSHA}, pwdChangedTime kept by ppolicy); Bruno's as {CRYPT} SHA-512-crypt (`openssl
+    // passwd -6` of his current password), Carole's in a scheme not compared (MD5-crypt).
     slapd.tool(
         "ldappasswd",
         &["-s", "Ete2025!actuel", &slapd.person("amartin")],
         "",
     );
-    slapd.tool(
-        "ldappasswd",
-        &["-s", "Nouveau#2026", &slapd.person("bpetit")],
-        "",
-    );
-    slapd.tool(
-        "ldapmodify",
-        &[],
-        &format!(
-            "dn: {}\nchangetype: modify\nreplace: userPassword\nuserPassword: {{CRYPT}}$6$c2FsdA$synthetic\n",
-            slapd.person("croux")
+    for (uid, value) in [
+        (
+            "bpetit",
+            "{CRYPT}$6$c2FsdA$IK0FnJRRZhNU6.V9Gg.IqmTui/CpM48KTZdEQNNi1ZZHDt68MMvRvcyuGAJudcX8Aq0FfMbLhZ0Put44EB4Q7/",
         ),
-    );
+        ("croux", "{CRYPT}$1$c2FsdA$mCA9HBwQKcJyWQJjbYBWd/"),
+    ] {
+        slapd.tool(
+            "ldapmodify",
+            &[],
+            &format!(
+                "dn: {}\nchangetype: modify\nreplace: userPassword\nuserPassword: {value}\n",
+                slapd.person(uid)
+            ),
+        );
+    }
 
     let bind_pw = dir.join("ldap-bind");
     std::fs::write(&bind_pw, "lw-bind-synthetic\n").unwrap();

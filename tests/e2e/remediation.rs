@@ -91,20 +91,29 @@ fn against_slapd_dry_run_approval_protected_and_both_flavours() {
     for (uid, pw) in [
         ("amartin", "Ete2025!actuel"),
         ("bpetit", "Nouveau#2026"),
-        ("dlefort", "Denis#2026"),
         ("esimon", "Emile#2026"),
         ("gnoel", "Gaelle#2026"),
     ] {
         slapd.tool("ldappasswd", &["-s", pw, &slapd.person(uid)], "");
     }
-    slapd.tool(
-        "ldapmodify",
-        &[],
-        &format!(
-            "dn: {}\nchangetype: modify\nreplace: userPassword\nuserPassword: {{CRYPT}}$6$c2FsdA$synthetic\n",
-            slapd.person("croux")
+    // Denis's in {CRYPT} SHA-512-crypt (`openssl passwd -6`), compared as {SSHA} is;
+    // Carole's in MD5-crypt, which is not.
+    for (uid, value) in [
+        (
+            "dlefort",
+            "{CRYPT}$6$ZGVuaXM$y3QpmJ7ZfKQ9w1YGqN6g6iV.n9BblrTquvOlqLjidZUkzVdd75g/dLdM2iDrBp.QFDUWGU3xnBN2dkBZ3rqnV/",
         ),
-    );
+        ("croux", "{CRYPT}$1$c2FsdA$mCA9HBwQKcJyWQJjbYBWd/"),
+    ] {
+        slapd.tool(
+            "ldapmodify",
+            &[],
+            &format!(
+                "dn: {}\nchangetype: modify\nreplace: userPassword\nuserPassword: {value}\n",
+                slapd.person(uid)
+            ),
+        );
+    }
 
     let read_pw = secret(dir, "ldap-read", "lw-bind-synthetic");
     let write_pw = secret(dir, "ldap-write", "lw-write-synthetic");
@@ -209,6 +218,13 @@ fn against_slapd_dry_run_approval_protected_and_both_flavours() {
     )
     .unwrap();
     expect_code(&ingest(&config, &[&dir.join("two.txt")]), 0);
+    let o = run(&config, &["findings", "list", "--json"]);
+    let findings: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let denis_finding = findings
+        .iter()
+        .find(|f| f["email"] == "denis.lefort@agence-exemple.fr")
+        .unwrap();
+    assert_eq!(denis_finding["verdict"], "current", "{denis_finding}");
     let s = states(&config);
     let denis = "denis.lefort@agence-exemple.fr";
     let emile = "emile.simon@agence-exemple.fr";
