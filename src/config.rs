@@ -215,6 +215,10 @@ pub struct LivenessConfig {
     /// to be slow: a millisecond to a second each). Past it they are not compared, and
     /// their findings stay "unknown", so forced.
     pub slow_hash_budget_secs: u64,
+    /// Keycloak: each user's password credential `createdDate` as the last change.
+    pub keycloak: Option<KeycloakTarget>,
+    /// How often Keycloak is read (one request per user): the dates are kept between reads.
+    pub keycloak_refresh_secs: u64,
 }
 
 impl Default for LivenessConfig {
@@ -223,6 +227,8 @@ impl Default for LivenessConfig {
             nt_hashes_file: None,
             ldap: None,
             slow_hash_budget_secs: crate::liveness::ntlm::SLOW_BUDGET_DEFAULT.as_secs(),
+            keycloak: None,
+            keycloak_refresh_secs: 3600,
         }
     }
 }
@@ -754,6 +760,15 @@ impl Config {
                 )),
             }
         };
+        if let Some(k) = &self.liveness.keycloak {
+            https("liveness.keycloak.url", &k.url)?;
+            if k.realm.is_empty() || k.realm.contains('/') {
+                return Err(invalid(
+                    "liveness.keycloak.realm",
+                    "a realm name, without `/`".into(),
+                ));
+            }
+        }
         if let Some(k) = &r.keycloak {
             https("remediation.keycloak.url", &k.url)?;
             if k.realm.is_empty() || k.realm.contains('/') {

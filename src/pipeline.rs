@@ -76,10 +76,43 @@ fn current_passwords(
     store: &mut Store,
 ) -> Result<Option<CurrentPasswords>, PipelineError> {
     let live = &cfg.liveness;
-    if live.nt_hashes_file.is_none() && live.ldap.is_none() {
+    if live.nt_hashes_file.is_none() && live.ldap.is_none() && live.keycloak.is_none() {
         return Ok(None);
     }
     let norm = Normalizer::new(&cfg.organization);
+    let Some(keys) = store.key_index() else {
+        return Ok(None);
+    };
+    // Keycloak's dates are written first and the LDAP read's after: an account in both
+    // keeps the directory's.
+    let mut keycloak_changes = None;
+    let now = chrono::Utc::now().timestamp();
+    if let Some(kc) = &live.keycloak {
+        let last = store.meta_value("keycloak_read_at")?;
+        if last.is_none_or(|t| now - t >= live.keycloak_refresh_secs as i64 || t > now) {
+            match crate::liveness::keycloak::read(cfg, kc, &norm, keys) {
+                Ok(read) => {
+                    tracing::info!(
+                        realm = %kc.realm,
+                        users = read.users,
+                        accounts = read.matched,
+                        changes = read.changed.len(),
+                        "Keycloak read: password dates"
+                    );
+                    keycloak_changes = Some(read.changed);
+                }
+                Err(e) => tracing::warn!(
+                    realm = %kc.realm,
+                    error = %e,
+                    "Keycloak not read: its password dates are those of its last read"
+                ),
+            }
+        }
+    }
+    if let Some(changed) = keycloak_changes {
+        store.set_password_changes(&changed)?;
+        store.set_meta_value("keycloak_read_at", now)?;
+    }
     let Some(keys) = store.key_index() else {
         return Ok(None);
     };

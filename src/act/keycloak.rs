@@ -151,3 +151,83 @@ async fn act_once(
     }
     Ok(done)
 }
+
+/// Users read per page when the realm is listed.
+const PAGE: usize = 200;
+/// The most users listed in one read: a realm larger than this is read in part (logged).
+pub(crate) const MAX_USERS: usize = 10_000_000;
+
+/// Calls `each(username, email, password_created)` for every user of the realm, a page at
+/// a time, with the creation date of the user's password credential (unix seconds;
+/// `None` for a user without a password, say one who signs in through another provider).
+/// Keycloak has no bulk call for credentials: one request per user. Returns how many
+/// users were read.
+pub(crate) async fn password_dates(
+    client: &mut Client,
+    kc: &KeycloakTarget,
+    mut each: impl FnMut(&str, Option<&str>, Option<i64>),
+) -> Result<usize, Failure> {
+    let timeout = Duration::from_secs(kc.timeout_secs);
+    let bearer = token(client, kc).await?;
+    let users = url(&kc.url, &["admin", "realms", &kc.realm, "users"])?;
+    let mut read = 0;
+    while read < MAX_USERS {
+        let resp = client
+            .inner
+            .get(users.clone())
+            .bearer_auth(&bearer)
+            .timeout(timeout)
+            .query(&[
+                ("first", read.to_string().as_str()),
+                ("max", PAGE.to_string().as_str()),
+                ("briefRepresentation", "true"),
+            ])
+            .send()
+            .await
+            .map_err(|e| network("Keycloak user list", &e))?;
+        if !resp.status().is_success() {
+            return Err(status_failure("Keycloak user list", resp.status()));
+        }
+        let page: Vec<serde_json::Value> = resp
+            .json()
+            .await
+            .map_err(|_| Failure::transient("Keycloak user list: not a user list"))?;
+        for user in &page {
+            let (Some(id), Some(username)) = (user["id"].as_str(), user["username"].as_str())
+            else {
+                continue;
+            };
+            let creds_url = url(
+                &kc.url,
+                &["admin", "realms", &kc.realm, "users", id, "credentials"],
+            )?;
+            let resp = client
+                .inner
+                .get(creds_url)
+                .bearer_auth(&bearer)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| network("Keycloak credentials", &e))?;
+            if !resp.status().is_success() {
+                return Err(status_failure("Keycloak credentials", resp.status()));
+            }
+            let creds: Vec<serde_json::Value> = resp
+                .json()
+                .await
+                .map_err(|_| Failure::transient("Keycloak credentials: not a list"))?;
+            let created = creds
+                .iter()
+                .filter(|c| c["type"] == "password")
+                .filter_map(|c| c["createdDate"].as_i64())
+                .max()
+                .map(|ms| ms / 1000);
+            each(username, user["email"].as_str(), created);
+        }
+        read += page.len();
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    Ok(read)
+}

@@ -20,8 +20,8 @@
 
 mod command;
 mod graph;
-mod http;
-mod keycloak;
+pub(crate) mod http;
+pub(crate) mod keycloak;
 mod ldap;
 mod webhook;
 

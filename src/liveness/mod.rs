@@ -13,6 +13,7 @@
 //! or one rotated since, is advice only (the user is still told); without either source,
 //! a finding forces a reset as before.
 
+pub mod keycloak;
 pub mod ldap;
 pub mod ntlm;
 

@@ -841,3 +841,100 @@ fn against_samba_ad_current_password_is_reset_and_disabled() {
     assert!(s.values().all(|v| v == "done"), "{s:?}");
     drop(samba);
 }
+
+/// Keycloak as a source of last password changes: each user's password credential
+/// `createdDate` (the OTP credential's date is not taken), read page by page. Hugo
+/// changed his password after the stealer log that took it: rotated since, advice, no
+/// action; Ines's password is older than the leak: unknown, forced and acted on. The
+/// realm is read again only after `keycloak_refresh_secs`.
+#[test]
+fn keycloak_password_dates_say_rotated_since() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // 2026-01-15 and 2020-01-01, in milliseconds as Keycloak gives them.
+    std::fs::write(
+        dir.join("users.json"),
+        r#"[{"id": "7f0c1d9e-hugo", "username": "hbernard", "email": "hugo.bernard@agence-exemple.fr", "passwordCreated": 1768435200000},
+            {"id": "8a1b2c3d-ines", "username": "ines.perrin@agence-exemple.fr", "email": "ines.perrin@agence-exemple.fr", "passwordCreated": 1577836800000},
+            {"id": "9b2c3d4e-sso", "username": "federated", "email": "someone@example.net"}]"#,
+    )
+    .unwrap();
+    let apis = AdminApis::start(dir, &["--users", dir.join("users.json").to_str().unwrap()]);
+    let kc_secret = secret(dir, "kc.secret", "kc-secret-synthetic");
+    let config = write_config(dir, "file", "");
+    let kc = format!(
+        "url = \"{}\"\nrealm = \"agence\"\nclient_id = \"leakwatch\"\nclient_secret_file = \"{}\"\n",
+        apis.url(""),
+        kc_secret.display()
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "{}[liveness]\nkeycloak_refresh_secs = 3600\n[liveness.keycloak]\n{kc}[remediation]\n[[remediation.rule]]\nactions = [\"force_change\"]\n[remediation.keycloak]\n{kc}",
+            std::fs::read_to_string(&config).unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("accounts.csv"),
+        "email,username,name\n\
+         hugo.bernard@agence-exemple.fr,hbernard,Hugo Bernard\n\
+         ines.perrin@agence-exemple.fr,,Ines Perrin\n",
+    )
+    .unwrap();
+    import(&config, &dir.join("accounts.csv"));
+    let logs = dir.join("dumps/logs/FR-LAPTOP2");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(
+        logs.join("UserInformation.txt"),
+        "Build ID: sale22\nCountry: FR\nHWID: 1A2B3C4D\nLog date: 10/12/2025 2:02:11 PM\n",
+    )
+    .unwrap();
+    std::fs::write(
+        logs.join("Passwords.txt"),
+        "URL: https://sso.agence-exemple.fr/\nUsername: hbernard\nPassword: Hugo!2025old\n\n\
+         URL: https://webmail.example.net/\nUsername: ines.perrin@agence-exemple.fr\nPassword: Ines!2025old\n\n",
+    )
+    .unwrap();
+    let o = ingest(&config, &[&dir.join("dumps")]);
+    expect_code(&o, 0);
+    for said in [
+        "Keycloak read: password dates",
+        "users=3",
+        "accounts=2",
+        "changes=2",
+    ] {
+        assert_stderr(&o, said);
+    }
+    let o = run(&config, &["findings", "list", "--json"]);
+    let findings: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let verdict = |email: &str| {
+        findings
+            .iter()
+            .filter(|f| f["email"] == email && f["kind"] == "password")
+            .map(|f| f["verdict"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(verdict("hugo.bernard@agence-exemple.fr"), ["rotated_since"]);
+    assert_eq!(verdict("ines.perrin@agence-exemple.fr"), ["unknown"]);
+    let s = states(&config);
+    assert_eq!(
+        s.keys().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+        ["ines.perrin@agence-exemple.fr"],
+        "{s:?}"
+    );
+    let lists = |apis: &AdminApis| {
+        apis.requests()
+            .iter()
+            .filter(|r| r["path"].as_str().unwrap().contains("first="))
+            .count()
+    };
+    assert_eq!(lists(&apis), 1);
+    assert!(apis.requests().iter().all(|r| r["ok"] == true));
+    // Within the refresh interval, the realm is not read again.
+    std::fs::write(dir.join("empty.txt"), "").unwrap();
+    let o = ingest(&config, &[&dir.join("empty.txt")]);
+    expect_code(&o, 0);
+    assert!(!stderr(&o).contains("Keycloak read"), "{}", stderr(&o));
+    assert_eq!(lists(&apis), 1);
+}

@@ -6,6 +6,8 @@ every request (method, path, authentication, body) against the documentation:
 Keycloak (https://www.keycloak.org/docs-api/latest/rest-api/):
   POST /realms/R/protocol/openid-connect/token   client_credentials grant, form-encoded
   GET  /admin/realms/R/users?username=U&exact=true (or email=E)
+  GET  /admin/realms/R/users?first=N&max=M&briefRepresentation=true
+  GET  /admin/realms/R/users/ID/credentials     (the user's "passwordCreated", ms, if any)
   PUT  /admin/realms/R/users/ID                  JSON UserRepresentation (partial)
   POST /admin/realms/R/users/ID/logout
 Microsoft Graph (https://learn.microsoft.com/graph/api/):
@@ -135,6 +137,15 @@ class Handler(BaseHTTPRequestHandler):
                 self.body()
                 return self.answer("keycloak", 401, {"error": "HTTP 401 Unauthorized"}, "no valid bearer token")
             q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            if len(segs) == 4 and m == "GET" and "first" in q:
+                # The realm listed a page at a time (brief representations).
+                if set(q) != {"first", "max", "briefRepresentation"} or q["briefRepresentation"] != "true":
+                    return self.answer("keycloak", 400, {"error": "bad query"}, f"list query {q}")
+                first, size = int(q["first"]), int(q["max"])
+                if not 0 < size <= 1000:
+                    return self.answer("keycloak", 400, {"error": "bad max"}, f"max {size}")
+                page = sorted(st.users.values(), key=lambda u: u["id"])[first:first + size]
+                return self.answer("keycloak", 200, [self.kc_view(u) for u in page])
             if len(segs) == 4 and m == "GET":
                 if q.get("exact") != "true" or len(q) != 2 or not ({"username", "email"} & q.keys()):
                     return self.answer("keycloak", 400, {"error": "bad query"}, f"search query {q}")
@@ -156,6 +167,13 @@ class Handler(BaseHTTPRequestHandler):
                 with LOCK:
                     u.update(rep)
                 return self.answer("keycloak", 204, None, None, rep)
+            if len(segs) == 6 and segs[5] == "credentials" and m == "GET":
+                creds = []
+                if u.get("passwordCreated") is not None:
+                    creds.append({"id": "cred-" + uid, "type": "password", "userLabel": "My password",
+                                  "createdDate": u["passwordCreated"], "credentialData": "{}"})
+                creds.append({"id": "otp-" + uid, "type": "otp", "createdDate": 4102444800000})
+                return self.answer("keycloak", 200, creds)
             if len(segs) == 6 and segs[5] == "logout" and m == "POST":
                 self.body()
                 with LOCK:
