@@ -760,6 +760,30 @@ impl Config {
                 )),
             }
         };
+        // A bind password in clear may go to a directory on this machine, nowhere else.
+        for (key, src) in [
+            ("liveness.ldap.url", self.liveness.ldap.as_ref()),
+            ("remediation.ldap.url", r.ldap.as_ref()),
+        ] {
+            let Some(src) = src else { continue };
+            let parsed = reqwest::Url::parse(&src.url)
+                .map_err(|e| invalid(key, format!("`{}`: {e}", src.url)))?;
+            let host = parsed.host_str().unwrap_or_default();
+            match parsed.scheme() {
+                "ldaps" => {}
+                "ldap" if src.starttls || loopback(host) => {}
+                "ldap" => {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "`{}` would send the bind password in clear to {host}; use ldaps://, or starttls = true (plain ldap:// is for a directory on loopback)",
+                            src.url
+                        ),
+                    ))
+                }
+                other => return Err(invalid(key, format!("`{other}`: ldap:// or ldaps://"))),
+            }
+        }
         if let Some(k) = &self.liveness.keycloak {
             https("liveness.keycloak.url", &k.url)?;
             if k.realm.is_empty() || k.realm.contains('/') {
@@ -914,6 +938,10 @@ admins = ["secops@agence-exemple.fr"]
         let rule = "\n[[remediation.rule]]\nkinds = [\"password\"]\nseverities = [\"critical\"]\nactions = ";
         let cases: &[(&str, &str)] = &[
             ("[\"disable\"]", "`disable` needs [remediation.ldap]"),
+            (
+                "[\"disable\"]\n[remediation.ldap]\nurl = \"ldap://dc.example\"\nbind_dn = \"cn=x\"\npassword_file = \"p\"\nbase_dn = \"dc=example\"",
+                "bind password in clear",
+            ),
             ("[\"revoke_sessions\"]", "`revoke_sessions` needs [remediation.keycloak]"),
             ("[\"webhook\"]", "`webhook` needs [remediation.webhook]"),
             ("[]", "remediation.rule.actions"),

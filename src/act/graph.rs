@@ -19,13 +19,7 @@ pub async fn act(
     email: &str,
 ) -> Result<String, Failure> {
     let out = act_once(client, g, action, email).await;
-    if out
-        .as_ref()
-        .is_err_and(|e| e.message.ends_with("401 Unauthorized"))
-    {
-        client.forget_tokens();
-    }
-    out
+    client.after(out)
 }
 
 async fn act_once(

@@ -90,9 +90,16 @@ impl Client {
         Ok(t.access_token)
     }
 
-    /// Forgets the tokens (a 401: revoked or expired early).
-    pub fn forget_tokens(&mut self) {
-        self.tokens.clear();
+    /// Forgets the tokens after a 401 (revoked, or expired early): the next attempt asks
+    /// for a new one.
+    pub fn after(&mut self, out: Result<String, Failure>) -> Result<String, Failure> {
+        if out
+            .as_ref()
+            .is_err_and(|e| e.message.ends_with("401 Unauthorized"))
+        {
+            self.tokens.clear();
+        }
+        out
     }
 }
 

@@ -35,13 +35,7 @@ pub async fn act(
     username: Option<&str>,
 ) -> Result<String, Failure> {
     let out = act_once(client, kc, action, email, username).await;
-    if out
-        .as_ref()
-        .is_err_and(|e| e.message.ends_with("401 Unauthorized"))
-    {
-        client.forget_tokens();
-    }
-    out
+    client.after(out)
 }
 
 async fn act_once(

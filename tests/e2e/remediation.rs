@@ -337,6 +337,24 @@ fn against_slapd_dry_run_approval_protected_and_both_flavours() {
     );
 }
 
+/// Hugo and Ines as the directory, and a combo list with a password for each, ingested.
+fn hugo_and_ines(dir: &Path, config: &Path, hugo: &str, ines: &str) -> std::process::Output {
+    std::fs::write(
+        dir.join("accounts.csv"),
+        "email,username,name\n\
+         hugo.bernard@agence-exemple.fr,hbernard,Hugo Bernard\n\
+         ines.perrin@agence-exemple.fr,iperrin,Ines Perrin\n",
+    )
+    .unwrap();
+    import(config, &dir.join("accounts.csv"));
+    std::fs::write(
+        dir.join("combo.txt"),
+        format!("hugo.bernard@agence-exemple.fr:{hugo}\nines.perrin@agence-exemple.fr:{ines}\n"),
+    )
+    .unwrap();
+    ingest(config, &[&dir.join("combo.txt")])
+}
+
 /// The stand-in admin APIs (tests/support/admin_apis.py).
 struct AdminApis {
     child: Child,
@@ -439,20 +457,7 @@ fn keycloak_graph_webhook_and_command_get_exactly_what_they_document() {
     );
     std::fs::write(&config, text).unwrap();
     expect_code(&run(&config, &["check"]), 0);
-    std::fs::write(
-        dir.join("accounts.csv"),
-        "email,username,name\n\
-         hugo.bernard@agence-exemple.fr,hbernard,Hugo Bernard\n\
-         ines.perrin@agence-exemple.fr,iperrin,Ines Perrin\n",
-    )
-    .unwrap();
-    import(&config, &dir.join("accounts.csv"));
-    std::fs::write(
-        dir.join("combo.txt"),
-        "hugo.bernard@agence-exemple.fr:Hugo!2026secret\nines.perrin@agence-exemple.fr:Ines!2026secret\n",
-    )
-    .unwrap();
-    let o = ingest(&config, &[&dir.join("combo.txt")]);
+    let o = hugo_and_ines(dir, &config, "Hugo!2026secret", "Ines!2026secret");
     expect_code(&o, 0);
 
     let s = states(&config);
@@ -774,20 +779,7 @@ fn against_samba_ad_current_password_is_reset_and_disabled() {
         ldap("remediation.ldap", "flavor = \"ad\"\n"),
     );
     std::fs::write(&config, text).unwrap();
-    std::fs::write(
-        dir.join("accounts.csv"),
-        "email,username,name\n\
-         hugo.bernard@agence-exemple.fr,hbernard,Hugo Bernard\n\
-         ines.perrin@agence-exemple.fr,iperrin,Ines Perrin\n",
-    )
-    .unwrap();
-    import(&config, &dir.join("accounts.csv"));
-    std::fs::write(
-        dir.join("combo.txt"),
-        "hugo.bernard@agence-exemple.fr:Hugo#2026current\nines.perrin@agence-exemple.fr:Ines#2024ancien\n",
-    )
-    .unwrap();
-    let o = ingest(&config, &[&dir.join("combo.txt")]);
+    let o = hugo_and_ines(dir, &config, "Hugo#2026current", "Ines#2024ancien");
     expect_code(&o, 0);
     assert_stderr(&o, "directory read over LDAP");
     let o = run(&config, &["findings", "list", "--json"]);
