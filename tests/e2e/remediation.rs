@@ -250,25 +250,40 @@ fn against_slapd_dry_run_approval_protected_and_both_flavours() {
             .unwrap()
             .to_string()
     };
-    let o = run(&config, &["actions", "reject", &id_of(denis, "disable")]);
+    let o = run(
+        &config,
+        &["actions", "reject", &id_of(emile, "force_change")],
+    );
     expect_code(&o, 0);
     let o = run(&config, &["actions", "approve", "999999"]);
     expect_code(&o, 1);
     assert_stderr(&o, "action 999999 does not wait for approval");
+    // Denis is made protected while his `disable` waits: approved, it is still not done.
+    with_remediation(
+        &config,
+        &base,
+        &format!(
+            "[remediation]\napproval = true\nprotected = [\"ESIMON\", \"Denis.Lefort@agence-exemple.fr\"]\n{rule}{}",
+            target("openldap", "people", "uid")
+        ),
+    );
     let o = run(&config, &["actions", "approve", "--all"]);
-    expect_code(&o, 0);
+    expect_code(&o, 1);
     assert_stdout(&o, "2 action(s) approved by ");
-    assert_stdout(&o, "remediation: 2 done, 0 to retry, 0 failed");
+    assert_stdout(&o, "remediation: 1 done, 0 to retry, 1 failed");
     let s = states(&config);
     assert_eq!(s[&key(denis, "force_change", "ldap")], "done");
-    assert_eq!(s[&key(denis, "disable", "ldap")], "rejected");
-    assert_eq!(s[&key(emile, "force_change", "ldap")], "done");
+    assert_eq!(s[&key(denis, "disable", "ldap")], "failed");
+    assert_eq!(s[&key(emile, "force_change", "ldap")], "rejected");
     assert_eq!(s[&key(emile, "disable", "ldap")], "blocked");
-    for uid in ["dlefort", "esimon"] {
-        let e = slapd.entry(&slapd.person(uid));
-        assert_eq!(attr(&e, "pwdReset"), Some("TRUE"), "{e}");
-        assert_eq!(attr(&e, "pwdAccountLockedTime"), None, "{e}");
-    }
+    let e = slapd.entry(&slapd.person("dlefort"));
+    assert_eq!(attr(&e, "pwdReset"), Some("TRUE"), "{e}");
+    assert_eq!(attr(&e, "pwdAccountLockedTime"), None, "{e}");
+    let e = slapd.entry(&slapd.person("esimon"));
+    assert_eq!(attr(&e, "pwdReset"), None, "{e}");
+    assert_eq!(attr(&e, "pwdAccountLockedTime"), None, "{e}");
+    let log = run(&config, &["actions", "log"]);
+    assert_stdout(&log, "protected account: never disabled");
     let approved = actions(&config)
         .into_iter()
         .find(|a| a["email"] == denis && a["action"] == "force_change")
