@@ -112,7 +112,10 @@ pub fn plan(cfg: &Config, store: &mut Store, now: i64) -> Result<Planned, ActErr
     }
     // One action per account, action and target: the most severe finding carries it
     // (the earliest among equals).
-    let mut chosen: HashMap<(i64, &'static str, &'static str), NewAction> = HashMap::new();
+    // With what urgency: a password known current first, then by severity (so that a
+    // ceiling reached mid-batch has spent itself on those).
+    let mut chosen: HashMap<(i64, &'static str, &'static str), ((u8, u8), NewAction)> =
+        HashMap::new();
     let ids = store.pending_digest_ids()?;
     for page in ids.chunks(PLAN_PAGE) {
         for f in store.findings_by_ids(page, false)? {
@@ -144,11 +147,13 @@ pub fn plan(cfg: &Config, store: &mut Store, now: i64) -> Result<Planned, ActErr
                             .then(|| "protected account: never disabled".to_string()),
                     };
                     let key = (f.account.id, action.as_str(), target);
-                    let replace = chosen
-                        .get(&key)
-                        .is_none_or(|old| rank(new.severity) > rank(old.severity));
+                    let urgency = (
+                        u8::from(f.verdict != crate::liveness::Verdict::Current),
+                        2 - rank(new.severity),
+                    );
+                    let replace = chosen.get(&key).is_none_or(|(was, _)| urgency < *was);
                     if replace {
-                        chosen.insert(key, new);
+                        chosen.insert(key, (urgency, new));
                     }
                 }
             }
@@ -157,9 +162,24 @@ pub fn plan(cfg: &Config, store: &mut Store, now: i64) -> Result<Planned, ActErr
     if chosen.is_empty() {
         return Ok(Planned::default());
     }
-    let mut rows: Vec<NewAction> = chosen.into_values().collect();
-    // Per account, in the rule's order: a forced change before sessions are revoked.
-    rows.sort_by(|a, b| (a.account_id, a.step, a.target).cmp(&(b.account_id, b.step, b.target)));
+    let mut rows: Vec<((u8, u8), NewAction)> = chosen.into_values().collect();
+    // Done in this order (ids follow it): the most urgent account first, and per account
+    // the rule's order (a forced change before sessions are revoked). An account's
+    // actions share its most urgent finding's urgency.
+    let mut account_urgency: HashMap<i64, (u8, u8)> = HashMap::new();
+    for (u, a) in &rows {
+        let e = account_urgency.entry(a.account_id).or_insert(*u);
+        *e = (*e).min(*u);
+    }
+    rows.sort_by_key(|(_, a)| {
+        (
+            account_urgency[&a.account_id],
+            a.account_id,
+            a.step,
+            a.target,
+        )
+    });
+    let rows: Vec<NewAction> = rows.into_iter().map(|(_, a)| a).collect();
     let n = store.plan_actions(&rows, now)?;
     if n > 0 {
         let mode = if r.dry_run {

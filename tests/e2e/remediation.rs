@@ -588,20 +588,34 @@ fn ceiling_stops_a_flood_of_ten_thousand_forged_findings() {
     let hook_key = secret(dir, "hook.key", "hook-key-synthetic");
     let apis = AdminApis::start(dir, &["--hook-secret", hook_key.to_str().unwrap()]);
     let config = write_config(dir, "file", "");
+    // The directory's NT hashes say the last five accounts' leaked passwords are current:
+    // their actions come first, before the ceiling.
+    let lm = "aad3b435b51404eeaad3b435b51404ee";
+    let export: String = (ACCOUNTS - 5..ACCOUNTS)
+        .map(|i| {
+            let nt: String = leakwatch::liveness::ntlm::nt_hash(&format!("Forged{i}!"))
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("AGENCE\\agent{i:05}:{}:{lm}:{nt}:::\n", 2000 + i)
+        })
+        .collect();
+    let export = secret(dir, "nt-hashes", export.trim_end());
     let text = format!(
-        "{}[remediation]\nmax_per_hour = {CEILING}\n\
+        "{}[liveness]\nnt_hashes_file = \"{}\"\n[remediation]\nmax_per_hour = {CEILING}\n\
          [[remediation.rule]]\nactions = [\"webhook\"]\n\
          [remediation.webhook]\nurl = \"{}\"\nsecret_file = \"{}\"\n",
         std::fs::read_to_string(&config).unwrap(),
+        export.display(),
         apis.url("/hook"),
         hook_key.display(),
     );
     std::fs::write(&config, text).unwrap();
-    let mut csv = String::from("email\n");
+    let mut csv = String::from("email,username\n");
     let mut flood = String::new();
     let mut second = String::new();
     for i in 0..ACCOUNTS + 10 {
-        csv.push_str(&format!("agent{i:05}@agence-exemple.fr\n"));
+        csv.push_str(&format!("agent{i:05}@agence-exemple.fr,agent{i:05}\n"));
         let line = format!("agent{i:05}@agence-exemple.fr:Forged{i}!\n");
         if i < ACCOUNTS {
             flood.push_str(&line);
@@ -632,6 +646,15 @@ fn ceiling_stops_a_flood_of_ten_thousand_forged_findings() {
     let hooks = apis.requests();
     assert_eq!(hooks.len(), CEILING);
     assert!(hooks.iter().all(|h| h["ok"] == true), "{hooks:?}");
+    let verdicts: Vec<&str> = hooks
+        .iter()
+        .map(|h| h["body"]["finding"]["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts[..5], ["current"; 5], "{verdicts:?}");
+    assert!(
+        verdicts[5..].iter().all(|v| *v == "unknown"),
+        "{verdicts:?}"
+    );
     let alerts = |dir: &Path| {
         read_outbox(&dir.join("state/outbox"))
             .into_iter()
