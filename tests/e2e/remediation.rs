@@ -177,6 +177,9 @@ fn against_slapd_dry_run_approval_protected_and_both_flavours() {
     )
     .unwrap();
     expect_code(&ingest(&config, &[&dumps]), 0);
+    // Shown with `--nocapture`: the three outcomes as an admin sees them.
+    eprintln!("{}", stdout(&run(&config, &["findings", "list"])));
+    eprintln!("{}", stdout(&run(&config, &["actions", "log"])));
     let s = states(&config);
     assert_eq!(
         s,
@@ -340,6 +343,7 @@ fn against_slapd_dry_run_approval_protected_and_both_flavours() {
         s[&key("farid.haddad@agence-exemple.fr", "disable", "ldap")],
         "done"
     );
+    eprintln!("{}", stdout(&run(&config, &["actions", "log"])));
 
     // The bind passwords and the leaked passwords stay out of the state directory.
     assert_nowhere(
