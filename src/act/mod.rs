@@ -114,7 +114,7 @@ pub fn plan(cfg: &Config, store: &mut Store, now: i64) -> Result<Planned, ActErr
     // (the earliest among equals).
     // With what urgency: a password known current first, then by severity (so that a
     // ceiling reached mid-batch has spent itself on those).
-    let mut chosen: HashMap<(i64, &'static str, &'static str), ((u8, u8), NewAction)> =
+    let mut chosen: HashMap<(i64, &'static str, &'static str), (Urgency, NewAction)> =
         HashMap::new();
     let ids = store.pending_digest_ids()?;
     for page in ids.chunks(PLAN_PAGE) {
@@ -162,11 +162,11 @@ pub fn plan(cfg: &Config, store: &mut Store, now: i64) -> Result<Planned, ActErr
     if chosen.is_empty() {
         return Ok(Planned::default());
     }
-    let mut rows: Vec<((u8, u8), NewAction)> = chosen.into_values().collect();
+    let mut rows: Vec<(Urgency, NewAction)> = chosen.into_values().collect();
     // Done in this order (ids follow it): the most urgent account first, and per account
     // the rule's order (a forced change before sessions are revoked). An account's
     // actions share its most urgent finding's urgency.
-    let mut account_urgency: HashMap<i64, (u8, u8)> = HashMap::new();
+    let mut account_urgency: HashMap<i64, Urgency> = HashMap::new();
     for (u, a) in &rows {
         let e = account_urgency.entry(a.account_id).or_insert(*u);
         *e = (*e).min(*u);
@@ -193,6 +193,9 @@ pub fn plan(cfg: &Config, store: &mut Store, now: i64) -> Result<Planned, ActErr
     }
     Ok(Planned { actions: n })
 }
+
+/// Lower first: (0 if the leaked password is known current, 2 − severity rank).
+type Urgency = (u8, u8);
 
 fn rank(severity: &str) -> u8 {
     match severity {
