@@ -55,30 +55,16 @@ impl Client {
         if let Some(s) = scope {
             form.push(("scope", s));
         }
-        let resp = self
-            .inner
-            .post(token_url)
-            .timeout(timeout)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| network("token request", &e))?;
+        let request = self.inner.post(token_url).timeout(timeout).form(&form);
         drop(form);
         drop(secret);
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(status_failure("token request", status));
-        }
         #[derive(serde::Deserialize)]
         struct Token {
             access_token: String,
             #[serde(default)]
             expires_in: Option<u64>,
         }
-        let t: Token = resp
-            .json()
-            .await
-            .map_err(|_| Failure::transient("token request: not a token response"))?;
+        let t: Token = json("token request", request).await?;
         let life = t.expires_in.unwrap_or(300).saturating_sub(60).max(1);
         self.tokens.insert(
             key,
@@ -101,6 +87,32 @@ impl Client {
         }
         out
     }
+}
+
+/// The largest JSON answer read (a page of users, a token): the servers are the
+/// organisation's own, but every body has a bound.
+const MAX_JSON: usize = 16 << 20;
+
+/// Sends `req` and reads its JSON answer (at most [`MAX_JSON`] bytes).
+pub async fn json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<T, Failure> {
+    let mut resp = req.send().await.map_err(|e| network(what, &e))?;
+    if !resp.status().is_success() {
+        return Err(status_failure(what, resp.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| network(what, &e))? {
+        if body.len() + chunk.len() > MAX_JSON {
+            return Err(Failure::permanent(format!(
+                "{what}: answer over {MAX_JSON} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body)
+        .map_err(|_| Failure::transient(format!("{what}: not the JSON expected")))
 }
 
 /// A transport error: always worth another try.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::http::{network, status_failure, url, Client};
+use super::http::{json, network, status_failure, url, Client};
 use super::Failure;
 use crate::config::KeycloakTarget;
 
@@ -55,22 +55,16 @@ async fn act_once(
         _ => vec![("email", email)],
     };
     for (field, value) in by {
-        let resp = client
-            .inner
-            .get(users.clone())
-            .bearer_auth(&bearer)
-            .timeout(timeout)
-            .query(&[(field, value), ("exact", "true")])
-            .send()
-            .await
-            .map_err(|e| network("Keycloak user search", &e))?;
-        if !resp.status().is_success() {
-            return Err(status_failure("Keycloak user search", resp.status()));
-        }
-        let list: Vec<serde_json::Value> = resp
-            .json()
-            .await
-            .map_err(|_| Failure::transient("Keycloak user search: not a user list"))?;
+        let list: Vec<serde_json::Value> = json(
+            "Keycloak user search",
+            client
+                .inner
+                .get(users.clone())
+                .bearer_auth(&bearer)
+                .timeout(timeout)
+                .query(&[(field, value), ("exact", "true")]),
+        )
+        .await?;
         match list.len() {
             0 => continue,
             1 => {
@@ -166,26 +160,20 @@ pub(crate) async fn password_dates(
     let users = url(&kc.url, &["admin", "realms", &kc.realm, "users"])?;
     let mut read = 0;
     while read < MAX_USERS {
-        let resp = client
-            .inner
-            .get(users.clone())
-            .bearer_auth(&bearer)
-            .timeout(timeout)
-            .query(&[
-                ("first", read.to_string().as_str()),
-                ("max", PAGE.to_string().as_str()),
-                ("briefRepresentation", "true"),
-            ])
-            .send()
-            .await
-            .map_err(|e| network("Keycloak user list", &e))?;
-        if !resp.status().is_success() {
-            return Err(status_failure("Keycloak user list", resp.status()));
-        }
-        let page: Vec<serde_json::Value> = resp
-            .json()
-            .await
-            .map_err(|_| Failure::transient("Keycloak user list: not a user list"))?;
+        let page: Vec<serde_json::Value> = json(
+            "Keycloak user list",
+            client
+                .inner
+                .get(users.clone())
+                .bearer_auth(&bearer)
+                .timeout(timeout)
+                .query(&[
+                    ("first", read.to_string().as_str()),
+                    ("max", PAGE.to_string().as_str()),
+                    ("briefRepresentation", "true"),
+                ]),
+        )
+        .await?;
         for user in &page {
             let (Some(id), Some(username)) = (user["id"].as_str(), user["username"].as_str())
             else {
@@ -195,21 +183,15 @@ pub(crate) async fn password_dates(
                 &kc.url,
                 &["admin", "realms", &kc.realm, "users", id, "credentials"],
             )?;
-            let resp = client
-                .inner
-                .get(creds_url)
-                .bearer_auth(&bearer)
-                .timeout(timeout)
-                .send()
-                .await
-                .map_err(|e| network("Keycloak credentials", &e))?;
-            if !resp.status().is_success() {
-                return Err(status_failure("Keycloak credentials", resp.status()));
-            }
-            let creds: Vec<serde_json::Value> = resp
-                .json()
-                .await
-                .map_err(|_| Failure::transient("Keycloak credentials: not a list"))?;
+            let creds: Vec<serde_json::Value> = json(
+                "Keycloak credentials",
+                client
+                    .inner
+                    .get(creds_url)
+                    .bearer_auth(&bearer)
+                    .timeout(timeout),
+            )
+            .await?;
             let created = creds
                 .iter()
                 .filter(|c| c["type"] == "password")
