@@ -703,6 +703,7 @@ mod index_tests {
              ALTER TABLE accounts DROP COLUMN password_changed_at;
              ALTER TABLE findings DROP COLUMN password_current;
              DROP TABLE actions;
+             DROP TABLE counters;
              PRAGMA user_version = 3;",
         )
         .unwrap();

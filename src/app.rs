@@ -114,6 +114,18 @@ pub fn check(config_path: &Path, cfg: &Config) -> Result<i32> {
     for (name, origin) in templates.origins() {
         writeln!(out, "  template {name}: {origin}")?;
     }
+    if let Some(addr) = cfg.metrics.listen {
+        writeln!(out, "  metrics: http://{addr}/metrics (daemon)")?;
+        if !addr.ip().is_loopback() {
+            writeln!(
+                out,
+                "  warning: metrics listen on {addr}, beyond loopback: whoever reaches it reads the counts"
+            )?;
+        }
+    }
+    if let Some(path) = &cfg.metrics.textfile {
+        writeln!(out, "  metrics: textfile {}", path.display())?;
+    }
     for w in cfg.warnings() {
         writeln!(out, "  warning: {w}")?;
     }
@@ -267,6 +279,7 @@ pub fn ingest_with(
     delivered.sent += d.sent;
     delivered.failed += d.failed;
     delivered.deferred = d.deferred;
+    crate::metrics::write_textfile(cfg, &pipe.store);
     Ok(IngestOutcome {
         stats,
         user_mails: composed.user_mails,
@@ -618,6 +631,13 @@ pub fn actions_settle(cfg: &Config, ids: &[i64], all: bool, approve: bool) -> Re
     } else {
         EXIT_PROBLEMS
     })
+}
+
+/// `leakwatch metrics`: the metrics as the daemon serves them.
+pub fn metrics(cfg: &Config) -> Result<i32> {
+    let store = Store::open(cfg.state_dir())?;
+    print!("{}", crate::metrics::render(&store)?);
+    Ok(EXIT_OK)
 }
 
 pub fn mail_list(cfg: &Config) -> Result<i32> {

@@ -36,6 +36,19 @@ pub struct Config {
     pub liveness: LivenessConfig,
     #[serde(default)]
     pub remediation: RemediationConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics (`metrics`): neither is on unless set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where the daemon serves `GET /metrics` (`127.0.0.1:9464`). Counts only, but an
+    /// address beyond loopback shows them to whoever can reach it: `check` warns.
+    pub listen: Option<std::net::SocketAddr>,
+    /// A file for node_exporter's textfile collector, rewritten after each run.
+    pub textfile: Option<PathBuf>,
 }
 
 /// What leakwatch does about a finding beyond telling people (`act`): nothing unless rules

@@ -358,6 +358,21 @@ impl<'a> Ingest<'a> {
                 self.fatal = Some(e);
             }
         }
+        // The metrics' counters: what was read, whether the run finished or not.
+        let s = &self.stats;
+        let adds = [
+            ("bytes", s.bytes),
+            ("lines", s.lines),
+            ("identities", s.identities),
+            ("filter_passed", s.filter_passed),
+            ("matches", s.matches),
+            ("new_findings", s.new_findings),
+            ("new_unknown", s.new_unknown),
+            ("errors", s.errors),
+        ];
+        if let Err(e) = self.store.add_counters(&adds) {
+            tracing::warn!(error = %e, "metrics counters not updated");
+        }
         // The lock this run holds ends with it; the map of known findings with it.
         self.store.forget_known();
         if self.stats.new_findings > FINDINGS_LOGGED {

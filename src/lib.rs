@@ -38,6 +38,7 @@ pub mod fuzz;
 pub mod identity;
 pub mod ingest;
 pub mod liveness;
+pub mod metrics;
 pub mod notify;
 pub mod parse;
 pub mod pipeline;

@@ -76,6 +76,8 @@ enum Command {
     },
     /// Print the identity key, SHA-1 and k-anonymous prefix of an address or username.
     Hash { identity: String },
+    /// Print the Prometheus metrics, as the daemon serves them on `[metrics] listen`.
+    Metrics,
     /// Remediation: what was done in the directory, and what waits for approval.
     Actions {
         #[command(subcommand)]
@@ -223,6 +225,7 @@ fn main() -> ExitCode {
             command: MailCommand::Flush { retry_failed },
         } => app::mail_flush(&cfg, retry_failed),
         Command::Hash { identity } => app::hash(&cfg, &identity),
+        Command::Metrics => app::metrics(&cfg),
         Command::Actions { command } => match command {
             ActionsCommand::List { json } => app::actions_show(&cfg, true, json, u32::MAX),
             ActionsCommand::Log { json, limit } => app::actions_show(&cfg, false, json, limit),

@@ -267,6 +267,7 @@ pub fn notify_pass(
     act_pass(cfg, store, clock, rt);
     let composed = notify::compose(cfg, store, &templates, clock.now())?;
     let delivered = deliver_queue(cfg, store, clock, rt, due_only)?;
+    crate::metrics::write_textfile(cfg, store);
     Ok(NotifyOutcome {
         composed,
         delivered,
@@ -299,6 +300,11 @@ pub fn deliver_queue(
             Err(e) => Err(e),
         }
     });
+    if let Ok(Ok(d)) = &delivered {
+        if let Err(e) = store.add_counter("mail_deferred", d.deferred) {
+            tracing::warn!(error = %e, "metrics counters not updated");
+        }
+    }
     match delivered {
         Ok(d) => d,
         Err(e) => {

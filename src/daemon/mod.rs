@@ -51,6 +51,11 @@ pub enum DaemonError {
     Feeds(String),
     #[error("signals: {0}")]
     Signals(std::io::Error),
+    #[error("metrics listener on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// How the daemon was asked to run.
@@ -90,6 +95,18 @@ pub async fn run(
             "feed runs interrupted by the last stop were marked"
         );
     }
+    // Bound before READY: a port taken is a failed start, not a silent gap in the graphs.
+    // The listener keeps serving across reloads (the state directory does not change).
+    let metrics = match cfg.metrics.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Metrics { addr, source })?;
+            tracing::info!(%addr, "metrics served on /metrics");
+            Some(tokio::spawn(crate::metrics::serve(listener, cfg.clone())))
+        }
+        None => None,
+    };
     store.daemon_started(std::process::id(), clock.now())?;
     let mut random = || rand::rng().next_u64();
     let mut plan = Plan::new(
@@ -227,6 +244,9 @@ pub async fn run(
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "final mail flush failed; mail stays queued"),
         Err(_) => tracing::warn!("final mail flush cut at the stop deadline; mail stays queued"),
         _ => {}
+    }
+    if let Some(m) = metrics {
+        m.abort();
     }
     store.daemon_stopped(clock.now())?;
     tracing::info!(runs = summary.runs, "leakwatch daemon stopped");

@@ -12,6 +12,7 @@
 //! and the host of the site a credential was typed into.
 
 mod actions;
+mod counters;
 mod devices;
 mod directory;
 mod feeds;
@@ -37,7 +38,7 @@ pub use known::Reread;
 pub use outbox::{Attempt, MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
 
 const DB_FILE: &str = "leakwatch.db";
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 const KEYS_FILE: &str = "identity-keys.idx";
 
 #[derive(Debug, thiserror::Error)]
@@ -285,18 +286,25 @@ impl Store {
                 self.migrate_7()?;
                 self.conn.execute_batch(SCHEMA_8)?;
                 self.conn.execute_batch(SCHEMA_9)?;
-                Ok(self.conn.execute_batch(SCHEMA_10)?)
+                self.conn.execute_batch(SCHEMA_10)?;
+                Ok(self.conn.execute_batch(SCHEMA_11)?)
             }
             7 => {
                 self.conn.execute_batch(SCHEMA_8)?;
                 self.conn.execute_batch(SCHEMA_9)?;
-                Ok(self.conn.execute_batch(SCHEMA_10)?)
+                self.conn.execute_batch(SCHEMA_10)?;
+                Ok(self.conn.execute_batch(SCHEMA_11)?)
             }
             8 => {
                 self.conn.execute_batch(SCHEMA_9)?;
-                Ok(self.conn.execute_batch(SCHEMA_10)?)
+                self.conn.execute_batch(SCHEMA_10)?;
+                Ok(self.conn.execute_batch(SCHEMA_11)?)
             }
-            9 => Ok(self.conn.execute_batch(SCHEMA_10)?),
+            9 => {
+                self.conn.execute_batch(SCHEMA_10)?;
+                Ok(self.conn.execute_batch(SCHEMA_11)?)
+            }
+            10 => Ok(self.conn.execute_batch(SCHEMA_11)?),
             SCHEMA_VERSION => Ok(()),
             found => Err(StoreError::Version {
                 path: self.path.clone(),
@@ -655,6 +663,15 @@ CREATE INDEX actions_open ON actions(status, next_attempt_at);
 CREATE INDEX actions_started ON actions(started_at) WHERE started_at IS NOT NULL;
 CREATE INDEX actions_unreported ON actions(reported) WHERE reported = 0;
 PRAGMA user_version = 10;
+COMMIT;
+"#;
+
+/// Version 11: counters that only grow, for the metrics (`metrics`): what every run read
+/// and found, whichever way it ran (`ingest`, a feed), and mail deferrals.
+const SCHEMA_11: &str = r#"
+BEGIN;
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+PRAGMA user_version = 11;
 COMMIT;
 "#;
 

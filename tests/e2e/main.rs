@@ -7,6 +7,7 @@ mod faults;
 mod feeds;
 mod hostile;
 mod liveness;
+mod metrics;
 mod pipeline;
 mod remediation;
 mod shapes;

@@ -164,7 +164,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A Python with aiosmtpd and trustme: the one in `LEAKWATCH_TEST_PYTHON`, the system's
+/// A Python with aiosmtpd, trustme and prometheus_client (whose parser reads our
+/// metrics): the one in `LEAKWATCH_TEST_PYTHON`, the system's
 /// if it has them, else a virtualenv made once under the target directory from PyPI.
 /// There is no silent skip: if none can be had, the SMTP tests fail and say why.
 pub fn smtp_python() -> &'static Path {
@@ -172,14 +173,14 @@ pub fn smtp_python() -> &'static Path {
     PY.get_or_init(|| {
         let has_modules = |py: &Path| {
             Command::new(py)
-                .args(["-c", "import aiosmtpd, trustme"])
+                .args(["-c", "import aiosmtpd, trustme, prometheus_client"])
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success())
         };
         if let Ok(p) = std::env::var("LEAKWATCH_TEST_PYTHON") {
             let p = PathBuf::from(p);
-            assert!(has_modules(&p), "LEAKWATCH_TEST_PYTHON={} lacks aiosmtpd or trustme", p.display());
+            assert!(has_modules(&p), "LEAKWATCH_TEST_PYTHON={} lacks aiosmtpd, trustme or prometheus_client", p.display());
             return p;
         }
         let system = PathBuf::from("python3");
@@ -195,12 +196,20 @@ pub fn smtp_python() -> &'static Path {
                 .status()
                 .is_ok_and(|s| s.success())
                 && Command::new(&py)
-                    .args(["-m", "pip", "install", "-q", "aiosmtpd==1.4.6", "trustme==1.2.1"])
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "-q",
+                        "aiosmtpd==1.4.6",
+                        "trustme==1.2.1",
+                        "prometheus-client==0.21.1",
+                    ])
                     .status()
                     .is_ok_and(|s| s.success());
             assert!(
                 ok && has_modules(&py),
-                "the SMTP tests need Python 3 with aiosmtpd and trustme (pip install aiosmtpd trustme), \
+                "the SMTP and metrics tests need Python 3 with aiosmtpd, trustme and prometheus_client (pip install aiosmtpd trustme prometheus-client), \
                  and could not install them into {}",
                 venv.display()
             );
