@@ -38,6 +38,25 @@ pub struct Config {
     pub remediation: RemediationConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// How log lines are written (to stderr; the journal under systemd).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event, its fields as keys, for journald → SIEM pipelines.
+    Json,
 }
 
 /// Prometheus metrics (`metrics`): neither is on unless set.

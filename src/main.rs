@@ -155,19 +155,8 @@ fn main() -> ExitCode {
         libc::umask(0o077);
     }
     let cli = Cli::parse();
-    // Colours only on a terminal. Under systemd (JOURNAL_STREAM set) the journal stamps
-    // each line itself, so ours carry no time.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("leakwatch=info"));
-    let fmt = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        fmt.without_time().init();
-    } else {
-        fmt.init();
-    }
+    // The config first: it says how to log (`[log] format`). Its errors go to stderr as
+    // they are.
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -175,6 +164,30 @@ fn main() -> ExitCode {
             return ExitCode::from(app::EXIT_CONFIG as u8);
         }
     };
+    // Colours only on a terminal. Under systemd (JOURNAL_STREAM set) the journal stamps
+    // each line itself, so text lines carry no time (JSON ones keep theirs: a SIEM reads
+    // the object, not the journal's stamp).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("leakwatch=info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cfg.log.format {
+        config::LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        config::LogFormat::Text => {
+            let fmt = fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+            if std::env::var_os("JOURNAL_STREAM").is_some() {
+                fmt.without_time().init();
+            } else {
+                fmt.init();
+            }
+        }
+    }
     let result = match cli.command {
         Command::Check => app::check(&cli.config, &cfg),
         Command::Accounts {

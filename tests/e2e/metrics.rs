@@ -208,3 +208,42 @@ fn metrics_in_a_textfile_after_ingest_and_on_the_daemons_listener() {
         Some(3.0)
     );
 }
+
+/// `[log] format = "json"`: every line on stderr is one JSON object with its fields as
+/// keys (what journald → SIEM pipelines parse); no password or dump line in any of them.
+#[test]
+fn json_logs_are_one_object_per_line_with_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = write_config(dir, "file", "");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[log]\nformat = \"json\"\n");
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(
+        dir.join("accounts.csv"),
+        "email\nalice.martin@agence-exemple.fr\n",
+    )
+    .unwrap();
+    import(&config, &dir.join("accounts.csv"));
+    std::fs::write(
+        dir.join("combo.txt"),
+        "alice.martin@agence-exemple.fr:Json#Secret1\nnot a line at all \u{1b}[31m\n",
+    )
+    .unwrap();
+    let o = ingest(&config, &[&dir.join("combo.txt")]);
+    expect_code(&o, 0);
+    let err = stderr(&o);
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let recorded = events
+        .iter()
+        .find(|e| e["message"] == "dumps read, findings recorded")
+        .expect("the run's summary event");
+    assert_eq!(recorded["lines"], 2);
+    assert_eq!(recorded["new_findings"], 1);
+    assert!(recorded["level"] == "INFO" && recorded["timestamp"].is_string());
+    assert!(!err.contains("Json#Secret1"));
+    assert!(!err.contains('\u{1b}'));
+}
