@@ -78,6 +78,10 @@ enum Command {
     Hash { identity: String },
     /// Print the Prometheus metrics, as the daemon serves them on `[metrics] listen`.
     Metrics,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff): `leakwatch man > /usr/share/man/man1/leakwatch.1`.
+    Man,
     /// Remediation: what was done in the directory, and what waits for approval.
     Actions {
         #[command(subcommand)]
@@ -155,6 +159,25 @@ fn main() -> ExitCode {
         libc::umask(0o077);
     }
     let cli = Cli::parse();
+    // These need no config.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "leakwatch", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(app::EXIT_PROBLEMS as u8 + 1)
+                }
+            };
+        }
+        _ => {}
+    }
     // The config first: it says how to log (`[log] format`). Its errors go to stderr as
     // they are.
     let cfg = match Config::load(&cli.config) {
@@ -239,6 +262,8 @@ fn main() -> ExitCode {
         } => app::mail_flush(&cfg, retry_failed),
         Command::Hash { identity } => app::hash(&cfg, &identity),
         Command::Metrics => app::metrics(&cfg),
+        // Printed above, before the config was read.
+        Command::Completions { .. } | Command::Man => Ok(app::EXIT_OK),
         Command::Actions { command } => match command {
             ActionsCommand::List { json } => app::actions_show(&cfg, true, json, u32::MAX),
             ActionsCommand::Log { json, limit } => app::actions_show(&cfg, false, json, limit),

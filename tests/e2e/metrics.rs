@@ -247,3 +247,34 @@ fn json_logs_are_one_object_per_line_with_fields() {
     assert!(!err.contains("Json#Secret1"));
     assert!(!err.contains('\u{1b}'));
 }
+
+/// `--version`, the man page and shell completions come from the same command
+/// definitions, and need no config.
+#[test]
+fn version_man_page_and_completions_without_a_config() {
+    let out = |args: &[&str]| {
+        let o = Command::new(BIN).args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(
+        out(&["--version"]).trim(),
+        format!("leakwatch {}", env!("CARGO_PKG_VERSION"))
+    );
+    let man = out(&["man"]);
+    assert!(man.contains(".TH leakwatch 1"), "{man}");
+    for sub in ["ingest", "actions", "metrics", "completions"] {
+        assert!(man.contains(sub), "the man page lacks {sub}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let bash = tmp.path().join("leakwatch.bash");
+    std::fs::write(&bash, out(&["completions", "bash"])).unwrap();
+    let syntax = Command::new("bash").arg("-n").arg(&bash).status().unwrap();
+    assert!(syntax.success(), "the bash completion does not parse");
+    assert!(std::fs::read_to_string(&bash).unwrap().contains("approve"));
+    assert!(out(&["completions", "zsh"]).starts_with("#compdef leakwatch"));
+}
