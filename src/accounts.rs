@@ -704,6 +704,7 @@ mod index_tests {
              ALTER TABLE findings DROP COLUMN password_current;
              DROP TABLE actions;
              DROP TABLE counters;
+             DROP TABLE siem_queue;
              PRAGMA user_version = 3;",
         )
         .unwrap();

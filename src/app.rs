@@ -464,6 +464,14 @@ pub fn status(cfg: &Config, json: bool) -> Result<i32> {
         "mail queue: {} pending, {} sent, {} failed",
         mail.pending, mail.sent, mail.failed
     )?;
+    let siem = store.siem_counts()?;
+    if !siem.is_empty() {
+        let list: Vec<String> = siem
+            .iter()
+            .map(|(t, s, n)| format!("{t} {n} {s}"))
+            .collect();
+        writeln!(out, "SIEM export: {}", list.join(", "))?;
+    }
     if !actions.is_empty() {
         let list: Vec<String> = actions
             .iter()

@@ -40,6 +40,33 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub siem: SiemConfig,
+}
+
+/// Each new or raised finding exported as one JSON event (`siem`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiemConfig {
+    /// RFC 5424 syslog: `unix:/dev/log` (the local daemon), `udp://HOST:PORT`, or
+    /// `tcp://HOST:PORT` (RFC 6587 octet counting).
+    pub syslog: Option<String>,
+    /// An HTTPS endpoint that receives each event as a JSON POST.
+    pub webhook_url: Option<String>,
+    /// If set, the webhook's body is signed: `X-Leakwatch-Signature: sha256=HEX`.
+    pub webhook_secret_file: Option<PathBuf>,
+    pub timeout_secs: u64,
+}
+
+impl Default for SiemConfig {
+    fn default() -> Self {
+        SiemConfig {
+            syslog: None,
+            webhook_url: None,
+            webhook_secret_file: None,
+            timeout_secs: 30,
+        }
+    }
 }
 
 /// How log lines are written (to stderr; the journal under systemd).
@@ -792,6 +819,23 @@ impl Config {
                 )),
             }
         };
+        if let Some(url) = &self.siem.webhook_url {
+            https("siem.webhook_url", url)?;
+        }
+        if let Some(target) = &self.siem.syslog {
+            if crate::siem::syslog::Target::parse(target).is_none() {
+                return Err(invalid(
+                    "siem.syslog",
+                    format!("`{target}`: unix:/PATH, udp://HOST:PORT or tcp://HOST:PORT"),
+                ));
+            }
+        }
+        if self.siem.timeout_secs == 0 || self.siem.timeout_secs > 600 {
+            return Err(invalid(
+                "siem.timeout_secs",
+                "must be between 1 and 600".into(),
+            ));
+        }
         // A bind password in clear may go to a directory on this machine, nowhere else.
         for (key, src) in [
             ("liveness.ldap.url", self.liveness.ldap.as_ref()),

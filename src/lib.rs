@@ -48,6 +48,7 @@ pub mod schedule;
 pub mod secret;
 pub mod settle;
 pub mod shown;
+pub mod siem;
 pub mod sort;
 pub mod source;
 pub mod split;

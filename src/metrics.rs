@@ -217,6 +217,19 @@ pub fn render(store: &Store) -> Result<String, StoreError> {
         o.value("leakwatch_actions", &[("status", status.as_str())], n);
     }
 
+    o.head(
+        "leakwatch_siem_events",
+        "gauge",
+        "Findings exported to the SIEM, by target and state (pending, sent, failed).",
+    );
+    for (target, status, n) in store.siem_counts()? {
+        o.value(
+            "leakwatch_siem_events",
+            &[("target", &target), ("status", &status)],
+            n,
+        );
+    }
+
     if let Some(d) = store.daemon()? {
         o.head(
             "leakwatch_daemon_heartbeat_timestamp_seconds",

@@ -305,6 +305,12 @@ pub fn deliver_queue(
             tracing::warn!(error = %e, "metrics counters not updated");
         }
     }
+    // The SIEM's events after the mail: its own queue and retries, never holding mail up.
+    if !crate::siem::targets(cfg).is_empty() {
+        if let Err(e) = crate::siem::deliver(cfg, store, rt, clock.now()) {
+            tracing::error!(error = %e, "SIEM export stopped: its events stay queued");
+        }
+    }
     match delivered {
         Ok(d) => d,
         Err(e) => {

@@ -227,6 +227,12 @@ impl Failure {
     }
 }
 
+/// `sha256=HEX`, the HMAC-SHA256 of `body` under `key` (the webhook action's and the SIEM
+/// webhook's signature).
+pub fn webhook_signature(key: &[u8], body: &[u8]) -> String {
+    webhook::signature(key, body)
+}
+
 /// Text from another system (an LDAP diagnostic, a command's stderr) as the log and the
 /// digest may show it: one line, no control characters, at most 200 characters.
 pub fn clean(s: &str) -> String {

@@ -269,6 +269,7 @@ fn compose_digest(
     batch.digest_findings = findings;
     batch.digest_unknowns = unknowns;
     batch.digest_actions = action_ids;
+    batch.siem_targets = crate::siem::targets(cfg);
     Ok(())
 }
 

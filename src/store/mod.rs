@@ -20,6 +20,7 @@ mod findings;
 mod keys;
 mod known;
 mod outbox;
+mod siem;
 
 use std::path::{Path, PathBuf};
 
@@ -36,9 +37,10 @@ pub use findings::{
 pub use keys::{KeyEntry, KeyIndex, KeyIndexError};
 pub use known::Reread;
 pub use outbox::{Attempt, MailCounts, MailKind, NewMail, NotificationBatch, QueuedMail};
+pub use siem::SiemRow;
 
 const DB_FILE: &str = "leakwatch.db";
-const SCHEMA_VERSION: i64 = 11;
+const SCHEMA_VERSION: i64 = 12;
 const KEYS_FILE: &str = "identity-keys.idx";
 
 #[derive(Debug, thiserror::Error)]
@@ -278,33 +280,23 @@ impl Store {
         // Each step and its version number commit together, so a crash mid-migration
         // leaves the previous version intact; the steps run from the one after `version`.
         let steps: [&str; 6] = [SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6];
+        // The steps after version 7 (which is a table rebuild of its own), in order.
+        let later: [&str; 5] = [SCHEMA_8, SCHEMA_9, SCHEMA_10, SCHEMA_11, SCHEMA_12];
+        let run_later = |from: i64| -> Result<(), StoreError> {
+            for step in &later[(from - 7) as usize..] {
+                self.conn.execute_batch(step)?;
+            }
+            Ok(())
+        };
         match version {
             0..=6 => {
                 for step in &steps[version as usize..] {
                     self.conn.execute_batch(step)?;
                 }
                 self.migrate_7()?;
-                self.conn.execute_batch(SCHEMA_8)?;
-                self.conn.execute_batch(SCHEMA_9)?;
-                self.conn.execute_batch(SCHEMA_10)?;
-                Ok(self.conn.execute_batch(SCHEMA_11)?)
+                run_later(7)
             }
-            7 => {
-                self.conn.execute_batch(SCHEMA_8)?;
-                self.conn.execute_batch(SCHEMA_9)?;
-                self.conn.execute_batch(SCHEMA_10)?;
-                Ok(self.conn.execute_batch(SCHEMA_11)?)
-            }
-            8 => {
-                self.conn.execute_batch(SCHEMA_9)?;
-                self.conn.execute_batch(SCHEMA_10)?;
-                Ok(self.conn.execute_batch(SCHEMA_11)?)
-            }
-            9 => {
-                self.conn.execute_batch(SCHEMA_10)?;
-                Ok(self.conn.execute_batch(SCHEMA_11)?)
-            }
-            10 => Ok(self.conn.execute_batch(SCHEMA_11)?),
+            7..SCHEMA_VERSION => run_later(version),
             SCHEMA_VERSION => Ok(()),
             found => Err(StoreError::Version {
                 path: self.path.clone(),
@@ -672,6 +664,27 @@ const SCHEMA_11: &str = r#"
 BEGIN;
 CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 PRAGMA user_version = 11;
+COMMIT;
+"#;
+
+/// Version 12: findings owed to the SIEM (`siem`), one row per finding and target, queued
+/// in the transaction that puts the finding in a digest (so each new or raised finding is
+/// exported once), delivered from here with retries as mail is.
+const SCHEMA_12: &str = r#"
+BEGIN;
+CREATE TABLE siem_queue (
+    id              INTEGER PRIMARY KEY,
+    finding_id      INTEGER NOT NULL,
+    target          TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'pending',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    sent_at         INTEGER
+);
+CREATE INDEX siem_pending ON siem_queue(status, id);
+PRAGMA user_version = 12;
 COMMIT;
 "#;
 

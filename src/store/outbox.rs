@@ -60,6 +60,9 @@ pub struct NotificationBatch {
     pub digest_unknowns: Vec<Vec<u8>>,
     /// Remediation actions whose latest state the digest tells.
     pub digest_actions: Vec<i64>,
+    /// Where the digest's findings are exported too (`siem`): one queue row per finding
+    /// and target, in the digest's transaction.
+    pub siem_targets: Vec<&'static str>,
 }
 
 impl Store {
@@ -116,6 +119,15 @@ impl Store {
                 let mut mark_a = tx.prepare("UPDATE actions SET reported = 1 WHERE id = ?1")?;
                 for id in &batch.digest_actions {
                     mark_a.execute([id])?;
+                }
+                let mut siem = tx.prepare(
+                    "INSERT INTO siem_queue (finding_id, target, next_attempt_at, created_at)
+                     VALUES (?1, ?2, ?3, ?3)",
+                )?;
+                for target in &batch.siem_targets {
+                    for id in &batch.digest_findings {
+                        siem.execute(params![id, target, now])?;
+                    }
                 }
             }
         }

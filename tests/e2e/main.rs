@@ -11,6 +11,7 @@ mod metrics;
 mod pipeline;
 mod remediation;
 mod shapes;
+mod siem;
 mod slapd;
 mod smtp;
 mod stealer;

@@ -41,7 +41,7 @@ fn key(email: &str, action: &str, target: &str) -> (String, String, String) {
     (email.into(), action.into(), target.into())
 }
 
-fn secret(dir: &Path, name: &str, value: &str) -> PathBuf {
+pub fn secret(dir: &Path, name: &str, value: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, format!("{value}\n")).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -375,14 +375,14 @@ fn hugo_and_ines(dir: &Path, config: &Path, hugo: &str, ines: &str) -> std::proc
 }
 
 /// The stand-in admin APIs (tests/support/admin_apis.py).
-struct AdminApis {
+pub struct AdminApis {
     child: Child,
     port: u16,
-    log: PathBuf,
+    pub log: PathBuf,
 }
 
 impl AdminApis {
-    fn start(dir: &Path, args: &[&str]) -> AdminApis {
+    pub fn start(dir: &Path, args: &[&str]) -> AdminApis {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/admin_apis.py");
         let port = free_port();
         let log = dir.join("apis.log");
@@ -395,11 +395,11 @@ impl AdminApis {
         AdminApis { child, port, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn requests(&self) -> Vec<serde_json::Value> {
+    pub fn requests(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()

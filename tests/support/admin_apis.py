@@ -14,6 +14,8 @@ Microsoft Graph (https://learn.microsoft.com/graph/api/):
   POST /TENANT/oauth2/v2.0/token                 client_credentials, scope .../.default
   POST /v1.0/users/UPN/revokeSignInSessions
   PATCH /v1.0/users/UPN                          {"accountEnabled": false} or passwordProfile
+SIEM webhook:
+  POST /siem     X-Leakwatch-Signature checked as for /hook.
 Webhook:
   POST /hook     X-Leakwatch-Signature checked (HMAC-SHA256 of the body, --hook-secret);
                  --hook-fail N: the first N answer 503.
@@ -210,6 +212,17 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     return self.answer("graph", 400, None, f"PATCH user: unexpected body {rep}", rep)
                 return self.answer("graph", 204, None, None, rep)
+        # The SIEM's webhook: each event signed like the action webhook.
+        if segs == ["siem"] and m == "POST":
+            raw = self.body()
+            expected = "sha256=" + hmac.new(st.hook_secret or b"", raw, hashlib.sha256).hexdigest()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return self.answer("siem", 400, None, "not JSON")
+            if not hmac.compare_digest(self.headers.get("X-Leakwatch-Signature") or "", expected):
+                return self.answer("siem", 401, None, "bad signature", body)
+            return self.answer("siem", 200, {"received": True}, None, body)
         # Webhook
         if segs == ["hook"] and m == "POST":
             raw = self.body()
