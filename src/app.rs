@@ -279,6 +279,7 @@ pub fn ingest_with(
     delivered.sent += d.sent;
     delivered.failed += d.failed;
     delivered.deferred = d.deferred;
+    pipeline::purge_if_due(cfg, &mut pipe.store, clock.now());
     crate::metrics::write_textfile(cfg, &pipe.store);
     Ok(IngestOutcome {
         stats,
@@ -639,6 +640,94 @@ pub fn actions_settle(cfg: &Config, ids: &[i64], all: bool, approve: bool) -> Re
     } else {
         EXIT_PROBLEMS
     })
+}
+
+/// `leakwatch purge`: applies `[retention]` now.
+pub fn purge(cfg: &Config) -> Result<i32> {
+    let _lock = StateLock::acquire(cfg.state_dir())?;
+    let mut store = Store::open(cfg.state_dir())?;
+    let now = SystemClock.now();
+    let d = store.purge(&cfg.retention.cutoffs(now))?;
+    store.set_meta_value("purged_at", now)?;
+    println!(
+        "purge: {} finding(s), {} sighting(s), {} action(s), {} SIEM event(s), {} unknown identit(ies), {} mail(s), {} feed run(s), {} device(s) deleted",
+        d.findings, d.sightings, d.actions, d.siem_events, d.unknown_identities, d.mails, d.feed_runs, d.devices
+    );
+    Ok(EXIT_OK)
+}
+
+/// `leakwatch forget ADDRESS|USERNAME`: erases what is held about one person (a data
+/// subject's request), then rebuilds the identity index and the filter without them.
+pub fn forget(cfg: &Config, who: &str) -> Result<i32> {
+    let _lock = StateLock::acquire(cfg.state_dir())?;
+    let mut store = Store::open(cfg.state_dir())?;
+    let Some(account) = store.account_by_identity(who)? else {
+        eprintln!(
+            "error: no account has the address or username `{}`",
+            shown(who)
+        );
+        return Ok(EXIT_PROBLEMS);
+    };
+    let f = store.forget(account.id, &account.email)?;
+    // The person's own messages delivered by the file transport.
+    let mut files = 0;
+    for (id, kind) in &f.mails {
+        let path = cfg.outbox_dir().join(format!("{id:08}-{kind}.eml"));
+        if std::fs::remove_file(&path).is_ok() {
+            files += 1;
+        }
+    }
+    // The map of known findings was invalidated by the deletions; its file goes too.
+    let _ = std::fs::remove_file(cfg.state_dir().join("known-findings.bin"));
+    accounts::load_filter(cfg, &mut store)?;
+    let d = &f.deleted;
+    println!(
+        "forget: account {} erased: {} finding(s), {} sighting(s), {} action(s), {} SIEM event(s), {} mail(s) ({} outbox file(s)); identity index and filter rebuilt without it",
+        account.id, d.findings, d.sightings, d.actions, d.siem_events, d.mails, files
+    );
+    println!("remove the person from the directory export too, or the next import brings the account back");
+    Ok(EXIT_OK)
+}
+
+/// `leakwatch export ADDRESS|USERNAME`: what is held about one person, as JSON (a data
+/// subject's right of access).
+pub fn export(cfg: &Config, who: &str) -> Result<i32> {
+    let store = Store::open(cfg.state_dir())?;
+    let Some(account) = store.account_by_identity(who)? else {
+        eprintln!(
+            "error: no account has the address or username `{}`",
+            shown(who)
+        );
+        return Ok(EXIT_PROBLEMS);
+    };
+    let findings = store.findings_by_ids(&store.finding_ids_of(account.id)?, true)?;
+    let actions: Vec<_> = store
+        .actions(&[], u32::MAX)?
+        .into_iter()
+        .filter(|a| a.account_id == account.id)
+        .collect();
+    let mail: Vec<_> = store
+        .mail_to(&account.email)?
+        .into_iter()
+        .map(|(id, kind, status, created, sent)| {
+            serde_json::json!({"id": id, "kind": kind, "status": status,
+                "created_at": timefmt::rfc3339(created), "sent_at": sent.map(timefmt::rfc3339)})
+        })
+        .collect();
+    let v = serde_json::json!({
+        "account": {
+            "id": account.id, "email": account.email, "username": account.username,
+            "name": account.name, "lang": account.lang,
+        },
+        "findings": findings,
+        "actions": actions,
+        "mail": mail,
+        "note": "leakwatch never stores a leaked password: findings hold a keyed fingerprint and, if configured, a masked hint shown only in the person's own mail",
+    });
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &v)?;
+    writeln!(out)?;
+    Ok(EXIT_OK)
 }
 
 /// `leakwatch metrics`: the metrics as the daemon serves them.

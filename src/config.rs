@@ -42,6 +42,49 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub siem: SiemConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// How long what leakwatch holds is kept (`leakwatch purge`, and once a day after a run).
+/// `0` keeps forever. The reasons for the defaults are in docs/privacy.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Findings not seen again for this long (with their sightings, actions, exports).
+    pub findings_days: u32,
+    pub sightings_days: u32,
+    /// Unknown identities on the organisation's domains not seen again for this long.
+    pub unknown_days: u32,
+    /// Delivered and failed mail (the log rows: bodies go at delivery), and exported
+    /// SIEM events.
+    pub mail_days: u32,
+    pub feed_runs_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            findings_days: 730,
+            sightings_days: 365,
+            unknown_days: 365,
+            mail_days: 90,
+            feed_runs_days: 90,
+        }
+    }
+}
+
+impl RetentionConfig {
+    pub fn cutoffs(&self, now: i64) -> crate::store::Cutoffs {
+        let at = |days: u32| (days > 0).then(|| now - i64::from(days) * 86_400);
+        crate::store::Cutoffs {
+            findings: at(self.findings_days),
+            sightings: at(self.sightings_days),
+            unknowns: at(self.unknown_days),
+            mail: at(self.mail_days),
+            feed_runs: at(self.feed_runs_days),
+        }
+    }
 }
 
 /// Each new or raised finding exported as one JSON event (`siem`).

@@ -78,6 +78,12 @@ enum Command {
     Hash { identity: String },
     /// Print the Prometheus metrics, as the daemon serves them on `[metrics] listen`.
     Metrics,
+    /// Apply `[retention]` now (it also runs once a day after a run).
+    Purge,
+    /// Erase what is held about one person: findings, sightings, actions, mail, keys.
+    Forget { identity: String },
+    /// Print what is held about one person, as JSON (right of access).
+    Export { identity: String },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): `leakwatch man > /usr/share/man/man1/leakwatch.1`.
@@ -262,6 +268,9 @@ fn main() -> ExitCode {
         } => app::mail_flush(&cfg, retry_failed),
         Command::Hash { identity } => app::hash(&cfg, &identity),
         Command::Metrics => app::metrics(&cfg),
+        Command::Purge => app::purge(&cfg),
+        Command::Forget { identity } => app::forget(&cfg, &identity),
+        Command::Export { identity } => app::export(&cfg, &identity),
         // Printed above, before the config was read.
         Command::Completions { .. } | Command::Man => Ok(app::EXIT_OK),
         Command::Actions { command } => match command {

@@ -267,11 +267,46 @@ pub fn notify_pass(
     act_pass(cfg, store, clock, rt);
     let composed = notify::compose(cfg, store, &templates, clock.now())?;
     let delivered = deliver_queue(cfg, store, clock, rt, due_only)?;
+    purge_if_due(cfg, store, clock.now());
     crate::metrics::write_textfile(cfg, store);
     Ok(NotifyOutcome {
         composed,
         delivered,
     })
+}
+
+/// Applies `[retention]` at most once a day (it scans the findings; a run a minute
+/// should not). A failure is logged: what is due is purged next time.
+pub fn purge_if_due(cfg: &Config, store: &mut Store, now: i64) {
+    let due = store
+        .meta_value("purged_at")
+        .ok()
+        .flatten()
+        .is_none_or(|t| now - t >= 86_400 || t > now);
+    if !due {
+        return;
+    }
+    match store.purge(&cfg.retention.cutoffs(now)) {
+        Ok(d) => {
+            if d != crate::store::Deleted::default() {
+                tracing::info!(
+                    findings = d.findings,
+                    sightings = d.sightings,
+                    unknown_identities = d.unknown_identities,
+                    mails = d.mails,
+                    feed_runs = d.feed_runs,
+                    devices = d.devices,
+                    "retention: older data purged"
+                );
+            }
+            if let Err(e) = store.set_meta_value("purged_at", now) {
+                tracing::warn!(error = %e, "retention: purge time not recorded");
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "retention: purge failed; tried again after the next run")
+        }
+    }
 }
 
 /// Plans the actions new findings call for and does those due (`act`), before the digest

@@ -687,7 +687,7 @@ impl super::Store {
     }
 }
 
-pub(super) fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
+pub(crate) fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
     let lang: String = r.get(4)?;
     Ok(AccountRow {
         id: r.get(0)?,

@@ -15,6 +15,7 @@ mod actions;
 mod counters;
 mod devices;
 mod directory;
+mod erase;
 mod feeds;
 mod findings;
 mod keys;
@@ -29,6 +30,7 @@ use rusqlite::Connection;
 pub use actions::{ActionOutcome, ActionRow, ActionStatus, NewAction};
 pub use devices::{DeviceRecord, DeviceView};
 pub use directory::{AccountRow, DirectoryAccount, NewKeys};
+pub use erase::{Cutoffs, Deleted, Forgotten};
 pub use feeds::{DaemonRow, FeedRunRow, FeedRunStats, RunOutcome, SeenFile};
 pub use findings::{
     FindingKind, FindingView, Recorded, Recording, Severity, Sighting, SightingOutcome,

@@ -252,7 +252,9 @@ pub type Attempt<'a> = Result<(), (&'a str, bool)>;
 
 fn mark_sent_in(conn: &rusqlite::Connection, id: i64, now: i64) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+        // The body goes once delivered: the row stays as the mail log (who was told what
+        // kind of mail, when), and the database holds no copy of what was said.
+        "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL, message = x'' WHERE id = ?1",
     )?
     .execute(params![id, now])?;
     Ok(())

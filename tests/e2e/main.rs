@@ -3,6 +3,7 @@
 
 mod crash;
 mod daemon;
+mod erasure;
 mod faults;
 mod feeds;
 mod hostile;
