@@ -50,6 +50,31 @@ pub fn check(config_path: &Path, cfg: &Config) -> Result<i32> {
         "  mail: {transport:?}, {} admin(s)",
         cfg.notify.admins.len()
     )?;
+    if let Some(d) = &cfg.notify.dkim {
+        let signer = crate::notify::dkim::DkimSigner::load(d)?;
+        let (name, record) = signer.dns_record();
+        writeln!(
+            out,
+            "  DKIM: d={} s={}, key {} (owner-only); publish TXT at {name}:\n    {record}",
+            d.domain,
+            d.selector,
+            d.key_file.display()
+        )?;
+        if !cfg
+            .notify
+            .from
+            .email
+            .domain()
+            .eq_ignore_ascii_case(&d.domain)
+        {
+            writeln!(
+                out,
+                "  warning: DKIM d={} is not the From domain {}: DMARC alignment fails",
+                d.domain,
+                cfg.notify.from.email.domain()
+            )?;
+        }
+    }
     if let Some(path) = &cfg.liveness.nt_hashes_file {
         let path = crate::secret::check_secret_file(path)?;
         writeln!(

@@ -492,6 +492,20 @@ pub struct NotifyConfig {
     pub retry_interval_secs: u64,
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
+    /// DKIM-sign every message (rsa-sha256, relaxed/relaxed).
+    #[serde(default)]
+    pub dkim: Option<DkimConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimConfig {
+    /// `d=`: the signing domain, normally the `From` address's.
+    pub domain: String,
+    /// `s=`: the key is published at `SELECTOR._domainkey.DOMAIN`.
+    pub selector: String,
+    /// The RSA private key (PEM), a secret file (0600) or systemd credential.
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

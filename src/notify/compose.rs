@@ -88,6 +88,12 @@ pub fn compose(
 ) -> Result<Composed, NotifyError> {
     let started = std::time::Instant::now();
     let mut out = Composed::default();
+    let dkim = cfg
+        .notify
+        .dkim
+        .as_ref()
+        .map(super::dkim::DkimSigner::load)
+        .transpose()?;
     let pending = store.pending_user_mail_ids()?;
     let total_accounts = pending.chunk_by(|a, b| a.0 == b.0).count() as u64;
     let mut progress = Progress::phase("composing user mail", total_accounts);
@@ -107,7 +113,7 @@ pub fn compose(
         rest = after;
         let ids: Vec<i64> = page.iter().map(|p| p.1).collect();
         let findings = store.findings_by_ids(&ids, false)?;
-        let batch = compose_users(cfg, templates, &findings, now, &mut out);
+        let batch = compose_users(cfg, templates, &findings, now, &mut out, dkim.as_ref());
         if !batch.user_mails.is_empty() || !batch.user_skipped.is_empty() {
             store.queue_notifications(&batch, now)?;
         }
@@ -115,7 +121,15 @@ pub fn compose(
     }
     progress.finish();
     let mut batch = NotificationBatch::default();
-    compose_digest(cfg, store, templates, now, &mut out, &mut batch)?;
+    compose_digest(
+        cfg,
+        store,
+        templates,
+        now,
+        &mut out,
+        &mut batch,
+        dkim.as_ref(),
+    )?;
     if !batch.digest_mails.is_empty() {
         store.queue_notifications(&batch, now)?;
     }
@@ -135,6 +149,7 @@ fn compose_users(
     findings: &[FindingView],
     now: i64,
     out: &mut Composed,
+    dkim: Option<&super::dkim::DkimSigner>,
 ) -> NotificationBatch {
     let mut batch = NotificationBatch::default();
     let mut by_account: BTreeMap<i64, Vec<&FindingView>> = BTreeMap::new();
@@ -180,7 +195,8 @@ fn compose_users(
             .render("user", account.lang, &ctx)
             .map_err(|e| e.to_string())
             .and_then(|r| {
-                message::build(&cfg.notify.from, &to, &r, None, now).map_err(|e| e.to_string())
+                message::build(&cfg.notify.from, &to, &r, None, now, dkim)
+                    .map_err(|e| e.to_string())
             });
         let bytes = match built {
             Ok(b) => b,
@@ -212,6 +228,7 @@ fn compose_digest(
     now: i64,
     out: &mut Composed,
     batch: &mut NotificationBatch,
+    dkim: Option<&super::dkim::DkimSigner>,
 ) -> Result<(), NotifyError> {
     let reports = cfg.state_dir().join("reports");
     let mut digest = DigestBuilder::new(&cfg.organization.name, now, &reports);
@@ -258,7 +275,7 @@ fn compose_digest(
             }),
             ResetList::Written(_) => None,
         };
-        let bytes = message::build(&cfg.notify.from, admin, &rendered, attachment, now)?;
+        let bytes = message::build(&cfg.notify.from, admin, &rendered, attachment, now, dkim)?;
         batch.digest_mails.push(NewMail {
             kind: MailKind::Digest,
             recipient: admin.email.to_string(),

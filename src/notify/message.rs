@@ -26,8 +26,26 @@ pub struct CsvAttachment {
     pub body: Vec<u8>,
 }
 
-/// Builds the message and returns its bytes.
+/// Builds the message and returns its bytes: marked `Auto-Submitted: auto-generated`
+/// (RFC 3834: no auto-reply loops, no vacation answers), and DKIM-signed when a signer is
+/// given.
 pub fn build(
+    from: &Mailbox,
+    to: &Mailbox,
+    rendered: &Rendered,
+    attachment: Option<CsvAttachment>,
+    now: i64,
+    dkim: Option<&super::dkim::DkimSigner>,
+) -> Result<Vec<u8>, MessageError> {
+    let mut bytes = b"Auto-Submitted: auto-generated\r\n".to_vec();
+    bytes.extend(build_plain(from, to, rendered, attachment, now)?);
+    Ok(match dkim {
+        Some(signer) => signer.sign(&bytes, now),
+        None => bytes,
+    })
+}
+
+fn build_plain(
     from: &Mailbox,
     to: &Mailbox,
     rendered: &Rendered,
@@ -111,7 +129,7 @@ mod tests {
                 text: "texte".into(),
                 html: "<p>texte</p>".into(),
             };
-            let bytes = build(&from, &to, &rendered, None, 1_700_000_000).unwrap();
+            let bytes = build(&from, &to, &rendered, None, 1_700_000_000, None).unwrap();
             let text = String::from_utf8_lossy(&bytes);
             let head = &text[..text.find("\r\n\r\n").unwrap()];
             for line in head.split("\r\n") {

@@ -12,6 +12,7 @@
 
 pub mod compose;
 pub mod digest;
+pub mod dkim;
 pub mod message;
 mod pace;
 pub mod template;
@@ -45,6 +46,8 @@ pub enum NotifyError {
     Template(#[from] template::TemplateError),
     #[error(transparent)]
     Message(#[from] message::MessageError),
+    #[error(transparent)]
+    Dkim(#[from] dkim::DkimError),
     #[error(transparent)]
     Transport(#[from] transport::TransportError),
     /// The forced-reset list could not be written: the digest is not sent without it.

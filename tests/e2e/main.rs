@@ -3,6 +3,7 @@
 
 mod crash;
 mod daemon;
+mod dkim;
 mod erasure;
 mod faults;
 mod feeds;

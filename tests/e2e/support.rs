@@ -164,8 +164,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A Python with aiosmtpd, trustme and prometheus_client (whose parser reads our
-/// metrics): the one in `LEAKWATCH_TEST_PYTHON`, the system's
+/// A Python with aiosmtpd, trustme, prometheus_client (whose parser reads our metrics)
+/// and dkimpy (which verifies our signatures): the one in `LEAKWATCH_TEST_PYTHON`, the system's
 /// if it has them, else a virtualenv made once under the target directory from PyPI.
 /// There is no silent skip: if none can be had, the SMTP tests fail and say why.
 pub fn smtp_python() -> &'static Path {
@@ -173,14 +173,14 @@ pub fn smtp_python() -> &'static Path {
     PY.get_or_init(|| {
         let has_modules = |py: &Path| {
             Command::new(py)
-                .args(["-c", "import aiosmtpd, trustme, prometheus_client"])
+                .args(["-c", "import aiosmtpd, trustme, prometheus_client, dkim"])
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success())
         };
         if let Ok(p) = std::env::var("LEAKWATCH_TEST_PYTHON") {
             let p = PathBuf::from(p);
-            assert!(has_modules(&p), "LEAKWATCH_TEST_PYTHON={} lacks aiosmtpd, trustme or prometheus_client", p.display());
+            assert!(has_modules(&p), "LEAKWATCH_TEST_PYTHON={} lacks aiosmtpd, trustme, prometheus_client or dkimpy", p.display());
             return p;
         }
         let system = PathBuf::from("python3");
@@ -204,12 +204,13 @@ pub fn smtp_python() -> &'static Path {
                         "aiosmtpd==1.4.6",
                         "trustme==1.2.1",
                         "prometheus-client==0.21.1",
+                        "dkimpy==1.1.8",
                     ])
                     .status()
                     .is_ok_and(|s| s.success());
             assert!(
                 ok && has_modules(&py),
-                "the SMTP and metrics tests need Python 3 with aiosmtpd, trustme and prometheus_client (pip install aiosmtpd trustme prometheus-client), \
+                "the SMTP and metrics tests need Python 3 with aiosmtpd, trustme, prometheus_client and dkimpy (pip install aiosmtpd trustme prometheus-client dkimpy), \
                  and could not install them into {}",
                 venv.display()
             );
