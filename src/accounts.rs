@@ -705,6 +705,7 @@ mod index_tests {
              DROP TABLE actions;
              DROP TABLE counters;
              DROP TABLE siem_queue;
+             DROP TABLE optout;
              PRAGMA user_version = 3;",
         )
         .unwrap();

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -752,6 +753,52 @@ pub fn export(cfg: &Config, who: &str) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &v)?;
     writeln!(out)?;
+    Ok(EXIT_OK)
+}
+
+/// `leakwatch optout add|remove|list`: the people who get no user mail.
+pub fn optout(cfg: &Config, action: &str, email: Option<&str>) -> Result<i32> {
+    let store = Store::open(cfg.state_dir())?;
+    let now = SystemClock.now();
+    let addr = |e: Option<&str>| -> Result<String> {
+        let e = e.context("an address is needed")?;
+        anyhow::ensure!(
+            lettre::Address::from_str(e.trim()).is_ok(),
+            "`{}` is not a mail address",
+            shown(e)
+        );
+        Ok(e.trim().to_ascii_lowercase())
+    };
+    match action {
+        "add" => {
+            let e = addr(email)?;
+            let new = store.optout_add(&e, now)?;
+            println!(
+                "{} {}",
+                shown(&e),
+                if new {
+                    "opted out: no further user mail"
+                } else {
+                    "was already opted out"
+                }
+            );
+        }
+        "remove" => {
+            let e = addr(email)?;
+            if !store.optout_remove(&e)? {
+                eprintln!("error: {} is not opted out", shown(&e));
+                return Ok(EXIT_PROBLEMS);
+            }
+            println!("{} mailed again", shown(&e));
+        }
+        _ => {
+            let list = store.optout_list()?;
+            for (e, at) in &list {
+                println!("{}\t{}", shown(e), timefmt::rfc3339(*at));
+            }
+            println!("{} address(es) opted out", list.len());
+        }
+    }
     Ok(EXIT_OK)
 }
 

@@ -473,6 +473,18 @@ pub struct NotifyConfig {
     pub outbox_dir: Option<PathBuf>,
     #[serde(deserialize_with = "de_mailbox")]
     pub from: Mailbox,
+    /// The sender of user mails to the public (addresses outside the organisation's
+    /// domains), when it is not `from`: the public's mail often leaves from another system.
+    #[serde(default, deserialize_with = "de_opt_mailbox")]
+    pub from_public: Option<Mailbox>,
+    /// The sender of user mails to staff (addresses on the organisation's domains).
+    #[serde(default, deserialize_with = "de_opt_mailbox")]
+    pub from_staff: Option<Mailbox>,
+    /// The address a person writes to to stop leakwatch's mail: `List-Unsubscribe:
+    /// <mailto:…>` on the public's mail (RFC 2369; no link in the body). Default: the
+    /// public sender's address. Requests are acted on with `leakwatch optout add`.
+    #[serde(default, deserialize_with = "de_opt_mailbox")]
+    pub unsubscribe: Option<Mailbox>,
     #[serde(deserialize_with = "de_mailboxes")]
     pub admins: Vec<Mailbox>,
     /// Language of the admins' digest.
@@ -1017,6 +1029,10 @@ fn de_mailbox<'de, D: Deserializer<'de>>(d: D) -> Result<Mailbox, D::Error> {
     let raw = String::deserialize(d)?;
     Mailbox::from_str(&raw)
         .map_err(|e| serde::de::Error::custom(format!("`{raw}` is not a mail address: {e}")))
+}
+
+fn de_opt_mailbox<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Mailbox>, D::Error> {
+    de_mailbox(d).map(Some)
 }
 
 fn de_mailboxes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Mailbox>, D::Error> {

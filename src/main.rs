@@ -80,6 +80,11 @@ enum Command {
     Metrics,
     /// Apply `[retention]` now (it also runs once a day after a run).
     Purge,
+    /// The people who asked for no further mail (admins still see their findings).
+    Optout {
+        #[command(subcommand)]
+        command: OptoutCommand,
+    },
     /// Erase what is held about one person: findings, sightings, actions, mail, keys.
     Forget { identity: String },
     /// Print what is held about one person, as JSON (right of access).
@@ -93,6 +98,13 @@ enum Command {
         #[command(subcommand)]
         command: ActionsCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum OptoutCommand {
+    Add { address: String },
+    Remove { address: String },
+    List,
 }
 
 #[derive(Subcommand)]
@@ -269,6 +281,11 @@ fn main() -> ExitCode {
         Command::Hash { identity } => app::hash(&cfg, &identity),
         Command::Metrics => app::metrics(&cfg),
         Command::Purge => app::purge(&cfg),
+        Command::Optout { command } => match command {
+            OptoutCommand::Add { address } => app::optout(&cfg, "add", Some(&address)),
+            OptoutCommand::Remove { address } => app::optout(&cfg, "remove", Some(&address)),
+            OptoutCommand::List => app::optout(&cfg, "list", None),
+        },
         Command::Forget { identity } => app::forget(&cfg, &identity),
         Command::Export { identity } => app::export(&cfg, &identity),
         // Printed above, before the config was read.

@@ -500,7 +500,7 @@ fn hold(cfg: &Config, store: &mut Store, now: i64) -> Result<u64, ActError> {
             alerts.push(NewMail {
                 kind: MailKind::Digest,
                 recipient: admin.email.to_string(),
-                message: message::build(&cfg.notify.from, admin, &rendered, None, now, None)?,
+                message: message::build(&cfg.notify.from, admin, &rendered, None, now, None, None)?,
             });
         }
     }

@@ -25,6 +25,8 @@ pub struct Composed {
     pub digest_mails: u64,
     /// Findings whose owner could not be mailed (address lettre refuses); the digest lists them.
     pub undeliverable: u64,
+    /// Accounts not mailed because they opted out (`leakwatch optout`).
+    pub opted_out: u64,
 }
 
 #[derive(Serialize)]
@@ -94,6 +96,7 @@ pub fn compose(
         .as_ref()
         .map(super::dkim::DkimSigner::load)
         .transpose()?;
+    let optouts = store.optouts()?;
     let pending = store.pending_user_mail_ids()?;
     let total_accounts = pending.chunk_by(|a, b| a.0 == b.0).count() as u64;
     let mut progress = Progress::phase("composing user mail", total_accounts);
@@ -113,7 +116,15 @@ pub fn compose(
         rest = after;
         let ids: Vec<i64> = page.iter().map(|p| p.1).collect();
         let findings = store.findings_by_ids(&ids, false)?;
-        let batch = compose_users(cfg, templates, &findings, now, &mut out, dkim.as_ref());
+        let batch = compose_users(
+            cfg,
+            templates,
+            &findings,
+            now,
+            &mut out,
+            dkim.as_ref(),
+            &optouts,
+        );
         if !batch.user_mails.is_empty() || !batch.user_skipped.is_empty() {
             store.queue_notifications(&batch, now)?;
         }
@@ -150,6 +161,7 @@ fn compose_users(
     now: i64,
     out: &mut Composed,
     dkim: Option<&super::dkim::DkimSigner>,
+    optouts: &std::collections::HashSet<String>,
 ) -> NotificationBatch {
     let mut batch = NotificationBatch::default();
     let mut by_account: BTreeMap<i64, Vec<&FindingView>> = BTreeMap::new();
@@ -159,6 +171,12 @@ fn compose_users(
     for findings in by_account.values() {
         let ids: Vec<i64> = findings.iter().map(|f| f.id).collect();
         if !cfg.notify.users {
+            batch.user_skipped.extend(ids);
+            continue;
+        }
+        // Asked not to be mailed again: the digest still lists the findings.
+        if optouts.contains(&findings[0].account.email.to_ascii_lowercase()) {
+            out.opted_out += 1;
             batch.user_skipped.extend(ids);
             continue;
         }
@@ -195,7 +213,21 @@ fn compose_users(
             .render("user", account.lang, &ctx)
             .map_err(|e| e.to_string())
             .and_then(|r| {
-                message::build(&cfg.notify.from, &to, &r, None, now, dkim)
+                // Staff and the public may hear from different senders; only the public
+                // is offered the unsubscribe header (staff are told as staff).
+                let public = !cfg.organization.domains.iter().any(|d| {
+                    account
+                        .email
+                        .rsplit_once('@')
+                        .is_some_and(|(_, dom)| dom.eq_ignore_ascii_case(d))
+                });
+                let n = &cfg.notify;
+                let from = match public {
+                    true => n.from_public.as_ref().unwrap_or(&n.from),
+                    false => n.from_staff.as_ref().unwrap_or(&n.from),
+                };
+                let unsubscribe = public.then(|| n.unsubscribe.as_ref().unwrap_or(from));
+                message::build(from, &to, &r, None, now, dkim, unsubscribe)
                     .map_err(|e| e.to_string())
             });
         let bytes = match built {
@@ -275,7 +307,15 @@ fn compose_digest(
             }),
             ResetList::Written(_) => None,
         };
-        let bytes = message::build(&cfg.notify.from, admin, &rendered, attachment, now, dkim)?;
+        let bytes = message::build(
+            &cfg.notify.from,
+            admin,
+            &rendered,
+            attachment,
+            now,
+            dkim,
+            None,
+        )?;
         batch.digest_mails.push(NewMail {
             kind: MailKind::Digest,
             recipient: admin.email.to_string(),

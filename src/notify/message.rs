@@ -36,8 +36,19 @@ pub fn build(
     attachment: Option<CsvAttachment>,
     now: i64,
     dkim: Option<&super::dkim::DkimSigner>,
+    unsubscribe: Option<&Mailbox>,
 ) -> Result<Vec<u8>, MessageError> {
     let mut bytes = b"Auto-Submitted: auto-generated\r\n".to_vec();
+    if let Some(u) = unsubscribe {
+        // An address lettre parsed: no character that could end the header.
+        bytes.extend_from_slice(
+            format!(
+                "List-Unsubscribe: <mailto:{}?subject=unsubscribe>\r\n",
+                u.email
+            )
+            .as_bytes(),
+        );
+    }
     bytes.extend(build_plain(from, to, rendered, attachment, now)?);
     Ok(match dkim {
         Some(signer) => signer.sign(&bytes, now),
@@ -129,7 +140,7 @@ mod tests {
                 text: "texte".into(),
                 html: "<p>texte</p>".into(),
             };
-            let bytes = build(&from, &to, &rendered, None, 1_700_000_000, None).unwrap();
+            let bytes = build(&from, &to, &rendered, None, 1_700_000_000, None, None).unwrap();
             let text = String::from_utf8_lossy(&bytes);
             let head = &text[..text.find("\r\n\r\n").unwrap()];
             for line in head.split("\r\n") {

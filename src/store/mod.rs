@@ -20,6 +20,7 @@ mod feeds;
 mod findings;
 mod keys;
 mod known;
+mod optout;
 mod outbox;
 mod siem;
 
@@ -42,7 +43,7 @@ pub use outbox::{Attempt, MailCounts, MailKind, NewMail, NotificationBatch, Queu
 pub use siem::SiemRow;
 
 const DB_FILE: &str = "leakwatch.db";
-const SCHEMA_VERSION: i64 = 12;
+const SCHEMA_VERSION: i64 = 13;
 const KEYS_FILE: &str = "identity-keys.idx";
 
 #[derive(Debug, thiserror::Error)]
@@ -283,7 +284,9 @@ impl Store {
         // leaves the previous version intact; the steps run from the one after `version`.
         let steps: [&str; 6] = [SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6];
         // The steps after version 7 (which is a table rebuild of its own), in order.
-        let later: [&str; 5] = [SCHEMA_8, SCHEMA_9, SCHEMA_10, SCHEMA_11, SCHEMA_12];
+        let later: [&str; 6] = [
+            SCHEMA_8, SCHEMA_9, SCHEMA_10, SCHEMA_11, SCHEMA_12, SCHEMA_13,
+        ];
         let run_later = |from: i64| -> Result<(), StoreError> {
             for step in &later[(from - 7) as usize..] {
                 self.conn.execute_batch(step)?;
@@ -687,6 +690,15 @@ CREATE TABLE siem_queue (
 );
 CREATE INDEX siem_pending ON siem_queue(status, id);
 PRAGMA user_version = 12;
+COMMIT;
+"#;
+
+/// Version 13: people who asked not to be mailed (`leakwatch optout`), by address in
+/// lower case. Kept through `forget`: the request not to be mailed outlives the rest.
+const SCHEMA_13: &str = r#"
+BEGIN;
+CREATE TABLE optout (email TEXT PRIMARY KEY, added_at INTEGER NOT NULL) WITHOUT ROWID;
+PRAGMA user_version = 13;
 COMMIT;
 "#;
 

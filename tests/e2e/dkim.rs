@@ -115,3 +115,81 @@ fn every_message_is_dkim_signed_and_verifies() {
     assert!(!o.status.success());
     assert_stderr(&o, "dkim.pem");
 }
+
+/// Staff and the public hear from their own senders; only the public's mail offers
+/// `List-Unsubscribe` (a mailto, nothing in the body); an opted-out person gets no user
+/// mail and still appears in the admins' digest; opting back in mails them again.
+#[test]
+fn senders_unsubscribe_header_and_the_optout_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = write_config(
+        dir,
+        "file",
+        "from_public = \"Agence Exemple <ne-pas-repondre@services.agence-exemple.fr>\"\n\
+         from_staff = \"DSI <securite@agence-exemple.fr>\"\n\
+         unsubscribe = \"desinscription@services.agence-exemple.fr\"",
+    );
+    std::fs::write(
+        dir.join("accounts.csv"),
+        "email,name\nalice.martin@agence-exemple.fr,Alice Martin\nbruno.petit@example.net,Bruno Petit\ncarole.roux@example.org,Carole Roux\n",
+    )
+    .unwrap();
+    import(&config, &dir.join("accounts.csv"));
+    let o = run(&config, &["optout", "add", "Carole.Roux@Example.org"]);
+    expect_code(&o, 0);
+    assert_stdout(&o, "carole.roux@example.org opted out");
+    expect_code(&run(&config, &["optout", "add", "not an address"]), 2);
+    std::fs::write(
+        dir.join("combo.txt"),
+        "alice.martin@agence-exemple.fr:Opt#1\nbruno.petit@example.net:Opt#2\ncarole.roux@example.org:Opt#3\n",
+    )
+    .unwrap();
+    expect_code(&ingest(&config, &[&dir.join("combo.txt")]), 0);
+    let outbox = dir.join("state/outbox");
+    let raw_of = |to: &str| {
+        std::fs::read_dir(&outbox)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_str().unwrap().ends_with("-user.eml"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .find(|raw| raw.contains(&format!("To: {to}")) || raw.contains(&format!("<{to}>")))
+    };
+    let alice = raw_of("alice.martin@agence-exemple.fr").expect("Alice's mail");
+    assert!(
+        alice.contains("From: DSI <securite@agence-exemple.fr>"),
+        "{alice}"
+    );
+    assert!(!alice.contains("List-Unsubscribe"), "{alice}");
+    let bruno = raw_of("bruno.petit@example.net").expect("Bruno's mail");
+    assert!(
+        bruno.contains("ne-pas-repondre@services.agence-exemple.fr"),
+        "{bruno}"
+    );
+    assert!(
+        bruno.contains("\r\nList-Unsubscribe: <mailto:desinscription@services.agence-exemple.fr?subject=unsubscribe>\r\n"),
+        "{bruno}"
+    );
+    assert!(
+        raw_of("carole.roux@example.org").is_none(),
+        "Carole opted out"
+    );
+    let digest = read_outbox(&outbox)
+        .into_iter()
+        .find(|m| m.file.ends_with("-digest.eml"))
+        .unwrap();
+    assert!(
+        digest.text.contains("carole.roux@example.org"),
+        "{}",
+        digest.text
+    );
+    let o = run(&config, &["optout", "list"]);
+    assert_stdout(&o, "1 address(es) opted out");
+    expect_code(
+        &run(&config, &["optout", "remove", "carole.roux@example.org"]),
+        0,
+    );
+    std::fs::write(dir.join("again.txt"), "carole.roux@example.org:Opt#4\n").unwrap();
+    expect_code(&ingest(&config, &[&dir.join("again.txt")]), 0);
+    assert!(raw_of("carole.roux@example.org").is_some(), "mailed again");
+}
