@@ -1130,6 +1130,61 @@ admins = ["secops@agence-exemple.fr"]
         assert_eq!(r.ldap.as_ref().unwrap().flavor, LdapFlavor::Ad);
     }
 
+    /// docs/configuration.md's block parses, and holds every key each section accepts:
+    /// serde names them when it refuses an unknown one, so a key added to the code and
+    /// not to the reference fails here.
+    #[test]
+    fn the_reference_lists_every_key() {
+        let doc = include_str!("../docs/configuration.md");
+        let start = doc.find("```toml\n").expect("a toml block") + 8;
+        let block = &doc[start..start + doc[start..].find("```").unwrap()];
+        parse(block).unwrap_or_else(|e| panic!("docs/configuration.md: {e}"));
+        // Each section as written in the block, and its keys there.
+        let mut keys: std::collections::HashMap<String, Vec<String>> = Default::default();
+        let mut section = String::new();
+        for line in block.lines() {
+            let line = line.split('#').next().unwrap().trim();
+            if let Some(h) = line.strip_prefix('[') {
+                section = h.trim_matches(|c| c == '[' || c == ']').to_string();
+            } else if let Some((k, _)) = line.split_once('=') {
+                keys.entry(section.clone()).or_default().push(k.trim().to_string());
+            }
+        }
+        for (section, _) in keys.clone() {
+            // An unknown key makes serde list the section's fields.
+            let mut probe = String::new();
+            let mut done = false;
+            for line in block.lines() {
+                probe.push_str(line);
+                probe.push('\n');
+                let head = line.split('#').next().unwrap().trim();
+                if !done && head.trim_matches(|c| c == '[' || c == ']') == section && head.starts_with('[') {
+                    probe.push_str("zz_probe = 1\n");
+                    done = true;
+                }
+            }
+            let e = parse(&probe).unwrap_err().to_string();
+            let expected = e
+                .split("expected one of ")
+                .nth(1)
+                .or_else(|| e.split("expected ").nth(1))
+                .unwrap_or_else(|| panic!("[{section}]: {e}"));
+            for field in expected.split(", ").map(|f| f.trim().trim_matches('`')) {
+                let field = field.split('`').next().unwrap();
+                let sub = format!("{section}.{field}");
+                assert!(
+                    keys[&section].iter().any(|k| k == field) || keys.contains_key(&sub),
+                    "docs/configuration.md lacks `{field}` in [{section}]"
+                );
+            }
+        }
+        let top = parse(&format!("zz_probe = 1\n{block}")).unwrap_err().to_string();
+        for field in top.split("expected one of ").nth(1).unwrap().split(", ") {
+            let field = field.trim().trim_matches('`').split('`').next().unwrap();
+            assert!(keys.contains_key(field), "docs/configuration.md lacks [{field}]");
+        }
+    }
+
     /// Each broken config must be refused with the faulty key named in the message.
     #[test]
     fn errors_name_the_key() {

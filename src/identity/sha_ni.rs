@@ -2,7 +2,7 @@
 //!
 //! Why: a block's 20 `sha1rnds4` steps form one dependency chain, so one block at a time
 //! the unit waits on each step's latency; independent chains written side by side keep it
-//! busy (`cargo bench --bench filter`: see the README). Each chain holds seven vector
+//! busy (`cargo bench --bench filter`: see docs/benchmarks.md). Each chain holds seven vector
 //! registers and x86_64 has sixteen, so four chains spill to the stack; they still
 //! measured 8 % faster than two (21.0 against 22.8 ns per block): the spills are L1 loads
 //! and stores, and the SHA unit sets the pace. [`hash2`] takes the odd pairs.

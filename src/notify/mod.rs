@@ -30,7 +30,7 @@ pub use transport::Transport;
 /// Messages delivered, then marked in one transaction, per group; the queue is read a
 /// group at a time, so a backlog of any size is never all in memory. A crash between a
 /// group's deliveries and its marks sends at most this many messages a second time, each
-/// with the same Message-ID as the first (the README's "exactly once" says so).
+/// with the same Message-ID as the first (docs/design.md's "exactly once" says so).
 pub const DELIVERY_GROUP: u32 = 64;
 /// Messages logged one by one per run; the rest at debug level (progress lines and the
 /// summary count them all).
