@@ -888,6 +888,30 @@ impl Config {
                 )),
             }
         };
+        if let Some(d) = &self.notify.dkim {
+            // A DNS name of labels: the record lives at SELECTOR._domainkey.DOMAIN.
+            let label = |l: &str| {
+                (1..=63).contains(&l.len())
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            };
+            if !d.selector.split('.').all(label) {
+                return Err(invalid(
+                    "notify.dkim.selector",
+                    format!(
+                        "`{}`: letters, digits and hyphens in dot-separated labels",
+                        d.selector
+                    ),
+                ));
+            }
+            if !d.domain.contains('.') || !d.domain.split('.').all(label) {
+                return Err(invalid(
+                    "notify.dkim.domain",
+                    format!("`{}` is not a domain name", d.domain),
+                ));
+            }
+        }
         if let Some(url) = &self.siem.webhook_url {
             https("siem.webhook_url", url)?;
         }
@@ -1099,6 +1123,10 @@ admins = ["secops@agence-exemple.fr"]
                 "must be https",
             ),
             (
+                "[\"report\"]\n[notify.dkim]\ndomain = \"agence-exemple.fr\"\nselector = \"bad selector\"\nkey_file = \"k\"",
+                "notify.dkim.selector",
+            ),
+            (
                 "[\"command\"]\n[remediation.command]\npath = \"hook.sh\"",
                 "absolute path",
             ),
@@ -1147,7 +1175,9 @@ admins = ["secops@agence-exemple.fr"]
             if let Some(h) = line.strip_prefix('[') {
                 section = h.trim_matches(|c| c == '[' || c == ']').to_string();
             } else if let Some((k, _)) = line.split_once('=') {
-                keys.entry(section.clone()).or_default().push(k.trim().to_string());
+                keys.entry(section.clone())
+                    .or_default()
+                    .push(k.trim().to_string());
             }
         }
         for (section, _) in keys.clone() {
@@ -1158,7 +1188,10 @@ admins = ["secops@agence-exemple.fr"]
                 probe.push_str(line);
                 probe.push('\n');
                 let head = line.split('#').next().unwrap().trim();
-                if !done && head.trim_matches(|c| c == '[' || c == ']') == section && head.starts_with('[') {
+                if !done
+                    && head.trim_matches(|c| c == '[' || c == ']') == section
+                    && head.starts_with('[')
+                {
                     probe.push_str("zz_probe = 1\n");
                     done = true;
                 }
@@ -1178,10 +1211,15 @@ admins = ["secops@agence-exemple.fr"]
                 );
             }
         }
-        let top = parse(&format!("zz_probe = 1\n{block}")).unwrap_err().to_string();
+        let top = parse(&format!("zz_probe = 1\n{block}"))
+            .unwrap_err()
+            .to_string();
         for field in top.split("expected one of ").nth(1).unwrap().split(", ") {
             let field = field.trim().trim_matches('`').split('`').next().unwrap();
-            assert!(keys.contains_key(field), "docs/configuration.md lacks [{field}]");
+            assert!(
+                keys.contains_key(field),
+                "docs/configuration.md lacks [{field}]"
+            );
         }
     }
 

@@ -14,13 +14,14 @@ struct Syslogd {
 }
 
 impl Syslogd {
-    fn start(dir: &Path, proto: &str, port: u16) -> Syslogd {
+    /// `proto`: "udp" or "tcp" and a port, or "unix" and a socket path.
+    fn start(dir: &Path, proto: &str, at: &str) -> Syslogd {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/syslogd.py");
         let log = dir.join(format!("syslog-{proto}.log"));
         let mut cmd = Command::new("python3");
         cmd.arg(script)
             .arg(format!("--{proto}"))
-            .arg(port.to_string())
+            .arg(at)
             .arg("--log")
             .arg(&log);
         Syslogd {
@@ -73,7 +74,7 @@ fn findings_reach_syslog_and_the_webhook_once_each() {
     let key = secret(dir, "siem.key", "siem-key-synthetic");
     let apis = AdminApis::start(dir, &["--hook-secret", key.to_str().unwrap()]);
     let udp = free_port();
-    let syslog = Syslogd::start(dir, "udp", udp);
+    let syslog = Syslogd::start(dir, "udp", &udp.to_string());
     let config = write_config(dir, "file", "retry_interval_secs = 1");
     let base = std::fs::read_to_string(&config).unwrap();
     let with_syslog = |target: &str| {
@@ -152,7 +153,7 @@ fn findings_reach_syslog_and_the_webhook_once_each() {
     let o = ingest(&config, &[&dir.join("more.txt")]);
     expect_code(&o, 0);
     assert_stderr(&o, "deferred=1");
-    let late = Syslogd::start(dir, "tcp", tcp);
+    let late = Syslogd::start(dir, "tcp", &tcp.to_string());
     std::fs::write(dir.join("empty.txt"), "").unwrap();
     wait_for(20, "the deferred event over TCP", || {
         let _ = ingest(&config, &[&dir.join("empty.txt")]);
@@ -168,11 +169,27 @@ fn findings_reach_syslog_and_the_webhook_once_each() {
         .filter(|r| r["api"] == "siem")
         .count();
     assert_eq!(hooks, 3, "the webhook took Carole's event at once");
+    // The local daemon's socket, as /dev/log is.
+    let sock = dir.join("log.sock");
+    let local = Syslogd::start(dir, "unix", sock.to_str().unwrap());
+    with_syslog(&format!("unix:{}", sock.display()));
+    std::fs::write(
+        dir.join("local.txt"),
+        "alice.martin@agence-exemple.fr:Local#3\n",
+    )
+    .unwrap();
+    expect_code(&ingest(&config, &[&dir.join("local.txt")]), 0);
+    wait_for(10, "the event on the Unix socket", || {
+        local.messages().len() == 1
+    });
+    let got = local.messages();
+    assert_eq!(got[0].0, "unix");
+    assert_eq!(got[0].2["user"]["email"], "alice.martin@agence-exemple.fr");
     let o = run(&config, &["status"]);
-    assert_stdout(&o, "SIEM export: syslog 3 sent, webhook 3 sent");
+    assert_stdout(&o, "SIEM export: syslog 4 sent, webhook 4 sent");
     let o = run(&config, &["metrics"]);
     assert_stdout(
         &o,
-        "leakwatch_siem_events{target=\"syslog\",status=\"sent\"} 3\n",
+        "leakwatch_siem_events{target=\"syslog\",status=\"sent\"} 4\n",
     );
 }

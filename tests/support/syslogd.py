@@ -1,5 +1,6 @@
-"""A syslog receiver for leakwatch's SIEM test, Python standard library only: UDP
-(one message per datagram) and TCP (RFC 6587 octet counting: "LEN SP MSG"), on loopback.
+"""A syslog receiver for leakwatch's SIEM test, Python standard library only: a Unix
+datagram socket (as /dev/log is), UDP (one message per datagram) and TCP (RFC 6587 octet
+counting: "LEN SP MSG"), on loopback.
 Each message is appended to --log as a JSON line {"proto", "raw"}. Prints READY; stops
 on stdin EOF."""
 
@@ -22,6 +23,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--udp", type=int)
     p.add_argument("--tcp", type=int)
+    p.add_argument("--unix")
     p.add_argument("--log", required=True)
     args = p.parse_args()
 
@@ -45,7 +47,13 @@ def main():
                     length += c
                 record(args, "tcp", self.rfile.read(int(length)))
 
+    class Unix(socketserver.BaseRequestHandler):
+        def handle(self):
+            record(args, "unix", self.request[0])
+
     servers = []
+    if args.unix:
+        servers.append(socketserver.UnixDatagramServer(args.unix, Unix))
     if args.udp:
         servers.append(socketserver.ThreadingUDPServer(("127.0.0.1", args.udp), Udp))
     if args.tcp:
