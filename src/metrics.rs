@@ -5,10 +5,10 @@
 //! default) and/or written to `[metrics] textfile` for node_exporter's textfile
 //! collector after each run; `leakwatch metrics` prints them.
 //!
-//! No crate writes the format: it is a few lines (`# HELP`, `# TYPE`, `name{labels}
-//! value`), and the one candidate (`prometheus-client`) registers metrics in process
-//! memory, which is not where these live. The tests parse the output with Prometheus's
-//! own Python parser.
+//! The listener is hyper's HTTP/1 server. The text format is written here: it is a few
+//! lines (`# HELP`, `# TYPE`, `name{labels} value`), and the one crate for it
+//! (`prometheus-client`) registers metrics in process memory, which is not where these
+//! live. The tests parse the output with Prometheus's own Python parser.
 //!
 //! Labels carry only the organisation's own names (feed names, kinds, states): never an
 //! address, a dump's text or a path.
@@ -267,61 +267,59 @@ fn write_to(path: &Path, store: &Store) -> Result<(), Box<dyn std::error::Error>
     Ok(())
 }
 
-/// Serves `GET /metrics` on `listener` until the runtime stops: one request per
-/// connection, read for at most 5 s and 8 KiB; anything else gets a 404 or 405.
+/// Serves `GET /metrics` on `listener` until the runtime stops, with hyper's HTTP/1
+/// server: one scrape at a time per connection, a connection's headers read within 5 s,
+/// `/metrics` only (404 elsewhere, 405 for other methods).
 pub async fn serve(listener: tokio::net::TcpListener, cfg: std::sync::Arc<Config>) {
+    use http_body_util::Full;
+    use hyper::{Method, Response, StatusCode};
+
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
+        let Ok((conn, _)) = listener.accept().await else {
             continue;
         };
         let cfg = cfg.clone();
         tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut buf = Vec::with_capacity(1024);
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-                    let n = conn.read(&mut chunk).await?;
-                    if n == 0 {
-                        break;
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let cfg = cfg.clone();
+                    async move {
+                        let (status, body) = match (req.method(), req.uri().path()) {
+                            (&Method::GET, "/metrics") => {
+                                let dir = cfg.state_dir().to_path_buf();
+                                let text = tokio::task::spawn_blocking(move || {
+                                    Store::open(&dir).and_then(|s| render(&s))
+                                })
+                                .await;
+                                match text {
+                                    Ok(Ok(t)) => (StatusCode::OK, t),
+                                    Ok(Err(e)) => {
+                                        tracing::warn!(error = %e, "metrics: store not read");
+                                        (StatusCode::SERVICE_UNAVAILABLE, "store not read\n".into())
+                                    }
+                                    Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, String::new()),
+                                }
+                            }
+                            (&Method::GET, _) => (StatusCode::NOT_FOUND, "only /metrics\n".into()),
+                            _ => (StatusCode::METHOD_NOT_ALLOWED, String::new()),
+                        };
+                        let mut resp = Response::new(Full::new(bytes::Bytes::from(body)));
+                        *resp.status_mut() = status;
+                        resp.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static(
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            ),
+                        );
+                        Ok::<_, std::convert::Infallible>(resp)
                     }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
-            let mut parts = line.split(|&b| b == b' ');
-            let (method, target) = (parts.next(), parts.next());
-            let (status, body) = match (method, target) {
-                (Some(b"GET"), Some(b"/metrics")) => {
-                    let dir = cfg.state_dir().to_path_buf();
-                    let text = tokio::task::spawn_blocking(move || {
-                        Store::open(&dir).and_then(|s| render(&s))
-                    })
-                    .await;
-                    match text {
-                        Ok(Ok(t)) => ("200 OK", t),
-                        Ok(Err(e)) => {
-                            tracing::warn!(error = %e, "metrics: store not read");
-                            ("503 Service Unavailable", "store not read\n".into())
-                        }
-                        Err(_) => ("500 Internal Server Error", String::new()),
-                    }
-                }
-                (Some(b"GET"), _) => ("404 Not Found", "only /metrics\n".into()),
-                _ => ("405 Method Not Allowed", String::new()),
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = conn.write_all(head.as_bytes()).await;
-            let _ = conn.write_all(body.as_bytes()).await;
-            let _ = conn.shutdown().await;
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(5))
+                .max_buf_size(16 * 1024)
+                .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
+                .await;
         });
     }
 }
