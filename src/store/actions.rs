@@ -7,7 +7,7 @@
 //! `pending` waits for its time; `running` was started and not finished (a crash then:
 //! started again, which is why every action is idempotent).
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 use super::{NewMail, Store, StoreError};
 
@@ -388,22 +388,5 @@ impl Store {
             .collect::<Result<_, _>>()?;
         out.sort();
         Ok(out)
-    }
-
-    /// A value of `meta` (the ceiling's last alert).
-    pub fn meta_value(&self, key: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
-    }
-
-    pub fn set_meta_value(&self, key: &str, value: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
-        Ok(())
     }
 }

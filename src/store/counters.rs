@@ -6,6 +6,17 @@ use rusqlite::params;
 use super::{Store, StoreError};
 
 impl Store {
+    /// Rows of `sql`: two text columns and a count (the grouped counts below).
+    pub(super) fn grouped(&self, sql: &str) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
     /// Adds to named counters in one transaction.
     pub fn add_counters(&mut self, adds: &[(&str, u64)]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
@@ -48,15 +59,9 @@ impl Store {
 
     /// Findings by (kind, severity).
     pub fn finding_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        self.grouped(
             "SELECT kind, severity, count(*) FROM findings GROUP BY kind, severity ORDER BY 1, 2",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        )
     }
 
     pub fn unknown_identity_count(&self) -> Result<u64, StoreError> {
@@ -69,15 +74,9 @@ impl Store {
 
     /// Feed runs by (feed, outcome).
     pub fn feed_run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        self.grouped(
             "SELECT feed, outcome, count(*) FROM feed_runs GROUP BY feed, outcome ORDER BY 1, 2",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        )
     }
 
     /// Each feed's last successful run's end (unix seconds).

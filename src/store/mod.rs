@@ -360,12 +360,26 @@ impl Store {
     }
 
     fn meta_get(&self, key: &str) -> Result<i64, StoreError> {
+        Ok(self.meta_value(key)?.unwrap_or(0))
+    }
+
+    /// A value of `meta`, if set (the ceiling's last alert, the last purge, the last
+    /// Keycloak read).
+    pub fn meta_value(&self, key: &str) -> Result<Option<i64>, StoreError> {
         use rusqlite::OptionalExtension;
         Ok(self
             .conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0))
+            .optional()?)
+    }
+
+    pub fn set_meta_value(&self, key: &str, value: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            rusqlite::params![key, value],
+        )?;
+        Ok(())
     }
 }
 

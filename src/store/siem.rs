@@ -72,14 +72,8 @@ impl Store {
 
     /// Events by (target, status), for `status` and the metrics.
     pub fn siem_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        self.grouped(
             "SELECT target, status, count(*) FROM siem_queue GROUP BY target, status ORDER BY 1, 2",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        )
     }
 }
